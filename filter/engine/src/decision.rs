@@ -1,0 +1,183 @@
+//! What `evaluate` returns: a decision is a value, never an error.
+
+use crate::model::{Effect, IntentIdx};
+
+/// Why a decision came out as it did. `Copy`, with a stable snake_case code
+/// that appears in responses, audit lines and stats (bounded cardinality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// An enforced allow rule matched and no deny rule did.
+    AllowedByRule,
+    /// An enforced deny rule matched.
+    DeniedByRule,
+    /// The request has an intent, but no allow rule grants it to this peer.
+    NoMatchingRule,
+    /// The request matched no intent and no rule allows unclassified requests.
+    Unclassified,
+    /// The path is not in canonical form (`..`, `.`, `//`, `%2e`, `%2f`, `%5c`,
+    /// `;`, `\`, control or non-ASCII bytes, fragment); never classified.
+    NonCanonicalPath,
+    /// The request's method is not a standard HTTP method token.
+    BadMethod,
+    /// The whole policy is in dry-run: the request passes, the would-be
+    /// decision is reported beside it.
+    PolicyDryRun,
+    /// The connection carried no client certificate (no mTLS).
+    NoPeerCertificate,
+    /// The peer certificate has no URI SAN, or it is not a `spiffe://` URI.
+    PeerNotSpiffe,
+    /// The peer's URI SAN is a malformed SPIFFE ID.
+    MalformedSpiffeId,
+    /// The peer certificate has more than one URI SAN (SPIFFE allows exactly one).
+    MultipleUriSans,
+    /// The peer's trust domain is not one the policy trusts.
+    UntrustedTrustDomain,
+    /// The certificate's validity window is longer than the policy's bound.
+    CertLifetimeExceedsBound,
+    /// The certificate is expired or not yet valid.
+    CertNotCurrentlyValid,
+    /// The certificate's serial number is on the revocation list.
+    CertRevoked,
+    /// The forwarded client certificate header is malformed or its certificate
+    /// cannot be parsed.
+    MalformedForwardedCert,
+    /// The forwarded certificate does not belong to this connection (hash or
+    /// URI SAN differs from what Envoy reports for the TLS peer).
+    ForwardedCertMismatch,
+    /// The filter expected the forwarded client certificate and it was absent.
+    MissingForwardedCert,
+    /// A host call failed while reading identity; fail closed.
+    IdentityUnavailable,
+    /// The filter has no valid policy loaded; fail closed.
+    NoPolicy,
+}
+
+impl Reason {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::AllowedByRule => "allowed_by_rule",
+            Reason::DeniedByRule => "denied_by_rule",
+            Reason::NoMatchingRule => "no_matching_rule",
+            Reason::Unclassified => "unclassified",
+            Reason::NonCanonicalPath => "non_canonical_path",
+            Reason::BadMethod => "bad_method",
+            Reason::PolicyDryRun => "policy_dry_run",
+            Reason::NoPeerCertificate => "no_peer_certificate",
+            Reason::PeerNotSpiffe => "peer_not_spiffe",
+            Reason::MalformedSpiffeId => "malformed_spiffe_id",
+            Reason::MultipleUriSans => "multiple_uri_sans",
+            Reason::UntrustedTrustDomain => "untrusted_trust_domain",
+            Reason::CertLifetimeExceedsBound => "cert_lifetime_exceeds_bound",
+            Reason::CertNotCurrentlyValid => "cert_not_currently_valid",
+            Reason::CertRevoked => "cert_revoked",
+            Reason::MalformedForwardedCert => "malformed_forwarded_cert",
+            Reason::ForwardedCertMismatch => "forwarded_cert_mismatch",
+            Reason::MissingForwardedCert => "missing_forwarded_cert",
+            Reason::IdentityUnavailable => "identity_unavailable",
+            Reason::NoPolicy => "no_policy",
+        }
+    }
+
+    /// Every reason, for stats registration and docs.
+    pub const ALL: [Reason; 20] = [
+        Reason::AllowedByRule,
+        Reason::DeniedByRule,
+        Reason::NoMatchingRule,
+        Reason::Unclassified,
+        Reason::NonCanonicalPath,
+        Reason::BadMethod,
+        Reason::PolicyDryRun,
+        Reason::NoPeerCertificate,
+        Reason::PeerNotSpiffe,
+        Reason::MalformedSpiffeId,
+        Reason::MultipleUriSans,
+        Reason::UntrustedTrustDomain,
+        Reason::CertLifetimeExceedsBound,
+        Reason::CertNotCurrentlyValid,
+        Reason::CertRevoked,
+        Reason::MalformedForwardedCert,
+        Reason::ForwardedCertMismatch,
+        Reason::MissingForwardedCert,
+        Reason::IdentityUnavailable,
+        Reason::NoPolicy,
+    ];
+
+    /// True when the reason means the caller's identity is missing or invalid
+    /// (answered with 401 rather than 403).
+    pub fn is_identity_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::NoPeerCertificate
+                | Reason::PeerNotSpiffe
+                | Reason::MalformedSpiffeId
+                | Reason::MultipleUriSans
+                | Reason::UntrustedTrustDomain
+                | Reason::CertLifetimeExceedsBound
+                | Reason::CertNotCurrentlyValid
+                | Reason::CertRevoked
+                | Reason::MalformedForwardedCert
+                | Reason::ForwardedCertMismatch
+                | Reason::MissingForwardedCert
+                | Reason::IdentityUnavailable
+        )
+    }
+}
+
+/// Index into the policy's rules.
+pub type RuleIdx = u32;
+
+/// What the dry-run rules (or a dry-run policy) would have decided, when that
+/// differs from the enforced outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldBe {
+    /// The effect had the dry-run rules been enforced.
+    pub effect: Effect,
+    /// Why.
+    pub reason: Reason,
+    /// The rule responsible, if a rule decided.
+    pub rule: Option<RuleIdx>,
+}
+
+/// The engine's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The enforced outcome.
+    pub effect: Effect,
+    /// Why.
+    pub reason: Reason,
+    /// The request's intent, when it was classified.
+    pub intent: Option<IntentIdx>,
+    /// The rule that decided, when a rule decided.
+    pub rule: Option<RuleIdx>,
+    /// Set when dry-run rules (or a dry-run policy) would decide differently.
+    pub would_be: Option<WouldBe>,
+}
+
+impl Decision {
+    /// The HTTP status the filter answers a deny with: 401 when the caller's
+    /// identity is missing or invalid, 403 otherwise. 200 for an allow.
+    pub fn http_status(&self) -> u16 {
+        match self.effect {
+            Effect::Allow => 200,
+            Effect::Deny if self.reason.is_identity_failure() => 401,
+            Effect::Deny => 403,
+        }
+    }
+
+    /// True when a dry-run rule or policy would have denied an allowed request.
+    pub fn would_deny(&self) -> bool {
+        self.effect == Effect::Allow && matches!(self.would_be, Some(w) if w.effect == Effect::Deny)
+    }
+
+    /// A deny that involved no rule or intent (identity failure, no policy...).
+    pub fn deny(reason: Reason) -> Self {
+        Decision {
+            effect: Effect::Deny,
+            reason,
+            intent: None,
+            rule: None,
+            would_be: None,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The compiled policy as it travels on the wire: the contract between the
+//! compiler and the filter.
+//!
+//! Everything the filter needs is resolved here at compile time: strings are
+//! interned ([`StrId`] indexes [`CompiledPolicy::strings`]), path templates are
+//! pre-split into segments, groups are expanded into subjects, SPIFFE IDs are
+//! pre-parsed, and rules refer to intents by index. The filter never sees policy
+//! source. [`crate::codec`] frames this with a magic, a format version and a
+//! SHA-256 content hash; [`crate::Policy::from_compiled`] checks every index and
+//! builds the lookup indexes once, at configure time.
+
+use serde::{Deserialize, Serialize};
+
+/// Index into [`CompiledPolicy::strings`].
+pub type StrId = u32;
+/// Index into [`CompiledPolicy::intents`].
+pub type IntentIdx = u32;
+
+/// A whole compiled policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompiledPolicy {
+    /// The policy's name (for logs).
+    pub name: StrId,
+    /// Whole-policy dry-run: nothing is blocked, every decision is reported as
+    /// "would allow / would deny".
+    pub dry_run: bool,
+    /// Interned strings; every `StrId` indexes this table.
+    pub strings: Vec<String>,
+    /// Trust domains whose workloads may be subjects at all (e.g. `prod.example`).
+    pub trust_domains: Vec<StrId>,
+    /// Credential bounds.
+    pub limits: Limits,
+    /// Intents in declaration order.
+    pub intents: Vec<Intent>,
+    /// Rules in declaration order; a rule's position is its evaluation rank.
+    pub rules: Vec<Rule>,
+}
+
+/// Bounds on credentials, from the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Reject a peer X.509-SVID whose validity window (notAfter - notBefore) is
+    /// longer than this many seconds.
+    pub max_cert_lifetime_secs: Option<u64>,
+}
+
+/// A named action, e.g. `orders.read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Intent name.
+    pub name: StrId,
+    /// Methods bit set (see [`Method`]); `0` means any method.
+    pub methods: u16,
+    /// Required `:authority` host (lowercase, without port); `None` = any host.
+    pub host: Option<StrId>,
+    /// Path templates; a request matching any of them (and methods/host) has this intent.
+    pub routes: Vec<Route>,
+}
+
+/// A path template, split into segments at compile time.
+///
+/// `/orders/{id}` is `[Literal("orders"), Param]`; `/static/**` is
+/// `[Literal("static"), Rest]`; `/` is `[]`. A gRPC method
+/// `shop.Orders/Get` is `[Literal("shop.Orders"), Literal("Get")]` with method POST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Segments in order; `Rest` may only be last.
+    pub segments: Vec<Segment>,
+}
+
+/// One path template segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Segment {
+    /// Matches exactly this (case-sensitive) segment.
+    Literal(StrId),
+    /// `{name}`: matches any one non-empty segment.
+    Param,
+    /// `**`: matches zero or more remaining segments. Only valid last.
+    Rest,
+}
+
+/// HTTP methods as bits of [`Intent::methods`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Method {
+    /// GET
+    Get = 1 << 0,
+    /// HEAD
+    Head = 1 << 1,
+    /// POST
+    Post = 1 << 2,
+    /// PUT
+    Put = 1 << 3,
+    /// DELETE
+    Delete = 1 << 4,
+    /// PATCH
+    Patch = 1 << 5,
+    /// OPTIONS
+    Options = 1 << 6,
+    /// CONNECT
+    Connect = 1 << 7,
+    /// TRACE
+    Trace = 1 << 8,
+}
+
+impl Method {
+    /// All methods, in bit order.
+    pub const ALL: [Method; 9] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Patch,
+        Method::Options,
+        Method::Connect,
+        Method::Trace,
+    ];
+
+    /// Parses an uppercase HTTP method token; other spellings are not methods.
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            "CONNECT" => Method::Connect,
+            "TRACE" => Method::Trace,
+            _ => return None,
+        })
+    }
+
+    /// The method's token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+        }
+    }
+
+    /// This method's bit.
+    pub fn bit(self) -> u16 {
+        self as u16
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Effect {
+    /// Grant.
+    Allow,
+    /// Refuse; overrides any allow.
+    Deny,
+}
+
+impl Effect {
+    /// `allow` / `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+}
+
+/// One rule: `effect` `subjects` to `intents` when all `conditions` hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Stable rule id chosen by the author (appears in audit lines).
+    pub id: StrId,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Dry-run rules are evaluated and reported but never change the outcome.
+    pub dry_run: bool,
+    /// Who; the rule applies when any subject matches the peer. Never empty.
+    pub subjects: Vec<Subject>,
+    /// Which intents (indexes); never empty unless `unclassified` is set.
+    pub intents: Vec<IntentIdx>,
+    /// Also applies to requests that match no intent.
+    pub unclassified: bool,
+    /// All must hold.
+    pub conditions: Vec<Condition>,
+}
+
+/// Who a rule is about. Groups are expanded into these at compile time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Subject {
+    /// Any workload with a verified SPIFFE ID in a trusted domain.
+    AnyAuthenticated,
+    /// Every workload of this trust domain.
+    TrustDomain(StrId),
+    /// Exactly this SPIFFE ID (the full `spiffe://...` text).
+    Exact(StrId),
+    /// A SPIFFE ID pattern within one trust domain, e.g.
+    /// `spiffe://prod.example/ns/shop/sa/*`.
+    Pattern {
+        /// Trust domain the ID must be in.
+        trust_domain: StrId,
+        /// Path segment patterns.
+        segments: Vec<IdSegment>,
+    },
+}
+
+/// One path segment of a SPIFFE ID pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdSegment {
+    /// Exactly this segment.
+    Literal(StrId),
+    /// `*`: any one segment.
+    Any,
+    /// `**`: any number (zero or more) of remaining segments. Only valid last.
+    Rest,
+}
+
+/// A condition on the request. Header names are lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// A test on one request header.
+    Header {
+        /// Lowercase header name.
+        name: StrId,
+        /// What must hold.
+        test: HeaderTest,
+    },
+}
+
+/// Tests on a header value (exact, case-sensitive byte comparison).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeaderTest {
+    /// The header is present (any value).
+    Present,
+    /// The header is absent.
+    Absent,
+    /// The header is present and equals the value.
+    Equals(StrId),
+    /// The header is absent or differs from the value.
+    NotEquals(StrId),
+    /// The header is present and equals one of the values.
+    OneOf(Vec<StrId>),
+    /// The header is present and starts with the value.
+    Prefix(StrId),
+}

@@ -1,0 +1,195 @@
+//! Request paths: split a `:path` into segments, or refuse it.
+//!
+//! Classification only ever sees canonical paths. Envoy normalizes first
+//! (`normalize_path`, `merge_slashes`, escaped-slash handling); this module is
+//! the second line: anything still ambiguous is refused rather than guessed,
+//! so an encoding trick can never land on an allow by accident.
+
+/// Most segments a request path may have.
+pub const MAX_SEGMENTS: usize = 64;
+/// Longest path (before the query) we classify.
+pub const MAX_PATH_LEN: usize = 8192;
+
+/// Why a path is not canonical. Every variant becomes `non_canonical_path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Does not start with `/` (includes `*` and absolute-form URLs).
+    #[error("path does not start with `/`")]
+    NotAbsolute,
+    /// An empty segment (`//`, or a trailing `/` after a segment).
+    #[error("path has an empty segment")]
+    EmptySegment,
+    /// A `.` or `..` segment.
+    #[error("path has a `.` or `..` segment")]
+    DotSegment,
+    /// A percent-encoded `/`, `\` or unreserved character (`%2e`, `%2f`, `%5c`,
+    /// `%41`...): the same path could be spelled another way.
+    #[error("path has a percent-encoded character that should not be encoded")]
+    AmbiguousEncoding,
+    /// `%` not followed by two hex digits.
+    #[error("path has a malformed percent-encoding")]
+    BadEncoding,
+    /// A byte outside visible ASCII, or `\`, `;` or `#`.
+    #[error("path has a forbidden character")]
+    ForbiddenChar,
+    /// Longer than [`MAX_PATH_LEN`] or more than [`MAX_SEGMENTS`] segments.
+    #[error("path is too long")]
+    TooLong,
+}
+
+/// The segments of a canonical path, on the stack (no allocation).
+#[derive(Debug, Clone, Copy)]
+pub struct Segments<'a> {
+    buf: [&'a str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// The segments as a slice.
+    pub fn as_slice(&self) -> &[&'a str] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn check_segment(seg: &str) -> Result<(), PathError> {
+    if seg.is_empty() {
+        return Err(PathError::EmptySegment);
+    }
+    if seg == "." || seg == ".." {
+        return Err(PathError::DotSegment);
+    }
+    let mut bytes = seg.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hi = bytes.next().and_then(hex_value);
+                let lo = bytes.next().and_then(hex_value);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::BadEncoding);
+                };
+                let decoded = (hi << 4) | lo;
+                if is_unreserved(decoded) || matches!(decoded, b'/' | b'\\') {
+                    return Err(PathError::AmbiguousEncoding);
+                }
+            }
+            b'\\' | b';' | b'#' => return Err(PathError::ForbiddenChar),
+            0x21..=0x7e => {}
+            _ => return Err(PathError::ForbiddenChar),
+        }
+    }
+    Ok(())
+}
+
+/// Splits `raw` (an HTTP `:path`, query allowed) into canonical segments.
+/// `/` has no segments. The query string is ignored for classification.
+pub fn canonical_segments(raw: &str) -> Result<Segments<'_>, PathError> {
+    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut segments = Segments {
+        buf: [""; MAX_SEGMENTS],
+        len: 0,
+    };
+    if rest.is_empty() {
+        return Ok(segments);
+    }
+    for seg in rest.split('/') {
+        check_segment(seg)?;
+        let slot = segments
+            .buf
+            .get_mut(segments.len)
+            .ok_or(PathError::TooLong)?;
+        *slot = seg;
+        segments.len += 1;
+    }
+    Ok(segments)
+}
+
+/// True when `raw` would be classified (a helper for tests and tools).
+pub fn is_canonical(raw: &str) -> bool {
+    canonical_segments(raw).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(p: &str) -> Result<Vec<&str>, PathError> {
+        canonical_segments(p).map(|s| s.as_slice().to_vec())
+    }
+
+    #[test]
+    fn splits_canonical_paths() {
+        assert_eq!(segs("/"), Ok(vec![]));
+        assert_eq!(segs("/orders/42"), Ok(vec!["orders", "42"]));
+        assert_eq!(segs("/orders/42?x=/../y"), Ok(vec!["orders", "42"]));
+        assert_eq!(segs("/files/a%20b"), Ok(vec!["files", "a%20b"]));
+        assert_eq!(
+            segs("/shop.v1.Orders/Get"),
+            Ok(vec!["shop.v1.Orders", "Get"])
+        );
+    }
+
+    #[test]
+    fn refuses_tricks() {
+        use PathError::*;
+        let cases = [
+            ("", NotAbsolute),
+            ("*", NotAbsolute),
+            ("http://x/orders", NotAbsolute),
+            ("//orders", EmptySegment),
+            ("/orders//42", EmptySegment),
+            ("/orders/", EmptySegment),
+            ("/orders/../admin", DotSegment),
+            ("/./orders", DotSegment),
+            ("/orders/%2e%2e/admin", AmbiguousEncoding),
+            ("/orders/%2E%2E", AmbiguousEncoding),
+            ("/admin%2fx", AmbiguousEncoding),
+            ("/admin%2Fx", AmbiguousEncoding),
+            ("/admin%5cx", AmbiguousEncoding),
+            ("/%61dmin", AmbiguousEncoding),
+            ("/admin%", BadEncoding),
+            ("/admin%zz", BadEncoding),
+            ("/admin;jsessionid=1", ForbiddenChar),
+            ("/admin\\x", ForbiddenChar),
+            ("/admin#frag", ForbiddenChar),
+            ("/caf\u{e9}", ForbiddenChar),
+            ("/a b", ForbiddenChar),
+        ];
+        for (input, want) in cases {
+            assert_eq!(segs(input), Err(want), "{input:?}");
+        }
+        let too_many = "/a".repeat(MAX_SEGMENTS + 1);
+        assert_eq!(segs(&too_many), Err(TooLong));
+        assert_eq!(
+            segs(&"/a".repeat(MAX_SEGMENTS)).map(|s| s.len()),
+            Ok(MAX_SEGMENTS)
+        );
+    }
+
+    #[test]
+    fn overlong_utf8_dots_stay_opaque() {
+        // `%C0%AE` is an overlong encoding of `.`; it is not unreserved as a
+        // byte, so it stays an opaque segment that only a `{param}` or `**`
+        // could match, and no literal segment ever equals it.
+        assert_eq!(
+            segs("/%C0%AE%C0%AE/admin"),
+            Ok(vec!["%C0%AE%C0%AE", "admin"])
+        );
+    }
+}
