@@ -12,6 +12,7 @@
 //! The filter (a thin proxy-wasm shim) and the `meshward` CLI both call this
 //! crate, so `meshward explain` answers exactly what Envoy enforces.
 
+pub mod audit;
 pub mod codec;
 pub mod config;
 pub mod decision;

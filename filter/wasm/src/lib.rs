@@ -1,1 +1,22 @@
-//! placeholder
+//! meshward's proxy-wasm filter: a thin shim around `meshward-engine`.
+//!
+//! - [`root`] owns the configuration lifecycle (parse once in `on_configure`,
+//!   reject bad configs so Envoy fails closed).
+//! - [`http`] runs once per request: gather facts, ask the engine, act.
+//! - [`host`] is the only module that calls `proxy_wasm::hostcalls`; every
+//!   host failure becomes a value, never a trap.
+//!
+//! Every decision is made by `meshward_engine::evaluate`, the same function
+//! the `meshward` CLI calls.
+
+mod host;
+mod http;
+mod root;
+mod stats;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::MeshwardRoot::default())
+    });
+}}

@@ -1,0 +1,73 @@
+//! The only place that talks to the host. Uses the `Result`-returning
+//! hostcalls (the SDK's trait getters unwrap host errors, which would trap
+//! an authorization filter).
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+/// Why a host call failed, as a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError;
+
+/// Reads a connection property as UTF-8. `Ok(None)` when Envoy has none.
+pub fn property(path: &[&str]) -> Result<Option<String>, HostError> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).map(Some).map_err(|_| HostError),
+        Ok(None) => Ok(None),
+        Err(_) => Err(HostError),
+    }
+}
+
+/// All request headers in one host call (cheaper than several single reads).
+pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).map_err(|_| HostError)
+}
+
+/// Removes a request header (all its values).
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(|_| HostError)
+}
+
+/// Sets a request header, replacing any value.
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(|_| HostError)
+}
+
+/// Answers the request locally; the filter then returns `Action::Pause`.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), HostError> {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
+        .map_err(|_| HostError)
+}
+
+/// The plugin configuration bytes, if any were delivered.
+pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(|_| HostError)
+}
+
+/// Current Unix time in seconds, from the host clock.
+pub fn now_secs() -> Result<u64, HostError> {
+    let now = hostcalls::get_current_time().map_err(|_| HostError)?;
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| HostError)
+}
+
+/// Writes one log line through Envoy's logger.
+pub fn log(level: LogLevel, message: &str) {
+    // Nothing useful can be done if logging itself fails.
+    let _ = hostcalls::log(level, message);
+}
+
+/// Defines a counter; `None` if the host refuses (the filter still works).
+pub fn define_counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+/// Adds one to a counter.
+pub fn increment(counter: Option<u32>) {
+    if let Some(id) = counter {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
