@@ -60,7 +60,11 @@ pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) 
         decision: decision.effect.as_str(),
         reason: decision.reason.code(),
         status: decision.http_status(),
-        mode: if policy.is_dry_run() { "dry-run" } else { "enforce" },
+        mode: if policy.is_dry_run() {
+            "dry-run"
+        } else {
+            "enforce"
+        },
         would: decision.would_be.map(|w| WouldLine {
             decision: w.effect.as_str(),
             reason: w.reason.code(),
