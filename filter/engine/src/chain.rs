@@ -190,6 +190,23 @@ impl Chain {
     }
 }
 
+impl ChainError {
+    /// The deny reason for this error.
+    pub fn reason(self) -> crate::decision::Reason {
+        use crate::decision::Reason;
+        match self {
+            ChainError::Malformed => Reason::ChainMalformed,
+            ChainError::UnknownVersion => Reason::ChainUnknownVersion,
+            ChainError::TooLarge => Reason::ChainTooLarge,
+            ChainError::TooDeep => Reason::ChainTooDeep,
+            ChainError::Expired => Reason::ChainExpired,
+            ChainError::Duplicate => Reason::ChainDuplicate,
+            ChainError::PeerMismatch => Reason::ChainPeerMismatch,
+            ChainError::BadSeal => Reason::ChainForged,
+        }
+    }
+}
+
 fn mac_of(key: &[u8], data: &[u8]) -> String {
     // HMAC accepts keys of any length; the error case cannot happen.
     match HmacSha256::new_from_slice(key) {

@@ -50,6 +50,22 @@ pub enum Reason {
     IdentityUnavailable,
     /// The filter has no valid policy loaded; fail closed.
     NoPolicy,
+    /// The caller chain header is malformed (grammar, numbers, identities).
+    ChainMalformed,
+    /// The caller chain header has a format version this proxy does not read.
+    ChainUnknownVersion,
+    /// The caller chain header is larger than allowed.
+    ChainTooLarge,
+    /// The caller chain has more hops than the policy allows.
+    ChainTooDeep,
+    /// The caller chain has expired.
+    ChainExpired,
+    /// The request carried the caller chain header more than once.
+    ChainDuplicate,
+    /// The caller chain's last hop is not the mTLS peer that sent it.
+    ChainPeerMismatch,
+    /// Outbound: the app sent a chain this proxy did not issue, or edited it.
+    ChainForged,
 }
 
 impl Reason {
@@ -76,11 +92,19 @@ impl Reason {
             Reason::MissingForwardedCert => "missing_forwarded_cert",
             Reason::IdentityUnavailable => "identity_unavailable",
             Reason::NoPolicy => "no_policy",
+            Reason::ChainMalformed => "chain_malformed",
+            Reason::ChainUnknownVersion => "chain_unknown_version",
+            Reason::ChainTooLarge => "chain_too_large",
+            Reason::ChainTooDeep => "chain_too_deep",
+            Reason::ChainExpired => "chain_expired",
+            Reason::ChainDuplicate => "chain_duplicate",
+            Reason::ChainPeerMismatch => "chain_peer_mismatch",
+            Reason::ChainForged => "chain_forged",
         }
     }
 
     /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 28] = [
         Reason::AllowedByRule,
         Reason::DeniedByRule,
         Reason::NoMatchingRule,
@@ -101,6 +125,14 @@ impl Reason {
         Reason::MissingForwardedCert,
         Reason::IdentityUnavailable,
         Reason::NoPolicy,
+        Reason::ChainMalformed,
+        Reason::ChainUnknownVersion,
+        Reason::ChainTooLarge,
+        Reason::ChainTooDeep,
+        Reason::ChainExpired,
+        Reason::ChainDuplicate,
+        Reason::ChainPeerMismatch,
+        Reason::ChainForged,
     ];
 
     /// True when the reason means the caller's identity is missing or invalid
