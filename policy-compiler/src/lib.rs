@@ -166,7 +166,9 @@ mod tests {
         assert_eq!(policy.rule_id(0), "r");
         assert_eq!(compiled.source_map.rules[0].to_string(), "p.policy:5:7");
         let config = meshward_engine::config::FilterConfig::from_json(
-            compiled.plugin_config_json(&["0A:1B".to_owned()]).as_bytes(),
+            compiled
+                .plugin_config_json(&["0A:1B".to_owned()])
+                .as_bytes(),
         )
         .unwrap();
         assert!(config.revoked_serials.contains("a1b"));

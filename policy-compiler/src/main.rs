@@ -1,1 +1,20 @@
-fn main() {}
+//! `meshward`: check, compile, explain and test meshward policies.
+//!
+//! Exit codes (stable; scripts may rely on them):
+//!
+//! | code | meaning |
+//! | ---- | ------- |
+//! | 0    | success; for `explain`, the decision is allow |
+//! | 1    | the policy has errors (diagnostics on stderr, or stdout with `--format json`) |
+//! | 2    | usage, I/O or internal error |
+//! | 3    | `test`: at least one policy test failed |
+//! | 4    | `explain`: the decision is deny |
+//!
+//! Everything else lives in the library (`meshward_policy`); this binary only
+//! parses arguments, reads and writes files, and prints.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,338 @@
+//! The checked policy: every name resolved, every ID parsed once, every check
+//! passed. Lowering turns it into the wire model without further validation.
+//!
+//! Spans stay on the declarations (rules, intents, routes, tests) so tools can
+//! point back at the source, e.g. `meshward explain` naming a rule's line.
+
+use meshward_engine::model::Effect;
+use meshward_engine::spiffe::SpiffeId;
+use meshward_engine::Reason;
+
+use crate::span::Span;
+
+/// A policy that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The policy's name.
+    pub name: String,
+    /// Whole-policy dry-run.
+    pub dry_run: bool,
+    /// Trusted trust domains, in declaration order, without duplicates.
+    pub trust_domains: Vec<String>,
+    /// Bound on peer certificate lifetime.
+    pub max_cert_lifetime_secs: Option<u64>,
+    /// Intents in declaration order.
+    pub intents: Vec<Intent>,
+    /// Rules in declaration order.
+    pub rules: Vec<Rule>,
+    /// Policy tests in declaration order.
+    pub tests: Vec<TestCase>,
+}
+
+/// A declared intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// Its name.
+    pub name: String,
+    /// Where the name is declared.
+    pub span: Span,
+    /// Method bits (`model::Method::bit`), `0` = any.
+    pub methods: u16,
+    /// Lowercase host without port.
+    pub host: Option<String>,
+    /// Path templates (gRPC methods included, as two literal segments).
+    pub routes: Vec<RouteTemplate>,
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTemplate {
+    /// Segments; `Rest` only last.
+    pub segments: Vec<TemplateSegment>,
+    /// Where it is written.
+    pub span: Span,
+}
+
+/// One path template segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TemplateSegment {
+    /// Exactly this segment.
+    Literal(String),
+    /// `{name}`: any one segment.
+    Param,
+    /// `**`: the rest, possibly nothing.
+    Rest,
+}
+
+/// A checked rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Its id.
+    pub id: String,
+    /// Where the id is declared.
+    pub span: Span,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// `mode dry-run`.
+    pub dry_run: bool,
+    /// Subjects, groups expanded, without exact duplicates.
+    pub subjects: Vec<Subject>,
+    /// Indexes into [`Policy::intents`], without duplicates.
+    pub intents: Vec<usize>,
+    /// Also applies to unclassified requests.
+    pub unclassified: bool,
+    /// All must hold.
+    pub conditions: Vec<HeaderCondition>,
+}
+
+/// Who a rule is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// Any verified peer of a trusted domain.
+    AnyAuthenticated,
+    /// Every workload of one trust domain.
+    TrustDomain(String),
+    /// One workload.
+    Exact(SpiffeId),
+    /// A pattern with at least one wildcard.
+    Pattern(IdPattern),
+}
+
+/// A SPIFFE ID pattern, e.g. `spiffe://prod.example/ns/edge/sa/*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdPattern {
+    /// Trust domain the ID must be in.
+    pub trust_domain: String,
+    /// Path segment patterns; `Rest` only last.
+    pub segments: Vec<IdPatternSegment>,
+}
+
+/// One segment of a SPIFFE ID pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdPatternSegment {
+    /// Exactly this segment.
+    Literal(String),
+    /// `*`: any one segment.
+    Any,
+    /// `**`: any remaining segments, possibly none.
+    Rest,
+}
+
+impl IdPattern {
+    /// Whether the pattern matches `id`.
+    pub fn matches(&self, id: &SpiffeId) -> bool {
+        if id.trust_domain() != self.trust_domain {
+            return false;
+        }
+        let mut actual = id.segments();
+        for segment in &self.segments {
+            match segment {
+                IdPatternSegment::Rest => return true,
+                IdPatternSegment::Any => {
+                    if actual.next().is_none() {
+                        return false;
+                    }
+                }
+                IdPatternSegment::Literal(want) => {
+                    if actual.next() != Some(want.as_str()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        actual.next().is_none()
+    }
+
+    /// Whether every ID `other` matches, this matches too. Treats `other`'s
+    /// segments as symbols: our literal only covers the same literal, our `*`
+    /// covers any single segment, our `**` covers whatever remains.
+    pub fn covers(&self, other: &IdPattern) -> bool {
+        if self.trust_domain != other.trust_domain {
+            return false;
+        }
+        let mut theirs = other.segments.iter();
+        for ours in &self.segments {
+            let covered = match (ours, theirs.next()) {
+                (IdPatternSegment::Rest, _) => return true,
+                (_, None | Some(IdPatternSegment::Rest)) => false,
+                (IdPatternSegment::Any, Some(_)) => true,
+                (IdPatternSegment::Literal(a), Some(IdPatternSegment::Literal(b))) => a == b,
+                (IdPatternSegment::Literal(_), Some(IdPatternSegment::Any)) => false,
+            };
+            if !covered {
+                return false;
+            }
+        }
+        theirs.next().is_none()
+    }
+
+    /// True for `spiffe://td/**`, which matches the whole trust domain.
+    pub fn is_whole_domain(&self) -> bool {
+        self.segments == [IdPatternSegment::Rest]
+    }
+}
+
+impl Subject {
+    /// The trust domain this subject is confined to, if any.
+    pub fn trust_domain(&self) -> Option<&str> {
+        match self {
+            Subject::AnyAuthenticated => None,
+            Subject::TrustDomain(td) => Some(td),
+            Subject::Exact(id) => Some(id.trust_domain()),
+            Subject::Pattern(p) => Some(&p.trust_domain),
+        }
+    }
+
+    /// Whether every peer that `other` matches, this matches too (provably;
+    /// `false` when unsure). Only trusted peers ever reach rules, so
+    /// `any_authenticated` covers everything.
+    pub fn covers(&self, other: &Subject) -> bool {
+        match (self, other) {
+            (Subject::AnyAuthenticated, _) => true,
+            (_, Subject::AnyAuthenticated) => false,
+            (Subject::TrustDomain(td), other) => other.trust_domain() == Some(td.as_str()),
+            (Subject::Exact(a), Subject::Exact(b)) => a == b,
+            (Subject::Exact(_), _) => false,
+            (Subject::Pattern(p), Subject::Exact(id)) => p.matches(id),
+            (Subject::Pattern(p), Subject::Pattern(q)) => p.covers(q),
+            (Subject::Pattern(p), Subject::TrustDomain(td)) => {
+                p.is_whole_domain() && p.trust_domain == *td
+            }
+        }
+    }
+}
+
+/// A condition on one request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCondition {
+    /// Lowercase header name.
+    pub name: String,
+    /// The test.
+    pub test: HeaderTest,
+}
+
+/// Tests on a header value (exact byte comparison).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderTest {
+    /// Present, any value.
+    Present,
+    /// Absent.
+    Absent,
+    /// Present and equal.
+    Equals(String),
+    /// Absent or different.
+    NotEquals(String),
+    /// Present and equal to one of these.
+    OneOf(Vec<String>),
+    /// Present and starting with this.
+    Prefix(String),
+}
+
+/// A policy test: a sample request and the decision it must get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCase {
+    /// The test's name.
+    pub name: String,
+    /// Where the name is written.
+    pub span: Span,
+    /// The verified peer; `None` = no client certificate.
+    pub peer: Option<SpiffeId>,
+    /// `:method`, as written.
+    pub method: String,
+    /// `:path`, as written.
+    pub path: String,
+    /// `:authority` (empty when not given).
+    pub authority: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// What must come out.
+    pub expect: Expectation,
+}
+
+/// The expected decision of a test; unset parts are not compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    /// Enforced effect.
+    pub effect: Effect,
+    /// Deciding rule id.
+    pub rule: Option<String>,
+    /// Reason.
+    pub reason: Option<Reason>,
+    /// Intent: `Some(None)` = unclassified.
+    pub intent: Option<Option<String>>,
+    /// Dry-run outcome.
+    pub would: Option<WouldExpectation>,
+}
+
+/// The expected dry-run outcome of a test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WouldExpectation {
+    /// Would-be effect.
+    pub effect: Effect,
+    /// Would-be deciding rule id.
+    pub rule: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(text: &str) -> IdPattern {
+        let (td, path) = text.split_once('/').unwrap_or((text, ""));
+        IdPattern {
+            trust_domain: td.to_owned(),
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| match s {
+                    "*" => IdPatternSegment::Any,
+                    "**" => IdPatternSegment::Rest,
+                    s => IdPatternSegment::Literal(s.to_owned()),
+                })
+                .collect(),
+        }
+    }
+
+    fn id(text: &str) -> SpiffeId {
+        SpiffeId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn pattern_matching() {
+        let p = pattern("d/ns/*/sa/**");
+        assert!(p.matches(&id("spiffe://d/ns/a/sa")));
+        assert!(p.matches(&id("spiffe://d/ns/a/sa/b/c")));
+        assert!(!p.matches(&id("spiffe://d/ns/a")));
+        assert!(!p.matches(&id("spiffe://e/ns/a/sa")));
+        assert!(pattern("d/**").matches(&id("spiffe://d")));
+    }
+
+    #[test]
+    fn pattern_coverage() {
+        let covers = |a: &str, b: &str| pattern(a).covers(&pattern(b));
+        assert!(covers("d/ns/*", "d/ns/x"));
+        assert!(covers("d/ns/*", "d/ns/*"));
+        assert!(covers("d/ns/**", "d/ns/*/sa/**"));
+        assert!(covers("d/**", "d"));
+        assert!(!covers("d/ns/x", "d/ns/*"));
+        assert!(!covers("d/ns/*", "d/ns/**"));
+        assert!(!covers("d/ns/*", "d/ns/x/y"));
+        assert!(!covers("d/ns/*/*", "d/ns/x"));
+        assert!(!covers("d/ns/*", "e/ns/x"));
+    }
+
+    #[test]
+    fn subject_coverage() {
+        let any = Subject::AnyAuthenticated;
+        let domain = Subject::TrustDomain("d".into());
+        let exact = Subject::Exact(id("spiffe://d/ns/a"));
+        let pat = Subject::Pattern(pattern("d/ns/*"));
+        let whole = Subject::Pattern(pattern("d/**"));
+        assert!(any.covers(&domain) && any.covers(&exact));
+        assert!(domain.covers(&exact) && domain.covers(&pat) && domain.covers(&whole));
+        assert!(!domain.covers(&any));
+        assert!(pat.covers(&exact) && !exact.covers(&pat));
+        assert!(whole.covers(&domain) && !pat.covers(&domain));
+        assert!(!Subject::TrustDomain("e".into()).covers(&exact));
+    }
+}

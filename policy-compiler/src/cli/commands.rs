@@ -1,0 +1,305 @@
+//! One function per subcommand: read input, call the library, print, and
+//! choose the exit code.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use meshward_engine::config::normalize_serial;
+use meshward_engine::model::Effect;
+use meshward_policy::{compile_source, explain, generate, peer_from_text, run_tests};
+use meshward_policy::{Compiled, Diagnostics, SampleRequest};
+use serde_json::json;
+
+use super::{Command, Exit, Format};
+
+pub(super) fn run(command: Command) -> Exit {
+    let result = match command {
+        Command::Check {
+            file,
+            format,
+            deny_warnings,
+        } => check(&file, format, deny_warnings),
+        Command::Compile {
+            file,
+            output,
+            revoked_serials,
+            compact,
+            format,
+        } => compile(&file, &output, &revoked_serials, compact, format),
+        Command::Explain {
+            file,
+            peer,
+            method,
+            path,
+            host,
+            headers,
+            format,
+        } => {
+            let request = headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|headers| SampleRequest {
+                    peer: peer_from_text(&peer),
+                    method,
+                    path,
+                    authority: host,
+                    headers,
+                });
+            request.and_then(|request| explain_request(&file, &request, format))
+        }
+        Command::Test { file, format } => test(&file, format),
+        Command::GenBench { rules, stats } => gen_bench(rules, stats),
+    };
+    result.unwrap_or_else(|message| {
+        err(&format!("error: {message}\n"));
+        Exit::Usage
+    })
+}
+
+/// A failure that is the caller's or the system's, not the policy's (exit 2).
+type CliResult = Result<Exit, String>;
+
+fn read(file: &Path) -> Result<String, String> {
+    std::fs::read_to_string(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))
+}
+
+/// Writes to stdout. A closed pipe (`meshward ... | head`) is not an error.
+fn out(text: &str) -> Result<(), String> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes to stderr; there is nowhere left to report a failure to.
+fn err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    out(&format!("{text}\n"))
+}
+
+/// Compiles `file`; on policy errors reports them (stderr, or stdout as JSON)
+/// and returns `None`.
+fn compile_file(file: &Path, format: Format) -> Result<Option<Compiled>, String> {
+    let source = read(file)?;
+    match compile_source(&source, &file.display().to_string()) {
+        Ok(compiled) => {
+            if format == Format::Text && !compiled.warnings.is_empty() {
+                err(&compiled.warnings.to_string());
+            }
+            Ok(Some(compiled))
+        }
+        Err(diagnostics) => {
+            report(&diagnostics, format)?;
+            Ok(None)
+        }
+    }
+}
+
+fn report(diagnostics: &Diagnostics, format: Format) -> Result<(), String> {
+    match format {
+        Format::Text => {
+            err(&diagnostics.to_string());
+            Ok(())
+        }
+        Format::Json => print_json(&json_diagnostics(diagnostics)),
+    }
+}
+
+fn json_diagnostics(diagnostics: &Diagnostics) -> serde_json::Value {
+    let mut value = diagnostics.to_json();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("ok".to_owned(), json!(!diagnostics.has_errors()));
+    }
+    value
+}
+
+fn check(file: &Path, format: Format, deny_warnings: bool) -> CliResult {
+    let source = read(file)?;
+    let name = file.display().to_string();
+    let (diagnostics, summary) = match compile_source(&source, &name) {
+        Ok(compiled) => {
+            let summary = format!(
+                "ok: `{name}`: policy `{}`, {} intents, {} rules, {} tests",
+                compiled
+                    .policy
+                    .strings
+                    .get(compiled.policy.name as usize)
+                    .map_or("", String::as_str),
+                compiled.policy.intents.len(),
+                compiled.policy.rules.len(),
+                compiled.tests.len()
+            );
+            (compiled.warnings, Some(summary))
+        }
+        Err(diagnostics) => (diagnostics, None),
+    };
+    let failed = diagnostics.has_errors() || (deny_warnings && diagnostics.warning_count() > 0);
+    match format {
+        Format::Json => print_json(&json_diagnostics(&diagnostics))?,
+        Format::Text => {
+            err(&diagnostics.to_string());
+            if let (Some(summary), false) = (summary, failed) {
+                out(&format!("{summary}\n"))?;
+            }
+        }
+    }
+    Ok(if failed { Exit::PolicyErrors } else { Exit::Ok })
+}
+
+fn compile(
+    file: &Path,
+    output: &Path,
+    revoked_serials: &[String],
+    compact: bool,
+    format: Format,
+) -> CliResult {
+    let serials = revoked_serials
+        .iter()
+        .map(|s| {
+            normalize_serial(s)
+                .ok_or_else(|| format!("revoked serial `{s}` is not a hexadecimal serial number"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(compiled) = compile_file(file, format)? else {
+        return Ok(Exit::PolicyErrors);
+    };
+    let config = compiled.plugin_config_value(&serials);
+    let mut text = if compact {
+        config.to_string()
+    } else {
+        serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?
+    };
+    text.push('\n');
+    let to_stdout = output == Path::new("-");
+    if to_stdout {
+        out(&text)?;
+    } else {
+        std::fs::write(output, &text)
+            .map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
+    }
+    let summary = json!({
+        "file": file.display().to_string(),
+        "output": output.display().to_string(),
+        "hash": compiled.hash_hex(),
+        "intents": compiled.policy.intents.len(),
+        "rules": compiled.policy.rules.len(),
+        "bytes": compiled.bytes.len(),
+        "config_bytes": text.len(),
+        "warnings": compiled.warnings.to_json().get("diagnostics"),
+    });
+    match (format, to_stdout) {
+        (Format::Json, false) => print_json(&summary)?,
+        // The configuration itself went to stdout: keep it clean.
+        (Format::Json, true) => err(&format!("{summary}\n")),
+        (Format::Text, _) => err(&format!(
+            "compiled `{}`: {} rules, {} intents, {} bytes, sha256 {} -> {}\n",
+            file.display(),
+            compiled.policy.rules.len(),
+            compiled.policy.intents.len(),
+            compiled.bytes.len(),
+            compiled.hash_hex(),
+            output.display()
+        )),
+    }
+    Ok(Exit::Ok)
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_ascii_lowercase(), value.to_owned()))
+        }
+        _ => Err(format!("header `{text}` is not `name=value`")),
+    }
+}
+
+fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliResult {
+    let Some(compiled) = compile_file(file, format)? else {
+        return Ok(Exit::PolicyErrors);
+    };
+    let outcome = explain(&compiled, request).map_err(|e| format!("internal error: {e}"))?;
+    let peer = match &request.peer {
+        Ok(id) => id.to_string(),
+        Err(reason) => format!("none ({})", reason.code()),
+    };
+    match format {
+        Format::Json => {
+            let mut value = outcome.to_json();
+            let request_json = json!({
+                "peer": peer,
+                "method": request.method,
+                "path": request.path,
+                "host": request.authority,
+                "headers": request.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            });
+            if let Some(object) = value.as_object_mut() {
+                object.insert("request".to_owned(), request_json);
+                object.insert("policy_hash".to_owned(), json!(compiled.hash_hex()));
+            }
+            print_json(&value)?;
+        }
+        Format::Text => {
+            let host = if request.authority.is_empty() {
+                String::new()
+            } else {
+                format!(" host {}", request.authority)
+            };
+            out(&format!(
+                "request:  {} {}{host} from {peer}\n{outcome}",
+                request.method, request.path
+            ))?;
+        }
+    }
+    Ok(match outcome.effect {
+        Effect::Allow => Exit::Ok,
+        Effect::Deny => Exit::Denied,
+    })
+}
+
+fn test(file: &Path, format: Format) -> CliResult {
+    let Some(compiled) = compile_file(file, format)? else {
+        return Ok(Exit::PolicyErrors);
+    };
+    let report = run_tests(&compiled).map_err(|e| format!("internal error: {e}"))?;
+    match format {
+        Format::Json => print_json(&report.to_json())?,
+        Format::Text => out(&report.to_string())?,
+    }
+    Ok(if report.failed() > 0 {
+        Exit::TestsFailed
+    } else {
+        Exit::Ok
+    })
+}
+
+fn gen_bench(rules: usize, stats: bool) -> CliResult {
+    let source = generate::generate_policy(rules);
+    if !stats {
+        out(&source)?;
+        return Ok(Exit::Ok);
+    }
+    let started = Instant::now();
+    let compiled = compile_source(&source, "gen-bench.policy")
+        .map_err(|d| format!("internal error: generated policy does not compile:\n{d}"))?;
+    let elapsed = started.elapsed();
+    let config = compiled.plugin_config_json(&[]);
+    print_json(&json!({
+        "rules": compiled.policy.rules.len(),
+        "intents": compiled.policy.intents.len(),
+        "strings": compiled.policy.strings.len(),
+        "source_bytes": source.len(),
+        "bytes": compiled.bytes.len(),
+        "bytes_per_rule": compiled.bytes.len() as f64 / rules.max(1) as f64,
+        "config_bytes": config.len(),
+        "compile_ms": elapsed.as_secs_f64() * 1000.0,
+    }))?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,223 @@
+//! [`checked::Policy`] → [`CompiledPolicy`]: interning and final shaping.
+//!
+//! Nothing here can fail: every check already passed. Strings are interned
+//! once (each distinct string appears once in the table), and each rule's
+//! subjects are reduced to the ones no other subject of the same rule covers,
+//! which keeps the engine's indexes small without changing what matches.
+
+use std::collections::HashMap;
+
+use meshward_engine::model::{
+    CompiledPolicy, Condition, HeaderTest, IdSegment, Intent, IntentIdx, Limits, Route, Rule,
+    Segment, StrId, Subject,
+};
+
+use crate::checked::{self, IdPatternSegment, TemplateSegment};
+
+/// Lowers a checked policy into the wire model.
+pub fn lower(policy: &checked::Policy) -> CompiledPolicy {
+    let mut strings = Interner::default();
+    let name = strings.intern(&policy.name);
+    let trust_domains = policy
+        .trust_domains
+        .iter()
+        .map(|td| strings.intern(td))
+        .collect();
+    let intents = policy
+        .intents
+        .iter()
+        .map(|intent| lower_intent(&mut strings, intent))
+        .collect();
+    let rules = policy
+        .rules
+        .iter()
+        .map(|rule| lower_rule(&mut strings, rule))
+        .collect();
+    CompiledPolicy {
+        name,
+        dry_run: policy.dry_run,
+        strings: strings.into_table(),
+        trust_domains,
+        limits: Limits {
+            max_cert_lifetime_secs: policy.max_cert_lifetime_secs,
+        },
+        intents,
+        rules,
+    }
+}
+
+/// Hands out one [`StrId`] per distinct string.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, StrId>,
+    table: Vec<String>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> StrId {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        // INVARIANT: a policy source is far below 4 GiB, so it cannot hold
+        // 2^32 distinct strings.
+        let id = StrId::try_from(self.table.len()).unwrap_or(StrId::MAX);
+        self.table.push(s.to_owned());
+        self.ids.insert(s.to_owned(), id);
+        id
+    }
+
+    fn into_table(self) -> Vec<String> {
+        self.table
+    }
+}
+
+fn lower_intent(strings: &mut Interner, intent: &checked::Intent) -> Intent {
+    Intent {
+        name: strings.intern(&intent.name),
+        methods: intent.methods,
+        host: intent.host.as_deref().map(|h| strings.intern(h)),
+        routes: intent
+            .routes
+            .iter()
+            .map(|route| Route {
+                segments: route
+                    .segments
+                    .iter()
+                    .map(|segment| match segment {
+                        TemplateSegment::Literal(text) => Segment::Literal(strings.intern(text)),
+                        TemplateSegment::Param => Segment::Param,
+                        TemplateSegment::Rest => Segment::Rest,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn lower_rule(strings: &mut Interner, rule: &checked::Rule) -> Rule {
+    Rule {
+        id: strings.intern(&rule.id),
+        effect: rule.effect,
+        dry_run: rule.dry_run,
+        subjects: minimal_subjects(&rule.subjects)
+            .into_iter()
+            .map(|subject| lower_subject(strings, subject))
+            .collect(),
+        intents: rule
+            .intents
+            .iter()
+            .map(|i| IntentIdx::try_from(*i).unwrap_or(IntentIdx::MAX))
+            .collect(),
+        unclassified: rule.unclassified,
+        conditions: rule
+            .conditions
+            .iter()
+            .map(|condition| Condition::Header {
+                name: strings.intern(&condition.name),
+                test: lower_test(strings, &condition.test),
+            })
+            .collect(),
+    }
+}
+
+/// The subjects that no other kept subject covers, in first-seen order.
+fn minimal_subjects(subjects: &[checked::Subject]) -> Vec<&checked::Subject> {
+    let mut kept: Vec<&checked::Subject> = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        if kept.iter().any(|k| k.covers(subject)) {
+            continue;
+        }
+        kept.retain(|k| !subject.covers(k));
+        kept.push(subject);
+    }
+    kept
+}
+
+fn lower_subject(strings: &mut Interner, subject: &checked::Subject) -> Subject {
+    match subject {
+        checked::Subject::AnyAuthenticated => Subject::AnyAuthenticated,
+        checked::Subject::TrustDomain(td) => Subject::TrustDomain(strings.intern(td)),
+        checked::Subject::Exact(id) => Subject::Exact(strings.intern(id.as_str())),
+        checked::Subject::Pattern(pattern) => Subject::Pattern {
+            trust_domain: strings.intern(&pattern.trust_domain),
+            segments: pattern
+                .segments
+                .iter()
+                .map(|segment| match segment {
+                    IdPatternSegment::Literal(text) => IdSegment::Literal(strings.intern(text)),
+                    IdPatternSegment::Any => IdSegment::Any,
+                    IdPatternSegment::Rest => IdSegment::Rest,
+                })
+                .collect(),
+        },
+    }
+}
+
+fn lower_test(strings: &mut Interner, test: &checked::HeaderTest) -> HeaderTest {
+    match test {
+        checked::HeaderTest::Present => HeaderTest::Present,
+        checked::HeaderTest::Absent => HeaderTest::Absent,
+        checked::HeaderTest::Equals(v) => HeaderTest::Equals(strings.intern(v)),
+        checked::HeaderTest::NotEquals(v) => HeaderTest::NotEquals(strings.intern(v)),
+        checked::HeaderTest::OneOf(values) => {
+            HeaderTest::OneOf(values.iter().map(|v| strings.intern(v)).collect())
+        }
+        checked::HeaderTest::Prefix(v) => HeaderTest::Prefix(strings.intern(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::test_support::{check_source, PREAMBLE};
+
+    fn lowered(body: &str) -> CompiledPolicy {
+        let (policy, diagnostics) = check_source(&format!("{PREAMBLE}{body}"));
+        let policy = policy.unwrap_or_else(|| panic!("{diagnostics:#?}"));
+        lower(&policy)
+    }
+
+    #[test]
+    fn interns_each_string_once() {
+        let compiled = lowered(
+            "intent a.example { path \"/a.example/{id}\" }\nallow a.example {\n  subject domain \"a.example\"\n  intent a.example\n  when header \"a.example\" == \"a.example\"\n}\n",
+        );
+        let count = compiled
+            .strings
+            .iter()
+            .filter(|s| *s == "a.example")
+            .count();
+        assert_eq!(count, 1);
+        let id = compiled
+            .strings
+            .iter()
+            .position(|s| s == "a.example")
+            .unwrap() as StrId;
+        assert_eq!(compiled.trust_domains[0], id);
+        assert_eq!(compiled.intents[0].name, id);
+        assert_eq!(
+            compiled.intents[0].routes[0].segments,
+            [Segment::Literal(id), Segment::Param]
+        );
+        assert_eq!(compiled.rules[0].id, id);
+        assert_eq!(compiled.rules[0].subjects, [Subject::TrustDomain(id)]);
+        assert_eq!(
+            compiled.rules[0].conditions,
+            [Condition::Header {
+                name: id,
+                test: HeaderTest::Equals(id)
+            }]
+        );
+    }
+
+    #[test]
+    fn drops_subjects_covered_within_a_rule() {
+        let compiled = lowered(
+            "group g {\n  member \"spiffe://a.example/ns/x\"\n  member \"spiffe://b.example/y\"\n}\nintent i { path \"/\" }\nallow r {\n  subject group g\n  subject \"spiffe://a.example/ns/*\"\n  intent i\n}\n",
+        );
+        let subjects = &compiled.rules[0].subjects;
+        assert_eq!(subjects.len(), 2, "{subjects:?}");
+        assert!(matches!(subjects[0], Subject::Exact(_)));
+        assert!(matches!(subjects[1], Subject::Pattern { .. }));
+    }
+}

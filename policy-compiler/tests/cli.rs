@@ -1,0 +1,306 @@
+//! The `meshward` binary, run as scripts run it: exit codes, JSON output,
+//! written files.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test crate: a failed expectation should panic loudly"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use meshward_engine::config::FilterConfig;
+use serde_json::Value;
+
+fn crate_path(relative: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(relative)
+        .display()
+        .to_string()
+}
+
+fn shop() -> String {
+    crate_path("examples/shop.policy")
+}
+
+fn golden(name: &str) -> String {
+    crate_path(&format!("tests/golden/{name}.policy"))
+}
+
+fn meshward(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshward"))
+        .args(args)
+        .output()
+        .expect("run meshward")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exit code")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(output)))
+}
+
+/// A fresh path in the system temp dir.
+fn temp_path(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("meshward-cli-{}-{n}-{name}", std::process::id()))
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let output = meshward(&["--help"]);
+    assert_eq!(code(&output), 0);
+    let help = stdout(&output);
+    for line in [
+        "0  success",
+        "1  the policy has errors",
+        "2  usage",
+        "3  `test`",
+        "4  `explain`",
+    ] {
+        assert!(help.contains(line), "{line} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    assert_eq!(code(&meshward(&[])), 2);
+    assert_eq!(code(&meshward(&["check"])), 2);
+    assert_eq!(code(&meshward(&["frobnicate", "x"])), 2);
+    let missing = meshward(&["check", "/nonexistent/x.policy"]);
+    assert_eq!(code(&missing), 2);
+    assert!(stderr(&missing).contains("cannot read `/nonexistent/x.policy`"));
+}
+
+#[test]
+fn check_reports_ok_errors_and_warnings() {
+    let ok = meshward(&["check", &shop()]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert!(stdout(&ok).starts_with("ok: "));
+
+    let bad = meshward(&["check", &golden("e004_unknown_intent")]);
+    assert_eq!(code(&bad), 1);
+    assert!(stderr(&bad).contains("error[E004]: unknown intent `orders.raed`"));
+    assert!(stderr(&bad).contains("e004_unknown_intent.policy:11:22"));
+
+    let warned = golden("w001_unused_group");
+    let lenient = meshward(&["check", &warned]);
+    assert_eq!(code(&lenient), 0);
+    assert!(stderr(&lenient).contains("warning[W001]"));
+    assert_eq!(code(&meshward(&["check", &warned, "--deny-warnings"])), 1);
+}
+
+#[test]
+fn check_json_lists_diagnostics() {
+    let output = meshward(&["check", &golden("e009_duplicate"), "--format", "json"]);
+    assert_eq!(code(&output), 1);
+    let report = json(&output);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["errors"], 3);
+    let first = &report["diagnostics"][0];
+    assert_eq!(first["code"], "E009");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(9), Some(7))
+    );
+    assert_eq!(first["related"][0]["line"], 5);
+    assert!(first["help"].as_str().is_some_and(|h| h.contains("unique")));
+
+    let clean = json(&meshward(&["check", &shop(), "--format", "json"]));
+    assert_eq!(clean["ok"], true);
+    assert_eq!(clean["diagnostics"], Value::Array(vec![]));
+}
+
+#[test]
+fn compile_writes_a_loadable_plugin_configuration() {
+    let out = temp_path("shop.json");
+    let out_text = out.display().to_string();
+    let output = meshward(&[
+        "compile",
+        &shop(),
+        "-o",
+        &out_text,
+        "--revoked-serial",
+        "0A:1B:2C",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary = json(&output);
+    let written = std::fs::read(&out).expect("output written");
+    std::fs::remove_file(&out).ok();
+    let config = FilterConfig::from_json(&written).expect("filter accepts it");
+    assert_eq!(summary["hash"], config.policy.hash_hex());
+    assert_eq!(summary["rules"], config.policy.rule_count());
+    assert_eq!(summary["rules"], 9);
+    assert!(summary["bytes"].as_u64().is_some_and(|b| b > 44));
+    assert!(config.revoked_serials.contains("a1b2c"));
+    // Pretty by default.
+    assert!(String::from_utf8_lossy(&written).lines().count() > 3);
+}
+
+#[test]
+fn compile_compact_to_stdout_and_rejects_bad_serials() {
+    let output = meshward(&["compile", &shop(), "-o", "-", "--compact"]);
+    assert_eq!(code(&output), 0);
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1);
+    assert!(FilterConfig::from_json(text.trim().as_bytes()).is_ok());
+
+    let bad_serial = meshward(&["compile", &shop(), "-o", "-", "--revoked-serial", "xyz"]);
+    assert_eq!(code(&bad_serial), 2);
+    assert!(stderr(&bad_serial).contains("`xyz`"));
+
+    let bad_policy = meshward(&["compile", &golden("e010_shadowed_allow"), "-o", "-"]);
+    assert_eq!(code(&bad_policy), 1);
+    assert!(stdout(&bad_policy).is_empty());
+    assert!(stderr(&bad_policy).contains("error[E010]"));
+}
+
+#[test]
+fn explain_allow_exits_0_and_names_the_rule_location() {
+    let output = meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "spiffe://shop.example/ns/shop/sa/frontend",
+        "--method",
+        "GET",
+        "--path",
+        "/orders/42",
+    ]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("decision: allow"), "{text}");
+    assert!(
+        text.contains("rule:     `frontend-reads-orders` ("),
+        "{text}"
+    );
+    assert!(text.contains("shop.policy:77:7)"), "{text}");
+}
+
+#[test]
+fn explain_deny_exits_4_with_json_details() {
+    let output = meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "spiffe://shop.example/ns/support/sa/desk",
+        "--method",
+        "POST",
+        "--path",
+        "/payments/refunds",
+        "--host",
+        "payments.shop.svc:443",
+        "--header",
+        "x-user=alice",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&output), 4);
+    let decision = json(&output);
+    assert_eq!(decision["decision"], "deny");
+    assert_eq!(decision["reason"], "no_matching_rule");
+    assert_eq!(decision["status"], 403);
+    assert_eq!(decision["intent"], "payments.refund");
+    assert_eq!(decision["rule"], Value::Null);
+    assert_eq!(decision["would_be"]["decision"], "allow");
+    assert_eq!(decision["would_be"]["rule"]["id"], "support-refunds");
+    assert!(decision["would_be"]["rule"]["location"]
+        .as_str()
+        .is_some_and(|l| l.ends_with("shop.policy:95:7")));
+    assert_eq!(decision["request"]["headers"][0][0], "x-user");
+}
+
+#[test]
+fn explain_identity_failures_and_bad_headers() {
+    let none = meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "none",
+        "--method",
+        "GET",
+        "--path",
+        "/healthz",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&none), 4);
+    let decision = json(&none);
+    assert_eq!(decision["reason"], "no_peer_certificate");
+    assert_eq!(decision["status"], 401);
+
+    let bad_header = meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "none",
+        "--method",
+        "GET",
+        "--path",
+        "/",
+        "--header",
+        "novalue",
+    ]);
+    assert_eq!(code(&bad_header), 2);
+}
+
+#[test]
+fn test_command_reports_passes_and_failures() {
+    let passing = meshward(&["test", &shop()]);
+    assert_eq!(code(&passing), 0, "{}", stdout(&passing));
+    assert_eq!(stdout(&passing).lines().last(), Some("19 passed, 0 failed"));
+
+    let failing = golden("ok_dry_run_policy");
+    let output = meshward(&["test", &failing]);
+    assert_eq!(code(&output), 3);
+    let text = stdout(&output);
+    assert!(text.contains("test this expectation is wrong on purpose and fails ... FAILED"));
+    assert!(text.contains("expected deny, got allow"));
+
+    let report = json(&meshward(&["test", &failing, "--format", "json"]));
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(report["tests"][2]["passed"], false);
+    assert_eq!(report["tests"][2]["outcome"]["reason"], "policy_dry_run");
+
+    assert_eq!(
+        code(&meshward(&["test", &golden("e021_incomplete_test")])),
+        1
+    );
+}
+
+#[test]
+fn gen_bench_output_is_a_valid_policy() {
+    let output = meshward(&["gen-bench", "--rules", "12"]);
+    assert_eq!(code(&output), 0);
+    let path = temp_path("bench.policy");
+    std::fs::write(&path, &output.stdout).expect("write");
+    let check = meshward(&["check", &path.display().to_string()]);
+    std::fs::remove_file(&path).ok();
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+
+    let stats = json(&meshward(&["gen-bench", "--rules", "100", "--stats"]));
+    assert_eq!(stats["rules"], 100);
+    assert!(stats["bytes_per_rule"].as_f64().is_some_and(|b| b > 0.0));
+}
