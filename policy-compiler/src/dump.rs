@@ -81,8 +81,14 @@ pub fn render(compiled: &Compiled) -> String {
         }
         let _ = writeln!(out, "  intents {}", intents.join(", "));
         for condition in &rule.conditions {
-            let Condition::Header { name, test } = condition;
-            let _ = writeln!(out, "  when header {} {}", s(*name), test_text(p, test));
+            match condition {
+                Condition::Header { name, test } => {
+                    let _ = writeln!(out, "  when header {} {}", s(*name), test_text(p, test));
+                }
+                other => {
+                    let _ = writeln!(out, "  when {other:?}");
+                }
+            }
         }
     }
     out

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use meshward_engine::model::{
-    CompiledPolicy, Condition, HeaderTest, IdSegment, Intent, IntentIdx, Limits, Route, Rule,
-    Segment, StrId, Subject,
+    ChainSettings, CompiledPolicy, Condition, HeaderTest, IdSegment, Intent, IntentIdx, Limits,
+    Principal, Route, Rule, Segment, StrId, Subject,
 };
 
 use crate::checked::{self, IdPatternSegment, TemplateSegment};
@@ -43,6 +43,7 @@ pub fn lower(policy: &checked::Policy) -> CompiledPolicy {
         },
         intents,
         rules,
+        chain: ChainSettings::default(),
     }
 }
 
@@ -99,6 +100,7 @@ fn lower_rule(strings: &mut Interner, rule: &checked::Rule) -> Rule {
         id: strings.intern(&rule.id),
         effect: rule.effect,
         dry_run: rule.dry_run,
+        principal: Principal::Peer,
         subjects: minimal_subjects(&rule.subjects)
             .into_iter()
             .map(|subject| lower_subject(strings, subject))

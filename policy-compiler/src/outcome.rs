@@ -90,13 +90,13 @@ pub struct Outcome {
 pub fn decide(policy: &Policy, source_map: &SourceMap, request: &SampleRequest) -> Outcome {
     let decision = evaluate(
         policy,
-        &Request {
-            peer: request.peer.as_ref().map_err(|reason| *reason),
-            method: &request.method,
-            path: &request.path,
-            authority: &request.authority,
-            headers: &request.headers,
-        },
+        &Request::from_peer(
+            request.peer.as_ref().map_err(|reason| *reason),
+            &request.method,
+            &request.path,
+            &request.authority,
+            &request.headers,
+        ),
     );
     describe(policy, source_map, &decision)
 }

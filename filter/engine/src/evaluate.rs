@@ -1,10 +1,13 @@
 //! `evaluate`: one request in, one [`Decision`] out. Pure, deterministic, and
 //! allocation-free: the filter and the CLI call exactly this.
 
+use crate::chain::Chain;
 use crate::decision::{Decision, Reason, RuleIdx, WouldBe};
-use crate::model::{Condition, Effect, HeaderTest, IntentIdx, Method};
+use crate::model::{
+    ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, UserTest,
+};
 use crate::path;
-use crate::policy::Policy;
+use crate::policy::{FoundBy, Policy};
 use crate::routes::authority_host;
 use crate::spiffe::SpiffeId;
 
@@ -30,10 +33,59 @@ impl Headers for Vec<(String, String)> {
     }
 }
 
+/// A claim value of a user token.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// A string claim.
+    Str(&'a str),
+    /// A list-of-strings claim.
+    List(&'a [String]),
+}
+
+/// A verified end user, as rules see it.
+pub trait UserInfo {
+    /// The user's subject (`sub`).
+    fn subject(&self) -> &str;
+    /// The token issuer, when the token was verified at this hop.
+    fn issuer(&self) -> Option<&str>;
+    /// Whether the user has this scope.
+    fn has_scope(&self, scope: &str) -> bool;
+    /// A named claim, when the token was verified at this hop.
+    fn claim(&self, name: &str) -> Option<Claim<'_>>;
+}
+
+/// The end user carried by a chain (subject and scopes only).
+struct ChainUser<'a> {
+    subject: &'a str,
+    chain: &'a Chain,
+}
+
+impl UserInfo for ChainUser<'_> {
+    fn subject(&self) -> &str {
+        self.subject
+    }
+    fn issuer(&self) -> Option<&str> {
+        None
+    }
+    fn has_scope(&self, scope: &str) -> bool {
+        self.chain.scopes.iter().any(|s| s == scope)
+    }
+    fn claim(&self, _name: &str) -> Option<Claim<'_>> {
+        None
+    }
+}
+
 /// Everything `evaluate` looks at.
 pub struct Request<'a> {
-    /// The verified peer, or why there is none.
+    /// The mTLS-verified direct peer, or why there is none.
     pub peer: Result<&'a SpiffeId, Reason>,
+    /// The JWT-SVID subject: `None` when no token was presented, an error
+    /// when one was presented and failed verification.
+    pub jwt_svid: Option<Result<&'a SpiffeId, Reason>>,
+    /// The end user from a token verified at this hop (same convention).
+    pub user: Option<Result<&'a dyn UserInfo, Reason>>,
+    /// The caller chain rebuilt by the inbound side; `None` = just the peer.
+    pub chain: Option<Result<&'a Chain, Reason>>,
     /// `:method`.
     pub method: &'a str,
     /// `:path`, query included.
@@ -42,6 +94,49 @@ pub struct Request<'a> {
     pub authority: &'a str,
     /// Request headers that conditions may read.
     pub headers: &'a dyn Headers,
+}
+
+impl<'a> Request<'a> {
+    /// A request identified only by its mTLS peer.
+    pub fn from_peer(
+        peer: Result<&'a SpiffeId, Reason>,
+        method: &'a str,
+        path: &'a str,
+        authority: &'a str,
+        headers: &'a dyn Headers,
+    ) -> Self {
+        Request {
+            peer,
+            jwt_svid: None,
+            user: None,
+            chain: None,
+            method,
+            path,
+            authority,
+            headers,
+        }
+    }
+}
+
+/// The verified facts a rule is checked against.
+struct Facts<'a> {
+    peer: Option<&'a SpiffeId>,
+    jwt_svid: Option<&'a SpiffeId>,
+    user: Option<&'a dyn UserInfo>,
+    chain: Option<&'a Chain>,
+    intent: Option<&'a str>,
+    headers: &'a dyn Headers,
+}
+
+impl Facts<'_> {
+    /// Hops origin → direct peer, without allocating when there is no chain.
+    fn hops(&self) -> &[SpiffeId] {
+        match (self.chain, self.peer) {
+            (Some(chain), _) => &chain.hops,
+            (None, Some(peer)) => core::slice::from_ref(peer),
+            (None, None) => &[],
+        }
+    }
 }
 
 /// The lowest-numbered matching rule of each kind.
@@ -81,20 +176,93 @@ fn resolve(
     }
 }
 
-fn conditions_hold(policy: &Policy, conditions: &[Condition], headers: &dyn Headers) -> bool {
-    conditions.iter().all(|cond| {
-        let Condition::Header { name, test } = cond;
-        let value = headers.get(policy.string(*name));
-        match test {
-            HeaderTest::Present => value.is_some(),
-            HeaderTest::Absent => value.is_none(),
-            HeaderTest::Equals(v) => value == Some(policy.string(*v)),
-            HeaderTest::NotEquals(v) => value != Some(policy.string(*v)),
-            HeaderTest::OneOf(vs) => {
-                value.is_some_and(|val| vs.iter().any(|v| policy.string(*v) == val))
-            }
-            HeaderTest::Prefix(v) => value.is_some_and(|val| val.starts_with(policy.string(*v))),
+/// Whether the credential requirements of `rule.principal` hold.
+fn principal_holds(policy: &Policy, rule: &Rule, facts: &Facts<'_>) -> bool {
+    match &rule.principal {
+        Principal::Peer => facts.peer.is_some(),
+        Principal::JwtSvid => facts.jwt_svid.is_some(),
+        Principal::JwtSvidVia(via) => {
+            facts.jwt_svid.is_some()
+                && facts
+                    .peer
+                    .is_some_and(|p| policy.any_subject_matches(via, p))
         }
+        Principal::PeerBoundJwtSvid => {
+            matches!((facts.peer, facts.jwt_svid), (Some(p), Some(j)) if p == j)
+        }
+        Principal::User => facts.user.is_some(),
+    }
+}
+
+fn header_holds(value: Option<&str>, test: &HeaderTest, policy: &Policy) -> bool {
+    match test {
+        HeaderTest::Present => value.is_some(),
+        HeaderTest::Absent => value.is_none(),
+        HeaderTest::Equals(v) => value == Some(policy.string(*v)),
+        HeaderTest::NotEquals(v) => value != Some(policy.string(*v)),
+        HeaderTest::OneOf(vs) => {
+            value.is_some_and(|val| vs.iter().any(|v| policy.string(*v) == val))
+        }
+        HeaderTest::Prefix(v) => value.is_some_and(|val| val.starts_with(policy.string(*v))),
+    }
+}
+
+fn user_holds(user: Option<&dyn UserInfo>, test: &UserTest, policy: &Policy) -> bool {
+    let Some(user) = user else { return false };
+    match test {
+        UserTest::Present => true,
+        UserTest::Subject(vs) => vs.iter().any(|v| policy.string(*v) == user.subject()),
+        UserTest::Issuer(vs) => user
+            .issuer()
+            .is_some_and(|iss| vs.iter().any(|v| policy.string(*v) == iss)),
+        UserTest::HasScope(v) => user.has_scope(policy.string(*v)),
+        UserTest::Claim { name, test } => {
+            let Some(claim) = user.claim(policy.string(*name)) else {
+                return false;
+            };
+            match (test, claim) {
+                (ClaimTest::Equals(v), Claim::Str(s)) => s == policy.string(*v),
+                (ClaimTest::OneOf(vs), Claim::Str(s)) => vs.iter().any(|v| policy.string(*v) == s),
+                (ClaimTest::Contains(v), Claim::Str(s)) => s == policy.string(*v),
+                (ClaimTest::Contains(v), Claim::List(items)) => {
+                    items.iter().any(|i| i == policy.string(*v))
+                }
+                (ClaimTest::Equals(_) | ClaimTest::OneOf(_), Claim::List(_)) => false,
+            }
+        }
+    }
+}
+
+fn conditions_hold(policy: &Policy, conditions: &[Condition], facts: &Facts<'_>) -> bool {
+    conditions.iter().all(|cond| match cond {
+        Condition::Header { name, test } => {
+            header_holds(facts.headers.get(policy.string(*name)), test, policy)
+        }
+        Condition::Origin(subjects) => facts
+            .hops()
+            .first()
+            .is_some_and(|o| policy.any_subject_matches(subjects, o)),
+        Condition::AnyHop(subjects) => facts
+            .hops()
+            .iter()
+            .any(|h| policy.any_subject_matches(subjects, h)),
+        Condition::NoHop(subjects) => !facts
+            .hops()
+            .iter()
+            .any(|h| policy.any_subject_matches(subjects, h)),
+        Condition::Depth { min, max } => {
+            let depth = facts.hops().len();
+            depth >= usize::from(*min) && depth <= usize::from(*max)
+        }
+        Condition::Complete => facts.chain.is_none_or(|c| c.complete) && !facts.hops().is_empty(),
+        Condition::Purpose(names) => {
+            let purpose = facts
+                .chain
+                .and_then(|c| c.purpose.as_deref())
+                .or(facts.intent);
+            purpose.is_some_and(|p| names.iter().any(|n| policy.string(*n) == p))
+        }
+        Condition::User(test) => user_holds(facts.user, test, policy),
     })
 }
 
@@ -120,13 +288,31 @@ pub fn evaluate(policy: &Policy, req: &Request<'_>) -> Decision {
 }
 
 fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
+    // A credential that was presented and failed is a deny, never "anonymous".
+    let user = match req.user {
+        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Ok(user)) => Some(user),
+        None => None,
+    };
+    let jwt_svid = match req.jwt_svid {
+        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
     let peer = match req.peer {
-        Ok(peer) => peer,
+        Ok(peer) => Some(peer),
+        // Without mTLS, a verified token may still carry the request.
+        Err(_) if jwt_svid.is_some() || user.is_some() => None,
         Err(reason) => return Decision::deny(reason),
     };
-    if !policy.trusts_domain(peer.trust_domain()) {
+    if peer.is_some_and(|p| !policy.trusts_domain(p.trust_domain())) {
         return Decision::deny(Reason::UntrustedTrustDomain);
     }
+    let chain = match req.chain {
+        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Ok(chain)) => Some(chain),
+        None => None,
+    };
     let Some(method) = Method::parse(req.method) else {
         return Decision::deny(Reason::BadMethod);
     };
@@ -139,13 +325,30 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
             .router()
             .classify(segments.as_slice(), method.bit(), host);
 
+    // The user at this hop: a directly verified token wins over the chain's.
+    let chain_user = chain.and_then(|c| {
+        c.user
+            .as_deref()
+            .map(|subject| ChainUser { subject, chain: c })
+    });
+    let facts = Facts {
+        peer,
+        jwt_svid,
+        user: user.or(chain_user.as_ref().map(|u| u as &dyn UserInfo)),
+        chain,
+        intent: intent.map(|i| policy.intent_name(i)),
+        headers: req.headers,
+    };
+
     let mut found = Matches::default();
     let rules = &policy.compiled().rules;
-    policy.for_each_candidate(intent, peer, |idx| {
+    let mut consider = |idx: RuleIdx| {
         let Some(rule) = rules.get(idx as usize) else {
             return;
         };
-        if !conditions_hold(policy, &rule.conditions, req.headers) {
+        if !principal_holds(policy, rule, &facts)
+            || !conditions_hold(policy, &rule.conditions, &facts)
+        {
             return;
         }
         let slot = match (rule.effect, rule.dry_run) {
@@ -155,7 +358,12 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
             (Effect::Allow, true) => &mut found.dry_run_allow,
         };
         keep_lowest(slot, idx);
-    });
+    };
+    policy.for_each_candidate(intent, FoundBy::Peer, peer, &mut consider);
+    policy.for_each_candidate(intent, FoundBy::JwtSvid, jwt_svid, &mut consider);
+    if facts.user.is_some() {
+        policy.for_each_candidate(intent, FoundBy::User, None, &mut consider);
+    }
 
     let classified = intent.is_some();
     let (effect, reason, rule) = resolve(found.enforced_deny, found.enforced_allow, classified);

@@ -29,6 +29,6 @@ pub mod spiffe;
 mod tests;
 
 pub use decision::{Decision, Reason, RuleIdx, WouldBe};
-pub use evaluate::{evaluate, Headers, Request};
+pub use evaluate::{evaluate, Claim, Headers, Request, UserInfo};
 pub use model::Effect;
 pub use policy::{Policy, PolicyError};

@@ -34,6 +34,30 @@ pub struct CompiledPolicy {
     pub intents: Vec<Intent>,
     /// Rules in declaration order; a rule's position is its evaluation rank.
     pub rules: Vec<Rule>,
+    /// How caller chains are received.
+    pub chain: ChainSettings,
+}
+
+/// Caller-chain settings (see `crate::chain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSettings {
+    /// Peers trusted to forward the hops before them (meshward-enabled
+    /// workloads). A chain from any other peer is dropped and marked incomplete.
+    pub forwarders: Vec<Subject>,
+    /// Most hops a received chain may have, direct peer included.
+    pub max_depth: u8,
+    /// Longest a chain may live from its origin, seconds.
+    pub lifetime_secs: u32,
+}
+
+impl Default for ChainSettings {
+    fn default() -> Self {
+        ChainSettings {
+            forwarders: Vec::new(),
+            max_depth: 8,
+            lifetime_secs: 60,
+        }
+    }
 }
 
 /// Bounds on credentials, from the policy.
@@ -182,7 +206,10 @@ pub struct Rule {
     pub effect: Effect,
     /// Dry-run rules are evaluated and reported but never change the outcome.
     pub dry_run: bool,
-    /// Who; the rule applies when any subject matches the peer. Never empty.
+    /// Which verified identity the subjects are matched against.
+    pub principal: Principal,
+    /// Who; the rule applies when any subject matches the principal. Never
+    /// empty, except for [`Principal::User`] rules, where it must be empty.
     pub subjects: Vec<Subject>,
     /// Which intents (indexes); never empty unless `unclassified` is set.
     pub intents: Vec<IntentIdx>,
@@ -190,6 +217,25 @@ pub struct Rule {
     pub unclassified: bool,
     /// All must hold.
     pub conditions: Vec<Condition>,
+}
+
+/// Which credential a rule's subjects are matched against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    /// The mTLS-verified direct peer (the default).
+    #[default]
+    Peer,
+    /// The subject of a verified JWT-SVID; the direct peer may be anything the
+    /// policy trusts, or absent (TLS terminated before us).
+    JwtSvid,
+    /// The subject of a verified JWT-SVID presented through a direct mTLS peer
+    /// that matches one of these (a trusted forwarder such as a gateway).
+    JwtSvidVia(Vec<Subject>),
+    /// Both a direct mTLS peer and a JWT-SVID whose subject is that same peer.
+    PeerBoundJwtSvid,
+    /// A verified end-user token (edge traffic without a workload identity);
+    /// the rule has no subjects and states its user conditions.
+    User,
 }
 
 /// Who a rule is about. Groups are expanded into these at compile time.
@@ -232,6 +278,58 @@ pub enum Condition {
         /// What must hold.
         test: HeaderTest,
     },
+    /// The chain's origin (first hop) matches one of these.
+    Origin(Vec<Subject>),
+    /// Some hop (origin to direct peer) matches one of these.
+    AnyHop(Vec<Subject>),
+    /// No hop matches any of these.
+    NoHop(Vec<Subject>),
+    /// The chain has between `min` and `max` hops (inclusive).
+    Depth {
+        /// Fewest hops.
+        min: u8,
+        /// Most hops.
+        max: u8,
+    },
+    /// No earlier hops were dropped on the way.
+    Complete,
+    /// The chain's purpose (the intent where it started; this request's
+    /// intent when the chain starts here) is one of these intent names.
+    Purpose(Vec<StrId>),
+    /// A test on the end user (from a verified user token at this hop, or
+    /// from the chain when an edge verified one).
+    User(UserTest),
+}
+
+/// Tests on the end user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserTest {
+    /// There is a verified end user.
+    Present,
+    /// The user's subject is one of these.
+    Subject(Vec<StrId>),
+    /// The user's token issuer is one of these (direct tokens only).
+    Issuer(Vec<StrId>),
+    /// The user has this scope.
+    HasScope(StrId),
+    /// A named claim of a directly verified token (string or list of strings).
+    Claim {
+        /// Claim name.
+        name: StrId,
+        /// What must hold.
+        test: ClaimTest,
+    },
+}
+
+/// Tests on a user-token claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimTest {
+    /// A string claim equals the value.
+    Equals(StrId),
+    /// A string claim equals one of the values.
+    OneOf(Vec<StrId>),
+    /// A list claim contains the value (or a string claim equals it).
+    Contains(StrId),
 }
 
 /// Tests on a header value (exact, case-sensitive byte comparison).

@@ -3,10 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::chain::ChainLimits;
 use crate::codec::{self, DecodeError};
 use crate::decision::RuleIdx;
 use crate::model::{
-    CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Segment, StrId, Subject,
+    ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
+    Subject, UserTest,
 };
 use crate::routes::{Router, Template};
 use crate::spiffe::{self, SpiffeId};
@@ -60,6 +62,28 @@ struct SubjectIndex {
 
 type PatternIdx = u32;
 
+/// The rules of one intent slot, by the credential they match.
+#[derive(Debug, Default, Clone)]
+struct IntentRules {
+    /// Rules matched against the mTLS peer.
+    peer: SubjectIndex,
+    /// Rules matched against the JWT-SVID subject.
+    jwt_svid: SubjectIndex,
+    /// Rules that need only a verified end user.
+    user: Vec<RuleIdx>,
+}
+
+/// Which verified identity a candidate rule was found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FoundBy {
+    /// The mTLS peer.
+    Peer,
+    /// The JWT-SVID subject.
+    JwtSvid,
+    /// The end user.
+    User,
+}
+
 /// A SPIFFE ID pattern with its strings resolved.
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -109,7 +133,7 @@ pub struct Policy {
     router: Router,
     patterns: Vec<Pattern>,
     /// One per intent, then one for unclassified requests.
-    by_intent: Vec<SubjectIndex>,
+    by_intent: Vec<IntentRules>,
     condition_headers: Vec<String>,
 }
 
@@ -185,34 +209,27 @@ impl Policy {
         );
 
         let mut patterns = Vec::new();
-        let mut by_intent = vec![SubjectIndex::default(); compiled.intents.len() + 1];
+        let mut by_intent = vec![IntentRules::default(); compiled.intents.len() + 1];
         let mut condition_headers: Vec<String> = Vec::new();
         for (rule_idx, rule) in compiled.rules.iter().enumerate() {
             let rule_idx = rule_idx as RuleIdx;
             let rule_id = str_of(rule.id)?;
-            if rule.subjects.is_empty() || (rule.intents.is_empty() && !rule.unclassified) {
+            let is_user_rule = rule.principal == Principal::User;
+            if rule.subjects.is_empty() != is_user_rule
+                || (rule.intents.is_empty() && !rule.unclassified)
+            {
                 return Err(PolicyError::EmptyRule(rule_id.to_owned()));
             }
+            if let Principal::JwtSvidVia(via) = &rule.principal {
+                if via.is_empty() {
+                    return Err(PolicyError::EmptyRule(rule_id.to_owned()));
+                }
+                for subject in via {
+                    validate_subject(subject, &str_of)?;
+                }
+            }
             for cond in &rule.conditions {
-                let Condition::Header { name, test } = cond;
-                let name = str_of(*name)?;
-                if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                    return Err(PolicyError::NotLowercase(name.to_owned()));
-                }
-                if !condition_headers.iter().any(|h| h == name) {
-                    condition_headers.push(name.to_owned());
-                }
-                match test {
-                    HeaderTest::Present | HeaderTest::Absent => {}
-                    HeaderTest::Equals(v) | HeaderTest::NotEquals(v) | HeaderTest::Prefix(v) => {
-                        str_of(*v)?;
-                    }
-                    HeaderTest::OneOf(vs) => {
-                        for v in vs {
-                            str_of(*v)?;
-                        }
-                    }
-                }
+                validate_condition(cond, &str_of, &mut condition_headers)?;
             }
             let mut slots: Vec<usize> = Vec::with_capacity(rule.intents.len() + 1);
             for intent in &rule.intents {
@@ -229,11 +246,21 @@ impl Policy {
             }
             slots.sort_unstable();
             slots.dedup();
+            for slot in &slots {
+                if let (true, Some(rules)) = (is_user_rule, by_intent.get_mut(*slot)) {
+                    rules.user.push(rule_idx);
+                }
+            }
             for subject in &rule.subjects {
                 let resolved = resolve_subject(subject, &str_of, &mut patterns)?;
                 for slot in &slots {
-                    let Some(index) = by_intent.get_mut(*slot) else {
+                    let Some(rules) = by_intent.get_mut(*slot) else {
                         continue;
+                    };
+                    let index = match rule.principal {
+                        Principal::Peer | Principal::PeerBoundJwtSvid => &mut rules.peer,
+                        Principal::JwtSvid | Principal::JwtSvidVia(_) => &mut rules.jwt_svid,
+                        Principal::User => continue,
                     };
                     match &resolved {
                         Resolved::Any => index.any.push(rule_idx),
@@ -247,6 +274,10 @@ impl Policy {
                     }
                 }
             }
+        }
+
+        for subject in &compiled.chain.forwarders {
+            validate_subject(subject, &str_of)?;
         }
 
         let hash_hex = codec::hex(&hash);
@@ -348,35 +379,164 @@ impl Policy {
         &self.router
     }
 
-    /// Calls `visit` with every rule that names this intent slot (`None` =
-    /// unclassified) and has a subject matching `peer`. A rule may be visited
-    /// more than once when several of its subjects match.
+    /// Calls `visit` with every rule of this intent slot (`None` =
+    /// unclassified) whose subjects match `id` for the credential `by`
+    /// (for [`FoundBy::User`], every user rule). A rule may be visited more
+    /// than once when several of its subjects match.
     pub(crate) fn for_each_candidate(
         &self,
         intent: Option<u32>,
-        peer: &SpiffeId,
+        by: FoundBy,
+        id: Option<&SpiffeId>,
         mut visit: impl FnMut(RuleIdx),
     ) {
         let slot = intent.map_or(self.compiled.intents.len(), |i| i as usize);
-        let Some(index) = self.by_intent.get(slot) else {
+        let Some(rules) = self.by_intent.get(slot) else {
             return;
         };
-        if let Some(rules) = index.exact.get(peer.as_str()) {
-            rules.iter().copied().for_each(&mut visit);
+        let index = match (by, id) {
+            (FoundBy::User, _) => {
+                rules.user.iter().copied().for_each(visit);
+                return;
+            }
+            (_, None) => return,
+            (FoundBy::Peer, Some(_)) => &rules.peer,
+            (FoundBy::JwtSvid, Some(_)) => &rules.jwt_svid,
+        };
+        let Some(id) = id else { return };
+        if let Some(found) = index.exact.get(id.as_str()) {
+            found.iter().copied().for_each(&mut visit);
         }
-        if let Some(rules) = index.domain.get(peer.trust_domain()) {
-            rules.iter().copied().for_each(&mut visit);
+        if let Some(found) = index.domain.get(id.trust_domain()) {
+            found.iter().copied().for_each(&mut visit);
         }
         for (pattern, rule) in &index.patterns {
             if self
                 .patterns
                 .get(*pattern as usize)
-                .is_some_and(|p| p.matches(peer))
+                .is_some_and(|p| p.matches(id))
             {
                 visit(*rule);
             }
         }
         index.any.iter().copied().for_each(visit);
+    }
+
+    /// Whether `id` matches `subject` (used for conditions and forwarders,
+    /// where subject lists are short).
+    pub(crate) fn subject_matches(&self, subject: &Subject, id: &SpiffeId) -> bool {
+        match subject {
+            Subject::AnyAuthenticated => true,
+            Subject::TrustDomain(td) => self.string(*td) == id.trust_domain(),
+            Subject::Exact(exact) => self.string(*exact) == id.as_str(),
+            Subject::Pattern {
+                trust_domain,
+                segments,
+            } => {
+                if self.string(*trust_domain) != id.trust_domain() {
+                    return false;
+                }
+                let mut actual = id.segments();
+                for seg in segments {
+                    match seg {
+                        IdSegment::Rest => return true,
+                        IdSegment::Any => {
+                            if actual.next().is_none() {
+                                return false;
+                            }
+                        }
+                        IdSegment::Literal(want) => {
+                            if actual.next() != Some(self.string(*want)) {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                actual.next().is_none()
+            }
+        }
+    }
+
+    /// Whether `id` matches any of `subjects`.
+    pub(crate) fn any_subject_matches(&self, subjects: &[Subject], id: &SpiffeId) -> bool {
+        subjects.iter().any(|s| self.subject_matches(s, id))
+    }
+
+    /// Whether the policy trusts this peer to forward the hops before it.
+    pub fn may_forward_chain(&self, peer: &SpiffeId) -> bool {
+        self.any_subject_matches(&self.compiled.chain.forwarders, peer)
+    }
+
+    /// Chain depth and lifetime bounds.
+    pub fn chain_limits(&self) -> ChainLimits {
+        ChainLimits {
+            max_depth: usize::from(self.compiled.chain.max_depth),
+            lifetime_secs: u64::from(self.compiled.chain.lifetime_secs),
+        }
+    }
+
+    /// Names of the user-token claims that rule conditions read.
+    pub fn user_claim_names(&self) -> impl Iterator<Item = &str> {
+        self.compiled
+            .rules
+            .iter()
+            .flat_map(|r| &r.conditions)
+            .filter_map(|c| match c {
+                Condition::User(UserTest::Claim { name, .. }) => Some(self.string(*name)),
+                _ => None,
+            })
+    }
+}
+
+fn validate_subject<'a>(
+    subject: &Subject,
+    str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
+) -> Result<(), PolicyError> {
+    resolve_subject(subject, str_of, &mut Vec::new()).map(|_| ())
+}
+
+fn validate_condition<'a>(
+    cond: &Condition,
+    str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
+    condition_headers: &mut Vec<String>,
+) -> Result<(), PolicyError> {
+    let strs = |ids: &[StrId]| ids.iter().try_for_each(|id| str_of(*id).map(|_| ()));
+    match cond {
+        Condition::Header { name, test } => {
+            let name = str_of(*name)?;
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(PolicyError::NotLowercase(name.to_owned()));
+            }
+            if !condition_headers.iter().any(|h| h == name) {
+                condition_headers.push(name.to_owned());
+            }
+            match test {
+                HeaderTest::Present | HeaderTest::Absent => Ok(()),
+                HeaderTest::Equals(v) | HeaderTest::NotEquals(v) | HeaderTest::Prefix(v) => {
+                    strs(&[*v])
+                }
+                HeaderTest::OneOf(vs) => strs(vs),
+            }
+        }
+        Condition::Origin(subjects) | Condition::AnyHop(subjects) | Condition::NoHop(subjects) => {
+            subjects
+                .iter()
+                .try_for_each(|s| validate_subject(s, str_of))
+        }
+        Condition::Depth { .. } | Condition::Complete => Ok(()),
+        Condition::Purpose(names) => strs(names),
+        Condition::User(test) => match test {
+            UserTest::Present => Ok(()),
+            UserTest::Subject(v) | UserTest::Issuer(v) => strs(v),
+            UserTest::HasScope(v) => strs(&[*v]),
+            UserTest::Claim { name, test } => {
+                str_of(*name)?;
+                match test {
+                    ClaimTest::Equals(v) | ClaimTest::Contains(v) => strs(&[*v]),
+                    ClaimTest::OneOf(vs) => strs(vs),
+                }
+            }
+        },
     }
 }
 

@@ -21,6 +21,7 @@ impl Default for CompiledPolicy {
             limits: Limits::default(),
             intents: vec![],
             rules: vec![],
+            chain: ChainSettings::default(),
         }
     }
 }
@@ -71,6 +72,7 @@ impl Builder {
             id,
             effect,
             dry_run: false,
+            principal: Principal::Peer,
             subjects,
             intents: intents.to_vec(),
             unclassified: false,
@@ -151,13 +153,13 @@ fn decide(
     let id = SpiffeId::parse(peer).map_err(|_| Reason::MalformedSpiffeId);
     evaluate(
         policy,
-        &Request {
-            peer: id.as_ref().map_err(|r| *r),
+        &Request::from_peer(
+            id.as_ref().map_err(|r| *r),
             method,
             path,
-            authority: "orders.shop.svc:8443",
-            headers: &headers,
-        },
+            "orders.shop.svc:8443",
+            &headers,
+        ),
     )
 }
 
@@ -214,15 +216,16 @@ fn identity_failures_and_trust_domains() {
         (d.effect, d.reason, d.http_status()),
         (Effect::Deny, Reason::UntrustedTrustDomain, 401)
     );
+    let no_headers: &[(&str, &str)] = &[];
     let d = evaluate(
         &p,
-        &Request {
-            peer: Err(Reason::NoPeerCertificate),
-            method: "GET",
-            path: "/orders",
-            authority: "x",
-            headers: &(&[] as &[(&str, &str)]),
-        },
+        &Request::from_peer(
+            Err(Reason::NoPeerCertificate),
+            "GET",
+            "/orders",
+            "x",
+            &no_headers,
+        ),
     );
     assert_eq!(
         (d.reason, d.http_status()),

@@ -109,13 +109,13 @@ impl HttpContext for RequestFilter {
         let request_id = Headers::get(&headers, "x-request-id");
         let decision = evaluate(
             policy,
-            &Request {
-                peer: peer.as_ref().map_err(|r| *r),
+            &Request::from_peer(
+                peer.as_ref().map_err(|r| *r),
                 method,
                 path,
                 authority,
-                headers: &headers,
-            },
+                &headers,
+            ),
         );
         stats.record(&decision);
 
