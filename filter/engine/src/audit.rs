@@ -1,20 +1,152 @@
 //! The audit line: one JSON object per decision, in identities and intents
-//! rather than addresses. It holds the engine's inputs too (peer, method,
-//! path, authority, time), so a recorded log can be replayed against another
-//! policy with the same engine.
+//! rather than addresses. It also records every input `evaluate` used (the
+//! verified identities, the chain, the headers rules read, method, path,
+//! authority, time), so `meshward replay` can re-decide a recorded log
+//! against another policy with the same engine.
+//!
+//! ```json
+//! {"request_id":"5f0c…","peer":"spiffe://shop.example/ns/shop/sa/frontend",
+//!  "chain":"v=1;iat=…;hops=…","headers":{"x-env":"prod"},
+//!  "method":"GET","path":"/orders/42","authority":"orders","time":1764380000,
+//!  "intent":"orders.read","rule":"frontend-reads-orders","decision":"allow",
+//!  "reason":"allowed_by_rule","status":200,"mode":"enforce","would":null,
+//!  "policy":"9c1e…"}
+//! ```
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::decision::Decision;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::Chain;
+use crate::decision::{Decision, Reason};
+use crate::evaluate::Claim;
 use crate::policy::Policy;
+use crate::spiffe::SpiffeId;
+
+/// The end user as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditUser {
+    /// `sub`.
+    pub sub: String,
+    /// `iss` (tokens verified at this hop only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The claims the policy reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, AuditClaim>,
+}
+
+/// A recorded claim value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AuditClaim {
+    /// A string claim.
+    Str(String),
+    /// A list of strings.
+    List(Vec<String>),
+}
+
+/// The peer certificate's facts, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCert {
+    /// notBefore, Unix seconds.
+    pub not_before: u64,
+    /// notAfter, Unix seconds.
+    pub not_after: u64,
+}
+
+/// What dry-run rules (or a dry-run policy) would have decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditWould {
+    /// `allow` / `deny`.
+    pub decision: String,
+    /// Reason code.
+    pub reason: String,
+    /// Rule id, when a rule decided.
+    pub rule: Option<String>,
+}
+
+/// One audit line. Unknown fields are ignored when reading, so newer
+/// filters' logs still replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// `x-request-id`.
+    pub request_id: Option<String>,
+    /// The verified mTLS peer.
+    pub peer: Option<String>,
+    /// Why there is no verified peer (a reason code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_error: Option<String>,
+    /// The peer certificate's validity window, when it was parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<AuditCert>,
+    /// The verified JWT-SVID subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_svid: Option<String>,
+    /// Why a presented JWT-SVID was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_svid_error: Option<String>,
+    /// The end user verified at this hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<AuditUser>,
+    /// Why a presented user token was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_error: Option<String>,
+    /// The caller chain as rebuilt on arrival (wire form, origin → direct peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// Why the received chain was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_error: Option<String>,
+    /// The request headers that rule conditions read (those present).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `:method`.
+    pub method: String,
+    /// `:path`.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// Intent name.
+    pub intent: Option<String>,
+    /// Deciding rule id.
+    pub rule: Option<String>,
+    /// `allow` / `deny`.
+    pub decision: String,
+    /// Reason code.
+    pub reason: String,
+    /// HTTP status answered (200 = passed on).
+    pub status: u16,
+    /// `enforce` / `dry-run` (the policy's mode).
+    pub mode: String,
+    /// Dry-run outcome, when it differs.
+    pub would: Option<AuditWould>,
+    /// Policy content hash.
+    pub policy: String,
+}
 
 /// The request facts an audit line records beside the decision.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct AuditFacts<'a> {
     /// `x-request-id`, when present.
     pub request_id: Option<&'a str>,
-    /// The verified peer SPIFFE ID, when there is one.
-    pub peer: Option<&'a str>,
+    /// The verified peer, or why there is none.
+    pub peer: Result<&'a SpiffeId, Reason>,
+    /// Peer certificate validity window (notBefore, notAfter).
+    pub cert_window: Option<(u64, u64)>,
+    /// JWT-SVID outcome, when one was presented.
+    pub jwt_svid: Option<Result<&'a SpiffeId, Reason>>,
+    /// User outcome, when a token was presented.
+    pub user: Option<Result<&'a AuditUser, Reason>>,
+    /// Chain outcome, when a peer was verified.
+    pub chain: Option<Result<&'a Chain, Reason>>,
+    /// Headers that conditions read.
+    pub headers: &'a dyn crate::evaluate::Headers,
     /// `:method`.
     pub method: &'a str,
     /// `:path`.
@@ -25,59 +157,106 @@ pub struct AuditFacts<'a> {
     pub time: u64,
 }
 
-#[derive(Serialize)]
-struct WouldLine<'a> {
-    decision: &'a str,
-    reason: &'a str,
-    rule: Option<&'a str>,
+fn split<T, U>(
+    r: Option<Result<T, Reason>>,
+    ok: impl FnOnce(T) -> U,
+) -> (Option<U>, Option<String>) {
+    match r {
+        Some(Ok(v)) => (Some(ok(v)), None),
+        Some(Err(reason)) => (None, Some(reason.code().to_owned())),
+        None => (None, None),
+    }
 }
 
-#[derive(Serialize)]
-struct AuditLine<'a> {
-    request_id: Option<&'a str>,
-    peer: Option<&'a str>,
-    intent: Option<&'a str>,
-    rule: Option<&'a str>,
-    decision: &'a str,
-    reason: &'a str,
-    status: u16,
-    mode: &'a str,
-    would: Option<WouldLine<'a>>,
-    policy: &'a str,
-    method: &'a str,
-    path: &'a str,
-    authority: &'a str,
-    time: u64,
-}
-
-/// Renders the audit line for one decision as compact JSON.
-pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) -> String {
-    let line = AuditLine {
-        request_id: facts.request_id,
-        peer: facts.peer,
-        intent: decision.intent.map(|i| policy.intent_name(i)),
-        rule: decision.rule.map(|r| policy.rule_id(r)),
-        decision: decision.effect.as_str(),
-        reason: decision.reason.code(),
+/// Builds the record for one decision.
+pub fn audit_record(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) -> AuditRecord {
+    let (peer, peer_error) = split(Some(facts.peer), |p| p.as_str().to_owned());
+    let (jwt_svid, jwt_svid_error) = split(facts.jwt_svid, |p| p.as_str().to_owned());
+    let (user, user_error) = split(facts.user, Clone::clone);
+    let (chain, chain_error) = split(facts.chain, Chain::to_wire);
+    let headers = policy
+        .condition_headers()
+        .iter()
+        .filter_map(|name| {
+            facts
+                .headers
+                .get(name)
+                .map(|v| (name.clone(), v.to_owned()))
+        })
+        .collect();
+    AuditRecord {
+        request_id: facts.request_id.map(str::to_owned),
+        peer,
+        peer_error,
+        cert: facts.cert_window.map(|(not_before, not_after)| AuditCert {
+            not_before,
+            not_after,
+        }),
+        jwt_svid,
+        jwt_svid_error,
+        user,
+        user_error,
+        chain,
+        chain_error,
+        headers,
+        method: facts.method.to_owned(),
+        path: facts.path.to_owned(),
+        authority: facts.authority.to_owned(),
+        time: facts.time,
+        intent: decision.intent.map(|i| policy.intent_name(i).to_owned()),
+        rule: decision.rule.map(|r| policy.rule_id(r).to_owned()),
+        decision: decision.effect.as_str().to_owned(),
+        reason: decision.reason.code().to_owned(),
         status: decision.http_status(),
         mode: if policy.is_dry_run() {
             "dry-run"
         } else {
             "enforce"
-        },
-        would: decision.would_be.map(|w| WouldLine {
-            decision: w.effect.as_str(),
-            reason: w.reason.code(),
-            rule: w.rule.map(|r| policy.rule_id(r)),
+        }
+        .to_owned(),
+        would: decision.would_be.map(|w| AuditWould {
+            decision: w.effect.as_str().to_owned(),
+            reason: w.reason.code().to_owned(),
+            rule: w.rule.map(|r| policy.rule_id(r).to_owned()),
         }),
-        policy: policy.hash_hex(),
-        method: facts.method,
-        path: facts.path,
-        authority: facts.authority,
-        time: facts.time,
-    };
-    // INVARIANT: serializing plain strings and numbers cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+        policy: policy.hash_hex().to_owned(),
+    }
+}
+
+/// Renders the audit line for one decision as compact JSON.
+pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) -> String {
+    // INVARIANT: serializing strings, numbers and maps of strings cannot fail.
+    serde_json::to_string(&audit_record(policy, decision, facts)).unwrap_or_default()
+}
+
+/// The reason with this code, if any (for reading audit lines back).
+pub fn reason_from_code(code: &str) -> Option<Reason> {
+    Reason::ALL.iter().copied().find(|r| r.code() == code)
+}
+
+impl AuditUser {
+    /// The user as `evaluate` sees it.
+    pub fn as_user_info(&self) -> &dyn crate::evaluate::UserInfo {
+        self
+    }
+}
+
+impl crate::evaluate::UserInfo for AuditUser {
+    fn subject(&self) -> &str {
+        &self.sub
+    }
+    fn issuer(&self) -> Option<&str> {
+        self.iss.as_deref()
+    }
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+    fn claim(&self, name: &str) -> Option<Claim<'_>> {
+        self.claims.get(name).map(|c| match c {
+            AuditClaim::Str(s) => Claim::Str(s),
+            AuditClaim::List(l) => Claim::List(l),
+        })
+    }
 }
 
 /// The JSON body of a deny response: decision, reason, intent, request id,

@@ -66,6 +66,76 @@ pub enum Reason {
     ChainPeerMismatch,
     /// Outbound: the app sent a chain this proxy did not issue, or edited it.
     ChainForged,
+    /// A rule needs a JWT-SVID and the request carried none.
+    JwtMissing,
+    /// The request carried the JWT-SVID header more than once.
+    JwtDuplicateHeader,
+    /// The JWT-SVID header value is larger than allowed.
+    JwtTooLarge,
+    /// The JWT-SVID is not a well-formed compact JWS: wrong scheme, segment count,
+    /// base64url, JSON, duplicate members, claim types, `typ` or `crit` header.
+    JwtMalformed,
+    /// The JWT-SVID's `alg` is `none`, HMAC, unknown, outside the allowlist, or
+    /// does not fit the type (or pinned `alg`) of the key its `kid` names.
+    JwtAlgNotAllowed,
+    /// No key of the subject's trust domain has the JWT-SVID's `kid`.
+    JwtUnknownKid,
+    /// The JWT-SVID's signature does not verify with its key.
+    JwtBadSignature,
+    /// The JWT-SVID lacks a required claim (`sub`, `aud` or `exp`).
+    JwtMissingClaim,
+    /// The JWT-SVID's `exp` is past (beyond the clock skew).
+    JwtExpired,
+    /// The JWT-SVID's `nbf` or `iat` is in the future (beyond the clock skew).
+    JwtNotYetValid,
+    /// The JWT-SVID's lifetime (`exp - iat`, or `exp - now`) exceeds the bound.
+    JwtLifetimeExceedsBound,
+    /// The JWT-SVID's `aud` names none of this workload's audiences.
+    JwtWrongAudience,
+    /// The JWT-SVID's `sub` is not a valid SPIFFE ID.
+    JwtSubjectNotSpiffe,
+    /// The JWT-SVID's subject is in a trust domain the policy does not trust.
+    JwtUntrustedDomain,
+    /// The JWT-SVID's `jti` is on the revocation list.
+    JwtRevoked,
+    /// The SPIFFE ID (token subject or peer) is on the revocation list.
+    SpiffeIdRevoked,
+    /// The key set for the token's trust domain or issuer is older than its
+    /// maximum staleness (fetches kept failing); fail closed.
+    KeysStale,
+    /// There is no key set for the token's trust domain or issuer (not configured,
+    /// or not fetched yet); fail closed.
+    KeysUnavailable,
+    /// A rule needs an end-user token and the request carried none.
+    UserTokenMissing,
+    /// The request carried the end-user token header more than once.
+    UserTokenDuplicateHeader,
+    /// The end-user token header value is larger than allowed.
+    UserTokenTooLarge,
+    /// The end-user token is not a well-formed compact JWS (scheme, segments,
+    /// base64url, JSON, duplicate members, claim types, `crit` header).
+    UserTokenMalformed,
+    /// The end-user token's `alg` is `none`, HMAC, unknown, outside the
+    /// allowlist, or does not fit its key.
+    UserTokenAlgNotAllowed,
+    /// No key of the token's issuer has the end-user token's `kid`.
+    UserTokenUnknownKid,
+    /// The end-user token's signature does not verify with its issuer's key.
+    UserTokenBadSignature,
+    /// The end-user token lacks a required claim (`iss`, `sub`, `aud` or `exp`).
+    UserTokenMissingClaim,
+    /// The end-user token's `exp` is past (beyond the clock skew).
+    UserTokenExpired,
+    /// The end-user token's `nbf` or `iat` is in the future (beyond the clock skew).
+    UserTokenNotYetValid,
+    /// The end-user token's lifetime exceeds the configured bound.
+    UserTokenLifetimeExceedsBound,
+    /// The end-user token's `aud` names none of its issuer's configured audiences.
+    UserTokenWrongAudience,
+    /// The end-user token's `iss` is not a configured issuer.
+    UserTokenUntrustedIssuer,
+    /// The end-user token's `jti` is on the revocation list.
+    UserTokenRevoked,
 }
 
 impl Reason {
@@ -100,11 +170,43 @@ impl Reason {
             Reason::ChainDuplicate => "chain_duplicate",
             Reason::ChainPeerMismatch => "chain_peer_mismatch",
             Reason::ChainForged => "chain_forged",
+            Reason::JwtMissing => "jwt_missing",
+            Reason::JwtDuplicateHeader => "jwt_duplicate_header",
+            Reason::JwtTooLarge => "jwt_too_large",
+            Reason::JwtMalformed => "jwt_malformed",
+            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
+            Reason::JwtUnknownKid => "jwt_unknown_kid",
+            Reason::JwtBadSignature => "jwt_bad_signature",
+            Reason::JwtMissingClaim => "jwt_missing_claim",
+            Reason::JwtExpired => "jwt_expired",
+            Reason::JwtNotYetValid => "jwt_not_yet_valid",
+            Reason::JwtLifetimeExceedsBound => "jwt_lifetime_exceeds_bound",
+            Reason::JwtWrongAudience => "jwt_wrong_audience",
+            Reason::JwtSubjectNotSpiffe => "jwt_subject_not_spiffe",
+            Reason::JwtUntrustedDomain => "jwt_untrusted_domain",
+            Reason::JwtRevoked => "jwt_revoked",
+            Reason::SpiffeIdRevoked => "spiffe_id_revoked",
+            Reason::KeysStale => "keys_stale",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::UserTokenMissing => "user_token_missing",
+            Reason::UserTokenDuplicateHeader => "user_token_duplicate_header",
+            Reason::UserTokenTooLarge => "user_token_too_large",
+            Reason::UserTokenMalformed => "user_token_malformed",
+            Reason::UserTokenAlgNotAllowed => "user_token_alg_not_allowed",
+            Reason::UserTokenUnknownKid => "user_token_unknown_kid",
+            Reason::UserTokenBadSignature => "user_token_bad_signature",
+            Reason::UserTokenMissingClaim => "user_token_missing_claim",
+            Reason::UserTokenExpired => "user_token_expired",
+            Reason::UserTokenNotYetValid => "user_token_not_yet_valid",
+            Reason::UserTokenLifetimeExceedsBound => "user_token_lifetime_exceeds_bound",
+            Reason::UserTokenWrongAudience => "user_token_wrong_audience",
+            Reason::UserTokenUntrustedIssuer => "user_token_untrusted_issuer",
+            Reason::UserTokenRevoked => "user_token_revoked",
         }
     }
 
     /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 60] = [
         Reason::AllowedByRule,
         Reason::DeniedByRule,
         Reason::NoMatchingRule,
@@ -133,6 +235,38 @@ impl Reason {
         Reason::ChainDuplicate,
         Reason::ChainPeerMismatch,
         Reason::ChainForged,
+        Reason::JwtMissing,
+        Reason::JwtDuplicateHeader,
+        Reason::JwtTooLarge,
+        Reason::JwtMalformed,
+        Reason::JwtAlgNotAllowed,
+        Reason::JwtUnknownKid,
+        Reason::JwtBadSignature,
+        Reason::JwtMissingClaim,
+        Reason::JwtExpired,
+        Reason::JwtNotYetValid,
+        Reason::JwtLifetimeExceedsBound,
+        Reason::JwtWrongAudience,
+        Reason::JwtSubjectNotSpiffe,
+        Reason::JwtUntrustedDomain,
+        Reason::JwtRevoked,
+        Reason::SpiffeIdRevoked,
+        Reason::KeysStale,
+        Reason::KeysUnavailable,
+        Reason::UserTokenMissing,
+        Reason::UserTokenDuplicateHeader,
+        Reason::UserTokenTooLarge,
+        Reason::UserTokenMalformed,
+        Reason::UserTokenAlgNotAllowed,
+        Reason::UserTokenUnknownKid,
+        Reason::UserTokenBadSignature,
+        Reason::UserTokenMissingClaim,
+        Reason::UserTokenExpired,
+        Reason::UserTokenNotYetValid,
+        Reason::UserTokenLifetimeExceedsBound,
+        Reason::UserTokenWrongAudience,
+        Reason::UserTokenUntrustedIssuer,
+        Reason::UserTokenRevoked,
     ];
 
     /// True when the reason means the caller's identity is missing or invalid
@@ -152,6 +286,38 @@ impl Reason {
                 | Reason::ForwardedCertMismatch
                 | Reason::MissingForwardedCert
                 | Reason::IdentityUnavailable
+                | Reason::JwtMissing
+                | Reason::JwtDuplicateHeader
+                | Reason::JwtTooLarge
+                | Reason::JwtMalformed
+                | Reason::JwtAlgNotAllowed
+                | Reason::JwtUnknownKid
+                | Reason::JwtBadSignature
+                | Reason::JwtMissingClaim
+                | Reason::JwtExpired
+                | Reason::JwtNotYetValid
+                | Reason::JwtLifetimeExceedsBound
+                | Reason::JwtWrongAudience
+                | Reason::JwtSubjectNotSpiffe
+                | Reason::JwtUntrustedDomain
+                | Reason::JwtRevoked
+                | Reason::SpiffeIdRevoked
+                | Reason::KeysStale
+                | Reason::KeysUnavailable
+                | Reason::UserTokenMissing
+                | Reason::UserTokenDuplicateHeader
+                | Reason::UserTokenTooLarge
+                | Reason::UserTokenMalformed
+                | Reason::UserTokenAlgNotAllowed
+                | Reason::UserTokenUnknownKid
+                | Reason::UserTokenBadSignature
+                | Reason::UserTokenMissingClaim
+                | Reason::UserTokenExpired
+                | Reason::UserTokenNotYetValid
+                | Reason::UserTokenLifetimeExceedsBound
+                | Reason::UserTokenWrongAudience
+                | Reason::UserTokenUntrustedIssuer
+                | Reason::UserTokenRevoked
         )
     }
 }

@@ -23,6 +23,7 @@ pub mod model;
 pub mod path;
 mod policy;
 mod routes;
+pub mod signature;
 pub mod spiffe;
 
 #[cfg(test)]

@@ -31,8 +31,15 @@
 
 mod cache;
 pub mod cert;
+pub mod jwks;
+pub mod jwt;
+pub mod revocation;
 #[cfg(all(test, not(target_family = "wasm")))]
 mod test_certs;
+#[cfg(test)]
+mod test_tokens;
+pub mod token_cache;
+pub mod tokens;
 pub mod xfcc;
 
 use std::collections::HashSet;
@@ -42,6 +49,15 @@ use sha2::{Digest as _, Sha256};
 use self::cache::Fifo;
 pub use self::cert::CertFacts;
 use self::cert::{parse_hex_digest, Digest};
+pub use self::jwks::{
+    Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation,
+};
+pub use self::jwt::{verify_jwt_svid, JwtSvid, JwtSvidContext, JwtSvidSettings, TokenRules};
+pub use self::revocation::{RevocationList, RevokedConfig};
+pub use self::token_cache::{TokenCache, TokenCacheStats};
+pub use self::tokens::{
+    verify_user_token, ClaimValue, IssuerSettings, UserClaims, UserTokenContext, UserTokenSettings,
+};
 use crate::config::PeerCertificateSource;
 use crate::decision::Reason;
 use crate::spiffe::SpiffeId;
@@ -264,6 +280,10 @@ fn verify_connection_only<'c>(
     };
     Ok(VerifiedPeer { id, cert: None })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod token_tests;
 
 // Needs rcgen (ring), which does not build for wasm32.
 #[cfg(all(test, not(target_family = "wasm")))]
