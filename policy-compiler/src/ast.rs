@@ -24,6 +24,8 @@ pub enum Item {
     Rule(RuleBlock),
     /// `test "name" { ... }`
     Test(TestBlock),
+    /// `chain { ... }`
+    Chain(ChainBlock),
 }
 
 /// A double-quoted string literal.
@@ -102,6 +104,41 @@ pub enum PolicySetting {
         keyword: Span,
         /// The mode.
         mode: Spanned<Mode>,
+    },
+}
+
+/// The `chain { ... }` block: how caller chains are received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBlock {
+    /// The `chain` keyword.
+    pub keyword: Span,
+    /// Settings in source order.
+    pub settings: Vec<ChainSetting>,
+}
+
+/// A statement inside `chain { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainSetting {
+    /// `forwarder group mesh "spiffe://..."`
+    Forwarder {
+        /// The keyword.
+        keyword: Span,
+        /// Peers trusted to forward the hops before them.
+        subjects: Vec<SubjectExpr>,
+    },
+    /// `max_depth 5`
+    MaxDepth {
+        /// The keyword.
+        keyword: Span,
+        /// The number as written.
+        value: Spanned<String>,
+    },
+    /// `lifetime 60s`
+    Lifetime {
+        /// The keyword.
+        keyword: Span,
+        /// The duration as written.
+        value: Spanned<String>,
     },
 }
 
@@ -188,6 +225,46 @@ pub enum RuleStatement {
         /// The mode.
         mode: Spanned<Mode>,
     },
+    /// `principal peer|jwt_svid [via SUBJECTS]|peer_bound_jwt_svid|user`
+    Principal {
+        /// The keyword.
+        keyword: Span,
+        /// Which credential the rule's subjects are matched against.
+        principal: PrincipalExpr,
+    },
+}
+
+/// Which credential a rule is about, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalExpr {
+    /// `peer`: the mTLS-verified direct peer (the default).
+    Peer(Span),
+    /// `jwt_svid`: the subject of a verified JWT-SVID.
+    JwtSvid(Span),
+    /// `jwt_svid via SUBJECTS`: a JWT-SVID presented through one of these peers.
+    JwtSvidVia {
+        /// The `jwt_svid` word.
+        span: Span,
+        /// The trusted forwarders (direct peers).
+        via: Vec<SubjectExpr>,
+    },
+    /// `peer_bound_jwt_svid`: an mTLS peer and a JWT-SVID naming that same peer.
+    PeerBoundJwtSvid(Span),
+    /// `user`: a verified end user, no workload identity.
+    User(Span),
+}
+
+impl PrincipalExpr {
+    /// Where the principal's kind is written.
+    pub fn span(&self) -> Span {
+        match self {
+            PrincipalExpr::Peer(span)
+            | PrincipalExpr::JwtSvid(span)
+            | PrincipalExpr::PeerBoundJwtSvid(span)
+            | PrincipalExpr::User(span)
+            | PrincipalExpr::JwtSvidVia { span, .. } => *span,
+        }
+    }
 }
 
 /// Who a rule is about, as written.
@@ -203,6 +280,17 @@ pub enum SubjectExpr {
     AnyAuthenticated(Span),
 }
 
+impl SubjectExpr {
+    /// Where the subject is written.
+    pub fn span(&self) -> Span {
+        match self {
+            SubjectExpr::Group(name) => name.span,
+            SubjectExpr::Id(lit) | SubjectExpr::Domain(lit) => lit.span,
+            SubjectExpr::AnyAuthenticated(span) => *span,
+        }
+    }
+}
+
 /// An intent named in a rule or test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntentRef {
@@ -212,15 +300,88 @@ pub enum IntentRef {
     Unclassified(Span),
 }
 
-/// `when header "name" <test>`
+/// `when ...`: one condition of a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionExpr {
-    /// The header name as written.
-    pub header: StrLit,
-    /// The test.
-    pub test: HeaderTestExpr,
+    /// What is tested.
+    pub kind: ConditionKind,
     /// The whole condition (after `when`).
     pub span: Span,
+}
+
+/// The kinds of `when` conditions, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionKind {
+    /// `when header "name" <test>`
+    Header {
+        /// The header name as written.
+        header: StrLit,
+        /// The test.
+        test: HeaderTestExpr,
+    },
+    /// `when origin SUBJECTS`: the chain's first hop.
+    Origin(Vec<SubjectExpr>),
+    /// `when any_hop SUBJECTS`: some hop, origin to direct peer.
+    AnyHop(Vec<SubjectExpr>),
+    /// `when no_hop SUBJECTS`: no hop.
+    NoHop(Vec<SubjectExpr>),
+    /// `when depth <= N` and friends.
+    Depth(DepthExpr),
+    /// `when complete`: no hops were dropped.
+    Complete,
+    /// `when purpose NAME...`: the intent the chain started with.
+    Purpose(Vec<Spanned<String>>),
+    /// `when user ...`
+    User(UserTestExpr),
+}
+
+/// A bound on the number of hops, numbers as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepthExpr {
+    /// `depth <= N`
+    AtMost(Spanned<String>),
+    /// `depth >= N`
+    AtLeast(Spanned<String>),
+    /// `depth == N`
+    Exactly(Spanned<String>),
+    /// `depth in MIN..MAX`
+    Between {
+        /// MIN as written.
+        min: Spanned<String>,
+        /// MAX as written.
+        max: Spanned<String>,
+    },
+}
+
+/// A test on the end user, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserTestExpr {
+    /// `user present`
+    Present,
+    /// `user subject "a" "b"`
+    Subject(Vec<StrLit>),
+    /// `user issuer "https://..."`
+    Issuer(Vec<StrLit>),
+    /// `user scope "s"`
+    Scope(StrLit),
+    /// `user claim "name" <test>`
+    Claim {
+        /// The claim name.
+        name: StrLit,
+        /// The test.
+        test: ClaimTestExpr,
+    },
+}
+
+/// A test on a user-token claim, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimTestExpr {
+    /// `== "v"`
+    Equals(StrLit),
+    /// `in ["a", "b"]`
+    OneOf(Vec<StrLit>),
+    /// `contains "v"`
+    Contains(StrLit),
 }
 
 /// A test on a header value, as written.
@@ -286,6 +447,87 @@ pub enum TestStatement {
     },
     /// `expect ...`
     Expect(ExpectExpr),
+    /// `jwt_svid "spiffe://..."` or `jwt_svid invalid REASON`
+    JwtSvid {
+        /// The keyword.
+        keyword: Span,
+        /// The verified subject, or why verification failed.
+        token: CredentialExpr,
+    },
+    /// `user "alice"` or `user invalid REASON`
+    User {
+        /// The keyword.
+        keyword: Span,
+        /// The verified subject, or why verification failed.
+        token: CredentialExpr,
+    },
+    /// `scope "a" "b"`: scopes of the `user`.
+    Scope {
+        /// The keyword.
+        keyword: Span,
+        /// The scopes.
+        scopes: Vec<StrLit>,
+    },
+    /// `issuer "https://..."`: issuer of the `user`'s token.
+    Issuer {
+        /// The keyword.
+        keyword: Span,
+        /// The issuer.
+        issuer: StrLit,
+    },
+    /// `claim "name" "v" ...` or `claim "name" ["v", ...]`
+    Claim {
+        /// The keyword.
+        keyword: Span,
+        /// The claim name.
+        name: StrLit,
+        /// The values.
+        values: Vec<StrLit>,
+        /// Written as `[...]`: a list even with one value.
+        list: bool,
+    },
+    /// `chain "spiffe://origin" ... "spiffe://peer"`
+    Chain {
+        /// The keyword.
+        keyword: Span,
+        /// Hops from the origin to the direct peer.
+        hops: Vec<StrLit>,
+    },
+    /// `chain incomplete`
+    ChainIncomplete {
+        /// The keyword.
+        keyword: Span,
+    },
+    /// `purpose NAME`: the intent the chain started with.
+    Purpose {
+        /// The keyword.
+        keyword: Span,
+        /// The intent name.
+        name: Spanned<String>,
+    },
+    /// `chain_user "alice"`: the end user carried in the chain.
+    ChainUser {
+        /// The keyword.
+        keyword: Span,
+        /// The user's subject.
+        subject: StrLit,
+    },
+    /// `chain_scope "a" "b"`: the chain user's scopes.
+    ChainScope {
+        /// The keyword.
+        keyword: Span,
+        /// The scopes.
+        scopes: Vec<StrLit>,
+    },
+}
+
+/// A presented credential in a test: verified, or refused with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialExpr {
+    /// Verified, with this subject.
+    Valid(StrLit),
+    /// `invalid REASON`: presented, failed verification.
+    Invalid(Spanned<String>),
 }
 
 /// `expect allow|deny [by RULE] [reason CODE] [intent NAME] [would allow|deny [by RULE]]`

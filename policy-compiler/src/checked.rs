@@ -8,6 +8,7 @@ use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
 use meshward_engine::Reason;
 
+use crate::outcome::{SampleChain, SampleUser};
 use crate::span::Span;
 
 /// A policy that passed every check.
@@ -27,6 +28,37 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Policy tests in declaration order.
     pub tests: Vec<TestCase>,
+    /// How caller chains are received.
+    pub chain: ChainConfig,
+}
+
+/// The checked `chain` block (defaults when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// Peers trusted to forward the hops before them; groups expanded.
+    pub forwarders: Vec<Subject>,
+    /// Most hops a chain may have, direct peer included (1..=16).
+    pub max_depth: u8,
+    /// Longest a chain lives from its origin, seconds (1..=3600).
+    pub lifetime_secs: u32,
+}
+
+impl ChainConfig {
+    /// Most hops allowed by `max_depth`.
+    pub const MAX_DEPTH: u8 = 16;
+    /// Longest `lifetime`, seconds.
+    pub const MAX_LIFETIME_SECS: u32 = 3600;
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        let defaults = meshward_engine::model::ChainSettings::default();
+        ChainConfig {
+            forwarders: Vec::new(),
+            max_depth: defaults.max_depth,
+            lifetime_secs: defaults.lifetime_secs,
+        }
+    }
 }
 
 /// A declared intent.
@@ -75,14 +107,102 @@ pub struct Rule {
     pub effect: Effect,
     /// `mode dry-run`.
     pub dry_run: bool,
-    /// Subjects, groups expanded, without exact duplicates.
+    /// Which credential the subjects are matched against.
+    pub principal: Principal,
+    /// Subjects, groups expanded, without exact duplicates; empty exactly
+    /// for [`Principal::User`].
     pub subjects: Vec<Subject>,
     /// Indexes into [`Policy::intents`], without duplicates.
     pub intents: Vec<usize>,
     /// Also applies to unclassified requests.
     pub unclassified: bool,
     /// All must hold.
-    pub conditions: Vec<HeaderCondition>,
+    pub conditions: Vec<Condition>,
+}
+
+/// Which verified credential a rule's subjects are matched against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Principal {
+    /// The mTLS-verified direct peer.
+    #[default]
+    Peer,
+    /// The subject of a verified JWT-SVID.
+    JwtSvid,
+    /// A JWT-SVID presented through a direct peer matching one of these.
+    JwtSvidVia(Vec<Subject>),
+    /// A direct peer and a JWT-SVID naming that same peer.
+    PeerBoundJwtSvid,
+    /// A verified end user; the rule has no subjects.
+    User,
+}
+
+impl Principal {
+    /// How it is written after `principal`.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Principal::Peer => "peer",
+            Principal::JwtSvid | Principal::JwtSvidVia(_) => "jwt_svid",
+            Principal::PeerBoundJwtSvid => "peer_bound_jwt_svid",
+            Principal::User => "user",
+        }
+    }
+}
+
+/// One checked condition of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// A test on a request header.
+    Header(HeaderCondition),
+    /// The chain's origin matches one of these.
+    Origin(Vec<Subject>),
+    /// Some hop (origin to direct peer) matches one of these.
+    AnyHop(Vec<Subject>),
+    /// No hop matches any of these.
+    NoHop(Vec<Subject>),
+    /// The chain has `min..=max` hops (`1 <= min <= max <= max_depth`).
+    Depth {
+        /// Fewest hops.
+        min: u8,
+        /// Most hops.
+        max: u8,
+    },
+    /// No hops were dropped on the way.
+    Complete,
+    /// The chain's purpose is one of these intent names.
+    Purpose(Vec<String>),
+    /// A test on the end user.
+    User(UserTest),
+}
+
+/// A checked test on the end user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserTest {
+    /// There is a verified end user.
+    Present,
+    /// The user's subject is one of these.
+    Subject(Vec<String>),
+    /// The token's issuer is one of these.
+    Issuer(Vec<String>),
+    /// The user has this scope.
+    HasScope(String),
+    /// A claim of a directly verified token.
+    Claim {
+        /// The claim name.
+        name: String,
+        /// What must hold.
+        test: ClaimTest,
+    },
+}
+
+/// A checked test on a user-token claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimTest {
+    /// A string claim equal to this.
+    Equals(String),
+    /// A string claim equal to one of these.
+    OneOf(Vec<String>),
+    /// A list claim containing this (or a string claim equal to it).
+    Contains(String),
 }
 
 /// Who a rule is about.
@@ -166,6 +286,30 @@ impl IdPattern {
         theirs.next().is_none()
     }
 
+    /// Whether some ID may match both patterns (`true` when unsure).
+    pub fn may_overlap(&self, other: &IdPattern) -> bool {
+        if self.trust_domain != other.trust_domain {
+            return false;
+        }
+        let mut ours = self.segments.iter();
+        let mut theirs = other.segments.iter();
+        loop {
+            match (ours.next(), theirs.next()) {
+                (Some(IdPatternSegment::Rest), _) | (_, Some(IdPatternSegment::Rest)) => {
+                    return true
+                }
+                (None, None) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                (Some(IdPatternSegment::Literal(a)), Some(IdPatternSegment::Literal(b))) => {
+                    if a != b {
+                        return false;
+                    }
+                }
+                (Some(_), Some(_)) => {}
+            }
+        }
+    }
+
     /// True for `spiffe://td/**`, which matches the whole trust domain.
     pub fn is_whole_domain(&self) -> bool {
         self.segments == [IdPatternSegment::Rest]
@@ -198,6 +342,35 @@ impl Subject {
             (Subject::Pattern(p), Subject::TrustDomain(td)) => {
                 p.is_whole_domain() && p.trust_domain == *td
             }
+        }
+    }
+}
+
+impl Subject {
+    /// This subject as a pattern, when it is one ID or pattern.
+    fn as_pattern(&self) -> Option<IdPattern> {
+        match self {
+            Subject::Pattern(p) => Some(p.clone()),
+            Subject::Exact(id) => Some(IdPattern {
+                trust_domain: id.trust_domain().to_owned(),
+                segments: id
+                    .segments()
+                    .map(|s| IdPatternSegment::Literal(s.to_owned()))
+                    .collect(),
+            }),
+            Subject::AnyAuthenticated | Subject::TrustDomain(_) => None,
+        }
+    }
+
+    /// Whether some peer may match both (`true` when unsure).
+    pub fn may_overlap(&self, other: &Subject) -> bool {
+        match (self.trust_domain(), other.trust_domain()) {
+            (None, _) | (_, None) => true,
+            (Some(a), Some(b)) if a != b => false,
+            _ => match (self.as_pattern(), other.as_pattern()) {
+                (Some(p), Some(q)) => p.may_overlap(&q),
+                _ => true,
+            },
         }
     }
 }
@@ -245,6 +418,12 @@ pub struct TestCase {
     pub authority: String,
     /// Request headers.
     pub headers: Vec<(String, String)>,
+    /// A JWT-SVID: verified subject, or why it was refused.
+    pub jwt_svid: Option<Result<SpiffeId, Reason>>,
+    /// An end user verified at this hop, or why the token was refused.
+    pub user: Option<Result<SampleUser, Reason>>,
+    /// The caller chain the direct peer sent.
+    pub chain: Option<SampleChain>,
     /// What must come out.
     pub expect: Expectation,
 }
@@ -319,6 +498,22 @@ mod tests {
         assert!(!covers("d/ns/*", "d/ns/x/y"));
         assert!(!covers("d/ns/*/*", "d/ns/x"));
         assert!(!covers("d/ns/*", "e/ns/x"));
+    }
+
+    #[test]
+    fn pattern_overlap() {
+        let overlap = |a: &str, b: &str| pattern(a).may_overlap(&pattern(b));
+        assert!(overlap("d/ns/*", "d/ns/x"));
+        assert!(overlap("d/ns/x/**", "d/*/x/y"));
+        assert!(overlap("d/**", "d"));
+        assert!(!overlap("d/ns/x", "d/ns/y"));
+        assert!(!overlap("d/ns/*", "d/ns/x/y"));
+        assert!(!overlap("d/ns/*", "e/ns/x"));
+        let exact = Subject::Exact(id("spiffe://d/ns/a"));
+        assert!(exact.may_overlap(&Subject::Pattern(pattern("d/ns/*"))));
+        assert!(!exact.may_overlap(&Subject::Exact(id("spiffe://d/ns/b"))));
+        assert!(!exact.may_overlap(&Subject::TrustDomain("e".into())));
+        assert!(exact.may_overlap(&Subject::AnyAuthenticated));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use meshward_engine::model::{
-    CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Segment, StrId, Subject,
+    ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
+    Subject, UserTest,
 };
 
 use crate::Compiled;
@@ -31,6 +32,17 @@ pub fn render(compiled: &Compiled) -> String {
     if let Some(secs) = p.limits.max_cert_lifetime_secs {
         let _ = writeln!(out, "max_cert_lifetime {secs}s");
     }
+    let _ = writeln!(
+        out,
+        "chain max_depth {}, lifetime {}s, forwarders {}",
+        p.chain.max_depth,
+        p.chain.lifetime_secs,
+        if p.chain.forwarders.is_empty() {
+            "none".to_owned()
+        } else {
+            subjects_text(p, &p.chain.forwarders)
+        }
+    );
     for (index, intent) in p.intents.iter().enumerate() {
         let _ = writeln!(out, "\nintent #{index} {}", s(intent.name));
         let _ = writeln!(out, "  methods {}", methods(intent.methods));
@@ -63,6 +75,21 @@ pub fn render(compiled: &Compiled) -> String {
             rule.effect.as_str(),
             s(rule.id)
         );
+        match &rule.principal {
+            Principal::Peer => {}
+            Principal::JwtSvid => {
+                let _ = writeln!(out, "  principal jwt_svid");
+            }
+            Principal::JwtSvidVia(via) => {
+                let _ = writeln!(out, "  principal jwt_svid via {}", subjects_text(p, via));
+            }
+            Principal::PeerBoundJwtSvid => {
+                let _ = writeln!(out, "  principal peer_bound_jwt_svid");
+            }
+            Principal::User => {
+                let _ = writeln!(out, "  principal user");
+            }
+        }
         for subject in &rule.subjects {
             let _ = writeln!(out, "  subject {}", subject_text(p, subject));
         }
@@ -81,14 +108,7 @@ pub fn render(compiled: &Compiled) -> String {
         }
         let _ = writeln!(out, "  intents {}", intents.join(", "));
         for condition in &rule.conditions {
-            match condition {
-                Condition::Header { name, test } => {
-                    let _ = writeln!(out, "  when header {} {}", s(*name), test_text(p, test));
-                }
-                other => {
-                    let _ = writeln!(out, "  when {other:?}");
-                }
-            }
+            let _ = writeln!(out, "  when {}", condition_text(p, condition));
         }
     }
     out
@@ -134,19 +154,57 @@ fn subject_text(p: &CompiledPolicy, subject: &Subject) -> String {
     }
 }
 
+fn subjects_text(p: &CompiledPolicy, subjects: &[Subject]) -> String {
+    let texts: Vec<String> = subjects.iter().map(|s| subject_text(p, s)).collect();
+    texts.join(", ")
+}
+
+fn quoted_list(p: &CompiledPolicy, values: &[StrId]) -> String {
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| format!("{:?}", string(p, *v)))
+        .collect();
+    format!("[{}]", values.join(", "))
+}
+
+fn condition_text(p: &CompiledPolicy, condition: &Condition) -> String {
+    match condition {
+        Condition::Header { name, test } => {
+            format!("header {} {}", string(p, *name), test_text(p, test))
+        }
+        Condition::Origin(subjects) => format!("origin {}", subjects_text(p, subjects)),
+        Condition::AnyHop(subjects) => format!("any_hop {}", subjects_text(p, subjects)),
+        Condition::NoHop(subjects) => format!("no_hop {}", subjects_text(p, subjects)),
+        Condition::Depth { min, max } => format!("depth {min}..{max}"),
+        Condition::Complete => "complete".to_owned(),
+        Condition::Purpose(names) => {
+            let names: Vec<&str> = names.iter().map(|n| string(p, *n)).collect();
+            format!("purpose {}", names.join(" "))
+        }
+        Condition::User(test) => match test {
+            UserTest::Present => "user present".to_owned(),
+            UserTest::Subject(values) => format!("user subject in {}", quoted_list(p, values)),
+            UserTest::Issuer(values) => format!("user issuer in {}", quoted_list(p, values)),
+            UserTest::HasScope(scope) => format!("user scope {:?}", string(p, *scope)),
+            UserTest::Claim { name, test } => {
+                let test = match test {
+                    ClaimTest::Equals(v) => format!("== {:?}", string(p, *v)),
+                    ClaimTest::OneOf(values) => format!("in {}", quoted_list(p, values)),
+                    ClaimTest::Contains(v) => format!("contains {:?}", string(p, *v)),
+                };
+                format!("user claim {:?} {test}", string(p, *name))
+            }
+        },
+    }
+}
+
 fn test_text(p: &CompiledPolicy, test: &HeaderTest) -> String {
     match test {
         HeaderTest::Present => "present".to_owned(),
         HeaderTest::Absent => "absent".to_owned(),
         HeaderTest::Equals(v) => format!("== {:?}", string(p, *v)),
         HeaderTest::NotEquals(v) => format!("!= {:?}", string(p, *v)),
-        HeaderTest::OneOf(values) => {
-            let values: Vec<String> = values
-                .iter()
-                .map(|v| format!("{:?}", string(p, *v)))
-                .collect();
-            format!("in [{}]", values.join(", "))
-        }
+        HeaderTest::OneOf(values) => format!("in {}", quoted_list(p, values)),
         HeaderTest::Prefix(v) => format!("starts_with {:?}", string(p, *v)),
     }
 }

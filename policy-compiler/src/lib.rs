@@ -45,10 +45,17 @@ pub mod ast;
 pub mod check;
 pub mod checked;
 pub mod diagnostics;
+pub mod diff;
 pub mod dump;
 pub mod generate;
+pub mod graph;
+pub mod istio;
 pub mod lower;
+mod model_text;
+pub mod oci;
 pub mod outcome;
+pub mod replay;
+pub mod signing;
 pub mod source_map;
 pub mod span;
 mod suggest;
@@ -59,7 +66,9 @@ use meshward_engine::model::CompiledPolicy;
 use meshward_engine::{codec, config, Policy, PolicyError};
 
 pub use diagnostics::{Code, Diagnostic, Diagnostics, Severity};
-pub use outcome::{peer_from_text, Outcome, SampleRequest};
+pub use outcome::{
+    jwt_svid_from_text, peer_from_text, ClaimValue, Outcome, SampleChain, SampleRequest, SampleUser,
+};
 pub use source_map::{Location, SourceMap};
 pub use testing::{run_tests, TestReport, TestResult};
 

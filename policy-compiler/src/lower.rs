@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use meshward_engine::model::{
-    ChainSettings, CompiledPolicy, Condition, HeaderTest, IdSegment, Intent, IntentIdx, Limits,
-    Principal, Route, Rule, Segment, StrId, Subject,
+    ChainSettings, ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Intent, IntentIdx,
+    Limits, Principal, Route, Rule, Segment, StrId, Subject, UserTest,
 };
 
 use crate::checked::{self, IdPatternSegment, TemplateSegment};
@@ -33,6 +33,11 @@ pub fn lower(policy: &checked::Policy) -> CompiledPolicy {
         .iter()
         .map(|rule| lower_rule(&mut strings, rule))
         .collect();
+    let chain = ChainSettings {
+        forwarders: lower_subjects(&mut strings, &policy.chain.forwarders),
+        max_depth: policy.chain.max_depth,
+        lifetime_secs: policy.chain.lifetime_secs,
+    };
     CompiledPolicy {
         name,
         dry_run: policy.dry_run,
@@ -43,7 +48,7 @@ pub fn lower(policy: &checked::Policy) -> CompiledPolicy {
         },
         intents,
         rules,
-        chain: ChainSettings::default(),
+        chain,
     }
 }
 
@@ -100,11 +105,16 @@ fn lower_rule(strings: &mut Interner, rule: &checked::Rule) -> Rule {
         id: strings.intern(&rule.id),
         effect: rule.effect,
         dry_run: rule.dry_run,
-        principal: Principal::Peer,
-        subjects: minimal_subjects(&rule.subjects)
-            .into_iter()
-            .map(|subject| lower_subject(strings, subject))
-            .collect(),
+        principal: match &rule.principal {
+            checked::Principal::Peer => Principal::Peer,
+            checked::Principal::JwtSvid => Principal::JwtSvid,
+            checked::Principal::JwtSvidVia(via) => {
+                Principal::JwtSvidVia(lower_subjects(strings, via))
+            }
+            checked::Principal::PeerBoundJwtSvid => Principal::PeerBoundJwtSvid,
+            checked::Principal::User => Principal::User,
+        },
+        subjects: lower_subjects(strings, &rule.subjects),
         intents: rule
             .intents
             .iter()
@@ -114,12 +124,59 @@ fn lower_rule(strings: &mut Interner, rule: &checked::Rule) -> Rule {
         conditions: rule
             .conditions
             .iter()
-            .map(|condition| Condition::Header {
-                name: strings.intern(&condition.name),
-                test: lower_test(strings, &condition.test),
-            })
+            .map(|condition| lower_condition(strings, condition))
             .collect(),
     }
+}
+
+fn lower_condition(strings: &mut Interner, condition: &checked::Condition) -> Condition {
+    match condition {
+        checked::Condition::Header(header) => Condition::Header {
+            name: strings.intern(&header.name),
+            test: lower_test(strings, &header.test),
+        },
+        checked::Condition::Origin(subjects) => {
+            Condition::Origin(lower_subjects(strings, subjects))
+        }
+        checked::Condition::AnyHop(subjects) => {
+            Condition::AnyHop(lower_subjects(strings, subjects))
+        }
+        checked::Condition::NoHop(subjects) => Condition::NoHop(lower_subjects(strings, subjects)),
+        checked::Condition::Depth { min, max } => Condition::Depth {
+            min: *min,
+            max: *max,
+        },
+        checked::Condition::Complete => Condition::Complete,
+        checked::Condition::Purpose(names) => Condition::Purpose(intern_all(strings, names)),
+        checked::Condition::User(test) => Condition::User(match test {
+            checked::UserTest::Present => UserTest::Present,
+            checked::UserTest::Subject(values) => UserTest::Subject(intern_all(strings, values)),
+            checked::UserTest::Issuer(values) => UserTest::Issuer(intern_all(strings, values)),
+            checked::UserTest::HasScope(scope) => UserTest::HasScope(strings.intern(scope)),
+            checked::UserTest::Claim { name, test } => UserTest::Claim {
+                name: strings.intern(name),
+                test: match test {
+                    checked::ClaimTest::Equals(v) => ClaimTest::Equals(strings.intern(v)),
+                    checked::ClaimTest::OneOf(values) => {
+                        ClaimTest::OneOf(intern_all(strings, values))
+                    }
+                    checked::ClaimTest::Contains(v) => ClaimTest::Contains(strings.intern(v)),
+                },
+            },
+        }),
+    }
+}
+
+fn intern_all(strings: &mut Interner, values: &[String]) -> Vec<StrId> {
+    values.iter().map(|v| strings.intern(v)).collect()
+}
+
+/// The minimal subjects of a list, lowered.
+fn lower_subjects(strings: &mut Interner, subjects: &[checked::Subject]) -> Vec<Subject> {
+    minimal_subjects(subjects)
+        .into_iter()
+        .map(|subject| lower_subject(strings, subject))
+        .collect()
 }
 
 /// The subjects that no other kept subject covers, in first-seen order.
@@ -210,6 +267,71 @@ mod tests {
                 test: HeaderTest::Equals(id)
             }]
         );
+    }
+
+    #[test]
+    fn lowers_chain_settings_principals_and_conditions() {
+        let compiled = lowered(
+            "group gw {\n  member \"spiffe://a.example/gw\"\n  member \"spiffe://a.example/gw\"\n}\nchain {\n  forwarder group gw\n  forwarder \"spiffe://a.example/*\"\n  max_depth 4\n  lifetime 2m\n}\nintent i { path \"/\" }\nallow r {\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n  when origin group gw\n  when any_hop \"spiffe://a.example/x\" \"spiffe://a.example/*\"\n  when no_hop \"spiffe://b.example/batch/**\"\n  when depth in 2..3\n  when complete\n  when purpose i other.intent\n  when user subject \"alice\"\n  when user issuer \"https://idp\"\n  when user scope \"s\"\n  when user claim \"g\" in [\"a\", \"b\"]\n  when user claim \"h\" == \"a\"\n  when user claim \"k\" contains \"a\"\n  when user present\n}\nallow u {\n  principal user\n  intent i\n}\n",
+        );
+        let s = |text: &str| {
+            compiled
+                .strings
+                .iter()
+                .position(|s| s == text)
+                .unwrap_or_else(|| panic!("`{text}` not interned")) as StrId
+        };
+        // Forwarders: the pattern covers the gateway, so only it remains.
+        assert_eq!(compiled.chain.forwarders.len(), 1);
+        assert_eq!(
+            (compiled.chain.max_depth, compiled.chain.lifetime_secs),
+            (4, 120)
+        );
+        let rule = &compiled.rules[0];
+        assert_eq!(
+            rule.principal,
+            Principal::JwtSvidVia(vec![Subject::Exact(s("spiffe://a.example/gw"))])
+        );
+        assert_eq!(
+            rule.conditions,
+            [
+                Condition::Origin(vec![Subject::Exact(s("spiffe://a.example/gw"))]),
+                Condition::AnyHop(vec![Subject::Pattern {
+                    trust_domain: s("a.example"),
+                    segments: vec![IdSegment::Any],
+                }]),
+                Condition::NoHop(vec![Subject::Pattern {
+                    trust_domain: s("b.example"),
+                    segments: vec![IdSegment::Literal(s("batch")), IdSegment::Rest],
+                }]),
+                Condition::Depth { min: 2, max: 3 },
+                Condition::Complete,
+                Condition::Purpose(vec![s("i"), s("other.intent")]),
+                Condition::User(UserTest::Subject(vec![s("alice")])),
+                Condition::User(UserTest::Issuer(vec![s("https://idp")])),
+                Condition::User(UserTest::HasScope(s("s"))),
+                Condition::User(UserTest::Claim {
+                    name: s("g"),
+                    test: ClaimTest::OneOf(vec![s("a"), s("b")]),
+                }),
+                Condition::User(UserTest::Claim {
+                    name: s("h"),
+                    test: ClaimTest::Equals(s("a")),
+                }),
+                Condition::User(UserTest::Claim {
+                    name: s("k"),
+                    test: ClaimTest::Contains(s("a")),
+                }),
+                Condition::User(UserTest::Present),
+            ]
+        );
+        assert_eq!(compiled.rules[1].principal, Principal::User);
+        assert!(compiled.rules[1].subjects.is_empty());
+        // The engine accepts what the compiler writes.
+        let (bytes, hash) = meshward_engine::codec::encode(&compiled);
+        let policy = meshward_engine::Policy::decode(&bytes).unwrap();
+        assert_eq!(policy.hash(), &hash);
+        assert_eq!(policy.chain_limits().max_depth, 4);
     }
 
     #[test]

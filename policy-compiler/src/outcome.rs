@@ -6,9 +6,10 @@
 
 use std::fmt;
 
+use meshward_engine::chain::{self, Chain};
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::{SpiffeId, SpiffeIdError};
-use meshward_engine::{evaluate, Decision, Policy, Reason, Request, RuleIdx};
+use meshward_engine::{evaluate, Claim, Decision, Policy, Reason, Request, RuleIdx, UserInfo};
 use serde_json::json;
 
 use crate::source_map::{Location, SourceMap};
@@ -26,6 +27,158 @@ pub struct SampleRequest {
     pub authority: String,
     /// Request headers.
     pub headers: Vec<(String, String)>,
+    /// A JWT-SVID: its verified subject, or why verification failed;
+    /// `None` = no token.
+    pub jwt_svid: Option<Result<SpiffeId, Reason>>,
+    /// An end-user token verified at this hop, or why it failed; `None` =
+    /// no token.
+    pub user: Option<Result<SampleUser, Reason>>,
+    /// The caller chain the direct peer sent; `None` = no chain header.
+    pub chain: Option<SampleChain>,
+}
+
+impl SampleRequest {
+    /// A request identified only by its mTLS peer (no tokens, no chain).
+    pub fn new(
+        peer: Result<SpiffeId, Reason>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        SampleRequest {
+            peer,
+            method: method.into(),
+            path: path.into(),
+            authority: String::new(),
+            headers: Vec::new(),
+            jwt_svid: None,
+            user: None,
+            chain: None,
+        }
+    }
+
+    /// Why this request cannot be sent as described (the checks a policy
+    /// test gets as diagnostics), or `Ok`.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(chain) = &self.chain {
+            let Ok(peer) = &self.peer else {
+                return Err(
+                    "a caller chain arrives only from a verified mTLS peer: give `--peer`"
+                        .to_owned(),
+                );
+            };
+            if let Some(last) = chain.hops.last() {
+                if last != peer {
+                    return Err(format!(
+                        "the chain's last hop `{last}` must be the direct peer `{peer}`"
+                    ));
+                }
+            }
+            if chain.user.is_none() && !chain.scopes.is_empty() {
+                return Err("chain scopes need a chain user".to_owned());
+            }
+            if let Some(scope) = chain.scopes.iter().find(|s| !valid_scope(s)) {
+                return Err(format!(
+                    "scope `{scope}` cannot be carried in a chain (empty or has whitespace)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a scope is one non-empty word (scopes travel space-separated).
+pub(crate) fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty() && !scope.chars().any(char::is_whitespace)
+}
+
+/// An end user verified at this hop, as a test or the CLI describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleUser {
+    /// `sub`.
+    pub subject: String,
+    /// `iss`; `None` when not stated.
+    pub issuer: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Other claims by name.
+    pub claims: Vec<(String, ClaimValue)>,
+}
+
+/// A user-token claim value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimValue {
+    /// A string claim.
+    Str(String),
+    /// A list-of-strings claim.
+    List(Vec<String>),
+}
+
+impl UserInfo for SampleUser {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    fn claim(&self, name: &str) -> Option<Claim<'_>> {
+        self.claims
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| match value {
+                ClaimValue::Str(s) => Claim::Str(s),
+                ClaimValue::List(items) => Claim::List(items),
+            })
+    }
+}
+
+/// The caller chain a direct peer sends, as a test or the CLI describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleChain {
+    /// Hops from the origin to the direct peer (which must be last); empty =
+    /// the chain starts at the direct peer.
+    pub hops: Vec<SpiffeId>,
+    /// False when earlier hops were dropped on the way.
+    pub incomplete: bool,
+    /// The intent the chain started with.
+    pub purpose: Option<String>,
+    /// The end user carried in the chain.
+    pub user: Option<String>,
+    /// The chain user's scopes.
+    pub scopes: Vec<String>,
+}
+
+/// The clock for sample chains: any fixed time works, the chain is issued
+/// at it and checked at it.
+const SAMPLE_NOW: u64 = 1_700_000_000;
+
+/// Receives `sample` from `peer` exactly as the filter's inbound side does
+/// (`chain::inbound`): hops are believed only from a trusted forwarder,
+/// otherwise the chain restarts at the peer, marked incomplete; depth and
+/// grammar limits apply.
+fn receive_chain(policy: &Policy, peer: &SpiffeId, sample: &SampleChain) -> Result<Chain, Reason> {
+    let limits = policy.chain_limits();
+    let mut sent = Chain::start(peer.clone(), SAMPLE_NOW, limits.lifetime_secs);
+    if !sample.hops.is_empty() {
+        sent.hops.clone_from(&sample.hops);
+    }
+    sent.complete = !sample.incomplete;
+    sent.purpose.clone_from(&sample.purpose);
+    sent.user.clone_from(&sample.user);
+    sent.scopes.clone_from(&sample.scopes);
+    chain::inbound(
+        peer,
+        policy.may_forward_chain(peer),
+        &[&sent.to_wire()],
+        SAMPLE_NOW,
+        limits,
+    )
+    .map_err(chain::ChainError::reason)
 }
 
 /// The identity outcome of a peer written on the command line: a parsed ID,
@@ -38,6 +191,13 @@ pub fn peer_from_text(text: &str) -> Result<SpiffeId, Reason> {
         SpiffeIdError::WrongScheme | SpiffeIdError::Empty => Reason::PeerNotSpiffe,
         _ => Reason::MalformedSpiffeId,
     })
+}
+
+/// The verification outcome of a JWT-SVID subject written on the command
+/// line: a parsed ID, or the reason the filter gives for a subject that is
+/// not a SPIFFE ID.
+pub fn jwt_svid_from_text(text: &str) -> Result<SpiffeId, Reason> {
+    SpiffeId::parse(text).map_err(|_| Reason::JwtSubjectNotSpiffe)
 }
 
 /// A rule id and where it is declared.
@@ -84,24 +244,50 @@ pub struct Outcome {
     pub rule: Option<RuleRef>,
     /// Dry-run outcome, when it differs.
     pub would: Option<WouldOutcome>,
+    /// The caller chain as the inbound side rebuilt it from what the peer
+    /// sent (or why it was refused); `None` when no chain was sent.
+    pub chain: Option<Result<Chain, Reason>>,
 }
 
 /// Evaluates `request` against `policy` and names the result.
 pub fn decide(policy: &Policy, source_map: &SourceMap, request: &SampleRequest) -> Outcome {
-    let decision = evaluate(
-        policy,
-        &Request::from_peer(
-            request.peer.as_ref().map_err(|reason| *reason),
-            &request.method,
-            &request.path,
-            &request.authority,
-            &request.headers,
-        ),
-    );
-    describe(policy, source_map, &decision)
+    let chain = match (&request.chain, &request.peer) {
+        (Some(sample), Ok(peer)) => Some(receive_chain(policy, peer, sample)),
+        _ => None,
+    };
+    // The filter's token verifier refuses a JWT-SVID whose subject is in a
+    // trust domain the policy does not trust; `evaluate` sees only verified
+    // subjects, so apply that check here as the verifier would.
+    let jwt_svid = request.jwt_svid.as_ref().map(|token| match token {
+        Ok(id) if !policy.trusts_domain(id.trust_domain()) => Err(Reason::JwtUntrustedDomain),
+        Ok(id) => Ok(id),
+        Err(reason) => Err(*reason),
+    });
+    let request_for_engine = Request {
+        peer: request.peer.as_ref().map_err(|reason| *reason),
+        jwt_svid,
+        user: request.user.as_ref().map(|user| match user {
+            Ok(user) => Ok(user as &dyn UserInfo),
+            Err(reason) => Err(*reason),
+        }),
+        chain: chain
+            .as_ref()
+            .map(|received| received.as_ref().map_err(|reason| *reason)),
+        method: &request.method,
+        path: &request.path,
+        authority: &request.authority,
+        headers: &request.headers,
+    };
+    let decision = evaluate(policy, &request_for_engine);
+    describe(policy, source_map, &decision, chain)
 }
 
-fn describe(policy: &Policy, source_map: &SourceMap, decision: &Decision) -> Outcome {
+fn describe(
+    policy: &Policy,
+    source_map: &SourceMap,
+    decision: &Decision,
+    chain: Option<Result<Chain, Reason>>,
+) -> Outcome {
     let rule_ref = |idx: RuleIdx| RuleRef {
         id: policy.rule_id(idx).to_owned(),
         location: source_map.rules.get(idx as usize).cloned(),
@@ -117,7 +303,47 @@ fn describe(policy: &Policy, source_map: &SourceMap, decision: &Decision) -> Out
             reason: w.reason,
             rule: w.rule.map(rule_ref),
         }),
+        chain,
     }
+}
+
+/// A received chain as JSON.
+pub(crate) fn chain_json(chain: &Result<Chain, Reason>) -> serde_json::Value {
+    match chain {
+        Ok(chain) => json!({
+            "hops": chain.hops.iter().map(SpiffeId::as_str).collect::<Vec<_>>(),
+            "complete": chain.complete,
+            "purpose": chain.purpose,
+            "user": chain.user,
+            "scopes": chain.scopes,
+        }),
+        Err(reason) => json!({ "refused": reason.code() }),
+    }
+}
+
+/// A received chain on one line: hops, completeness, user, purpose.
+fn chain_text(chain: &Result<Chain, Reason>) -> String {
+    let chain = match chain {
+        Ok(chain) => chain,
+        Err(reason) => return format!("refused ({})", reason.code()),
+    };
+    let hops: Vec<&str> = chain.hops.iter().map(SpiffeId::as_str).collect();
+    let mut text = hops.join(" -> ");
+    text.push_str(if chain.complete {
+        " (complete)"
+    } else {
+        " (incomplete)"
+    });
+    if let Some(user) = &chain.user {
+        text.push_str(&format!(", user `{user}`"));
+        if !chain.scopes.is_empty() {
+            text.push_str(&format!(" scopes `{}`", chain.scopes.join(" ")));
+        }
+    }
+    if let Some(purpose) = &chain.purpose {
+        text.push_str(&format!(", purpose `{purpose}`"));
+    }
+    text
 }
 
 impl Outcome {
@@ -141,6 +367,7 @@ impl Outcome {
                 "reason": w.reason.code(),
                 "rule": rule_json(&w.rule),
             })),
+            "chain": self.chain.as_ref().map(chain_json),
         })
     }
 
@@ -192,18 +419,114 @@ impl fmt::Display for Outcome {
                     would.reason.code()
                 )?;
                 match &would.rule {
-                    Some(rule) => writeln!(f, " by {rule}"),
-                    None => writeln!(f),
+                    Some(rule) => writeln!(f, " by {rule}")?,
+                    None => writeln!(f)?,
                 }
             }
-            None => writeln!(f, "would be: same (no dry-run difference)"),
+            None => writeln!(f, "would be: same (no dry-run difference)")?,
         }
+        if let Some(chain) = &self.chain {
+            writeln!(f, "chain:    {}", chain_text(chain))?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLICY: &str = "policy \"p\" {\n  trust_domains \"a.example\"\n}\nchain {\n  forwarder \"spiffe://a.example/fe\"\n  max_depth 3\n}\nintent i { path \"/\" }\nallow r {\n  subject any_authenticated\n  intent i\n}\n";
+
+    fn id(text: &str) -> SpiffeId {
+        SpiffeId::parse(text).unwrap()
+    }
+
+    fn received(peer: &str, sample: &SampleChain) -> Result<Chain, Reason> {
+        let compiled = crate::compile_source(POLICY, "p.policy").unwrap();
+        receive_chain(&compiled.load().unwrap(), &id(peer), sample)
+    }
+
+    #[test]
+    fn receives_chains_like_the_inbound_side() {
+        let sample = SampleChain {
+            hops: vec![id("spiffe://a.example/gw"), id("spiffe://a.example/fe")],
+            incomplete: false,
+            purpose: Some("x.read".into()),
+            user: Some("alice@example.com".into()),
+            scopes: vec!["a".into(), "b".into()],
+        };
+        // From a forwarder: believed as sent.
+        let chain = received("spiffe://a.example/fe", &sample).unwrap();
+        assert_eq!(chain.hops, sample.hops);
+        assert!(chain.complete);
+        assert_eq!(chain.purpose.as_deref(), Some("x.read"));
+        assert_eq!(chain.user.as_deref(), Some("alice@example.com"));
+        assert_eq!(chain.scopes, ["a", "b"]);
+        // From anyone else: restarts at the peer, incomplete, nothing else kept.
+        let mut other = sample.clone();
+        other.hops = vec![id("spiffe://a.example/gw"), id("spiffe://a.example/x")];
+        let chain = received("spiffe://a.example/x", &other).unwrap();
+        assert_eq!(chain.hops, [id("spiffe://a.example/x")]);
+        assert!(!chain.complete && chain.user.is_none() && chain.purpose.is_none());
+        // No hops: the chain starts at the peer.
+        let chain = received("spiffe://a.example/fe", &SampleChain::default()).unwrap();
+        assert_eq!(chain.hops, [id("spiffe://a.example/fe")]);
+        // Deeper than `max_depth`.
+        let deep = SampleChain {
+            hops: ["w", "x", "y", "fe"]
+                .iter()
+                .map(|n| id(&format!("spiffe://a.example/{n}")))
+                .collect(),
+            ..SampleChain::default()
+        };
+        assert_eq!(
+            received("spiffe://a.example/fe", &deep),
+            Err(Reason::ChainTooDeep)
+        );
+    }
+
+    #[test]
+    fn sample_users_answer_like_verified_tokens() {
+        let user = SampleUser {
+            subject: "alice".into(),
+            issuer: None,
+            scopes: vec!["a".into()],
+            claims: vec![
+                ("s".into(), ClaimValue::Str("x".into())),
+                ("l".into(), ClaimValue::List(vec!["y".into()])),
+            ],
+        };
+        assert_eq!(user.subject(), "alice");
+        assert!(user.has_scope("a") && !user.has_scope("b"));
+        assert!(matches!(user.claim("s"), Some(Claim::Str("x"))));
+        assert!(matches!(user.claim("l"), Some(Claim::List([y])) if y == "y"));
+        assert!(user.claim("z").is_none());
+    }
+
+    #[test]
+    fn validates_what_a_request_could_carry() {
+        let peer = id("spiffe://a.example/fe");
+        let mut request = SampleRequest::new(Ok(peer.clone()), "GET", "/");
+        request.chain = Some(SampleChain {
+            hops: vec![id("spiffe://a.example/gw"), peer],
+            ..SampleChain::default()
+        });
+        assert!(request.validate().is_ok());
+        request.chain = Some(SampleChain {
+            hops: vec![id("spiffe://a.example/gw")],
+            ..SampleChain::default()
+        });
+        assert!(request.validate().is_err());
+        request.chain = Some(SampleChain {
+            scopes: vec!["a".into()],
+            ..SampleChain::default()
+        });
+        assert!(request.validate().is_err());
+        request.peer = Err(Reason::NoPeerCertificate);
+        request.chain = Some(SampleChain::default());
+        assert!(request.validate().is_err());
+    }
 
     #[test]
     fn peers_from_text() {

@@ -127,6 +127,9 @@ fn sample(test: &TestCase) -> SampleRequest {
         path: test.path.clone(),
         authority: test.authority.clone(),
         headers: test.headers.clone(),
+        jwt_svid: test.jwt_svid.clone(),
+        user: test.user.clone(),
+        chain: test.chain.clone(),
     }
 }
 

@@ -174,17 +174,36 @@ fn compile_compact_to_stdout_and_rejects_bad_serials() {
     assert!(stderr(&bad_policy).contains("error[E010]"));
 }
 
+const GATEWAY: &str = "spiffe://shop.example/ns/edge/sa/gateway";
+const FRONTEND: &str = "spiffe://shop.example/ns/shop/sa/frontend";
+
+/// `explain` of `GET /orders/42` from the frontend, plus `extra` flags.
+fn explain_orders(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "explain".to_owned(),
+        shop(),
+        "--peer".to_owned(),
+        FRONTEND.to_owned(),
+        "--method".to_owned(),
+        "GET".to_owned(),
+        "--path".to_owned(),
+        "/orders/42".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    meshward(&args)
+}
+
 #[test]
 fn explain_allow_exits_0_and_names_the_rule_location() {
-    let output = meshward(&[
-        "explain",
-        &shop(),
-        "--peer",
-        "spiffe://shop.example/ns/shop/sa/frontend",
-        "--method",
-        "GET",
-        "--path",
-        "/orders/42",
+    let chain = format!("{GATEWAY},{FRONTEND}");
+    let output = explain_orders(&[
+        "--chain",
+        &chain,
+        "--chain-user",
+        "alice",
+        "--chain-scope",
+        "orders.read",
     ]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let text = stdout(&output);
@@ -193,7 +212,211 @@ fn explain_allow_exits_0_and_names_the_rule_location() {
         text.contains("rule:     `frontend-reads-orders` ("),
         "{text}"
     );
-    assert!(text.contains("shop.policy:77:7)"), "{text}");
+    assert!(text.contains("shop.policy:93:7)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "chain:    {GATEWAY} -> {FRONTEND} (complete), user `alice`"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_chain_flags_in_json() {
+    let chain = format!("{GATEWAY},{FRONTEND}");
+    let allow = json(&explain_orders(&[
+        "--chain",
+        &chain,
+        "--chain-user",
+        "alice",
+        "--chain-scope",
+        "orders.read",
+        "--purpose",
+        "frontend.pages",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(allow["rule"]["id"], "frontend-reads-orders");
+    assert_eq!(allow["chain"]["hops"][0], GATEWAY);
+    assert_eq!(allow["chain"]["complete"], true);
+    assert_eq!(allow["chain"]["purpose"], "frontend.pages");
+    assert_eq!(allow["chain"]["user"], "alice");
+    assert_eq!(allow["request"]["chain"]["scopes"][0], "orders.read");
+
+    // The deny variants: no chain, a user without the scope, an incomplete chain.
+    let no_chain = explain_orders(&["--format", "json"]);
+    assert_eq!(code(&no_chain), 4);
+    assert_eq!(json(&no_chain)["reason"], "no_matching_rule");
+    assert_eq!(json(&no_chain)["chain"], Value::Null);
+    let no_scope = explain_orders(&["--chain", &chain, "--chain-user", "bob", "--format", "json"]);
+    assert_eq!(code(&no_scope), 4);
+    let incomplete = json(&explain_orders(&[
+        "--chain",
+        &chain,
+        "--chain-user",
+        "alice",
+        "--chain-scope",
+        "orders.read",
+        "--incomplete",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(incomplete["decision"], "deny");
+    assert_eq!(incomplete["chain"]["complete"], false);
+
+    // A chain from a peer the policy does not trust to forward is dropped.
+    let dropped = json(&meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "spiffe://shop.example/ns/support/sa/desk",
+        "--method",
+        "GET",
+        "--path",
+        "/healthz",
+        "--chain",
+        &format!("{GATEWAY},spiffe://shop.example/ns/support/sa/desk"),
+        "--chain-user",
+        "alice",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(dropped["decision"], "allow");
+    assert_eq!(
+        dropped["chain"]["hops"],
+        serde_json::json!(["spiffe://shop.example/ns/support/sa/desk"])
+    );
+    assert_eq!(dropped["chain"]["complete"], false);
+    assert_eq!(dropped["chain"]["user"], Value::Null);
+
+    // Too deep for `max_depth 5`.
+    let deep: Vec<String> = (0..5)
+        .map(|i| format!("spiffe://shop.example/ns/shop/sa/w{i}"))
+        .chain(std::iter::once(FRONTEND.to_owned()))
+        .collect();
+    let too_deep = explain_orders(&["--chain", &deep.join(","), "--format", "json"]);
+    assert_eq!(code(&too_deep), 4);
+    assert_eq!(json(&too_deep)["reason"], "chain_too_deep");
+    assert_eq!(json(&too_deep)["chain"]["refused"], "chain_too_deep");
+}
+
+#[test]
+fn explain_token_and_user_flags_in_json() {
+    let policy = golden("ok_chain_and_tokens");
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            policy.as_str(),
+            "--peer",
+            GATEWAY,
+            "--method",
+            "GET",
+            "--path",
+            "/admin/audit",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        meshward(&args)
+    };
+    let reporter = "spiffe://partner.example/ns/audit/sa/reporter";
+    let allow = explain(&[
+        "--jwt-svid",
+        reporter,
+        "--user",
+        "alice",
+        "--issuer",
+        "https://idp.example",
+        "--claim",
+        "groups=ops",
+        "--claim",
+        "groups=admins",
+    ]);
+    assert_eq!(code(&allow), 0, "{}", stdout(&allow));
+    let allow = json(&allow);
+    assert_eq!(allow["rule"]["id"], "audit-for-admins");
+    assert_eq!(allow["request"]["jwt_svid"], reporter);
+    assert_eq!(
+        allow["request"]["user"]["claims"]["groups"],
+        serde_json::json!(["ops", "admins"])
+    );
+    assert_eq!(allow["request"]["user"]["issuer"], "https://idp.example");
+
+    let not_admin = explain(&[
+        "--jwt-svid",
+        reporter,
+        "--user",
+        "alice",
+        "--issuer",
+        "https://idp.example",
+        "--claim",
+        "groups=ops",
+    ]);
+    assert_eq!(code(&not_admin), 4);
+    assert_eq!(json(&not_admin)["reason"], "no_matching_rule");
+
+    let untrusted = json(&explain(&["--jwt-svid", "spiffe://evil.example/x"]));
+    assert_eq!(untrusted["reason"], "jwt_untrusted_domain");
+    let not_spiffe = json(&explain(&["--jwt-svid", "reporter"]));
+    assert_eq!(not_spiffe["reason"], "jwt_subject_not_spiffe");
+
+    // A user token alone, at the edge.
+    let browse = meshward(&[
+        "explain",
+        &policy,
+        "--peer",
+        "none",
+        "--method",
+        "GET",
+        "--path",
+        "/catalog/shoes",
+        "--user",
+        "alice",
+        "--scope",
+        "catalog.read",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&browse), 0, "{}", stdout(&browse));
+    assert_eq!(json(&browse)["rule"]["id"], "edge-browse");
+    assert_eq!(
+        json(&browse)["request"]["user"]["scopes"][0],
+        "catalog.read"
+    );
+}
+
+#[test]
+fn explain_rejects_requests_no_proxy_could_see() {
+    // The chain must end at the peer.
+    let wrong_end = explain_orders(&["--chain", GATEWAY]);
+    assert_eq!(code(&wrong_end), 2);
+    assert!(
+        stderr(&wrong_end).contains("must be the direct peer"),
+        "{}",
+        stderr(&wrong_end)
+    );
+    // A chain needs a peer.
+    let no_peer = meshward(&[
+        "explain",
+        &shop(),
+        "--peer",
+        "none",
+        "--method",
+        "GET",
+        "--path",
+        "/",
+        "--incomplete",
+    ]);
+    assert_eq!(code(&no_peer), 2);
+    // Scopes, issuer and claims need `--user`; chain scopes need `--chain-user`.
+    assert_eq!(code(&explain_orders(&["--scope", "a"])), 2);
+    assert_eq!(code(&explain_orders(&["--chain-scope", "a"])), 2);
+    assert_eq!(
+        code(&explain_orders(&["--user", "a", "--claim", "novalue"])),
+        2
+    );
+    assert_eq!(code(&explain_orders(&["--chain", "not-an-id"])), 2);
 }
 
 #[test]
@@ -225,7 +448,7 @@ fn explain_deny_exits_4_with_json_details() {
     assert_eq!(decision["would_be"]["rule"]["id"], "support-refunds");
     assert!(decision["would_be"]["rule"]["location"]
         .as_str()
-        .is_some_and(|l| l.ends_with("shop.policy:95:7")));
+        .is_some_and(|l| l.ends_with("shop.policy:114:7")));
     assert_eq!(decision["request"]["headers"][0][0], "x-user");
 }
 
@@ -267,7 +490,7 @@ fn explain_identity_failures_and_bad_headers() {
 fn test_command_reports_passes_and_failures() {
     let passing = meshward(&["test", &shop()]);
     assert_eq!(code(&passing), 0, "{}", stdout(&passing));
-    assert_eq!(stdout(&passing).lines().last(), Some("19 passed, 0 failed"));
+    assert_eq!(stdout(&passing).lines().last(), Some("22 passed, 0 failed"));
 
     let failing = golden("ok_dry_run_policy");
     let output = meshward(&["test", &failing]);

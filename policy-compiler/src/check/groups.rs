@@ -43,7 +43,7 @@ impl<'a> Groups<'a> {
                         format!("group `{name}` is never used"),
                         *span,
                     )
-                    .note("no rule names this group")
+                    .note("no rule or `chain` block names this group")
                     .help(format!(
                         "use it in a rule with `subject group {name}`, or remove it"
                     )),

@@ -6,10 +6,13 @@
 //! below it.
 //!
 //! Phases, in order: the `policy` block (trust domains first, since subjects
-//! are checked against them), groups, intents (then their ambiguity), rules
-//! (then shadowing), tests, and finally unused-declaration warnings.
+//! are checked against them), groups, the `chain` block (forwarders name
+//! groups; depth bounds are checked against `max_depth`), intents (then
+//! their ambiguity), rules (then shadowing), tests, and finally
+//! unused-declaration warnings.
 
 mod cases;
+mod chain;
 mod conditions;
 mod groups;
 mod identity;
@@ -17,6 +20,7 @@ mod intents;
 mod rules;
 mod settings;
 mod shadowing;
+mod subjects;
 mod templates;
 
 use std::collections::HashMap;
@@ -35,6 +39,7 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
     let mut intent_blocks = Vec::new();
     let mut rule_blocks = Vec::new();
     let mut test_blocks = Vec::new();
+    let mut chain_blocks = Vec::new();
     for item in &file.items {
         match item {
             Item::Policy(block) => policies.push(block),
@@ -42,16 +47,19 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
             Item::Intent(block) => intent_blocks.push(block),
             Item::Rule(block) => rule_blocks.push(block),
             Item::Test(block) => test_blocks.push(block),
+            Item::Chain(block) => chain_blocks.push(block),
         }
     }
 
     let settings = settings::check_policy_blocks(&mut cx, &policies);
     let groups = groups::check_groups(&mut cx, &settings, &group_blocks);
+    let mut resolver = subjects::SubjectResolver::new(&settings, &groups);
+    let chain = chain::check_chain_blocks(&mut cx, &mut resolver, &chain_blocks);
     let mut intents = intents::check_intents(&mut cx, &intent_blocks);
-    let rules = rules::check_rules(&mut cx, &settings, &groups, &intents, &rule_blocks);
+    let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
-    groups.warn_unused(&mut cx, &rules.used_groups);
+    groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
     let has_errors = cx
@@ -66,6 +74,7 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
         intents: std::mem::take(&mut intents.intents),
         rules: rules.rules,
         tests,
+        chain: chain.config,
     });
     (policy, cx.diagnostics)
 }

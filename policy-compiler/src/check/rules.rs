@@ -1,41 +1,39 @@
-//! `allow` / `deny` blocks: subjects (groups expanded), intents, conditions, mode.
+//! `allow` / `deny` blocks: principal, subjects (groups expanded), intents,
+//! conditions, mode.
 
 use meshward_engine::model::Effect;
 
-use super::conditions::check_conditions;
-use super::groups::Groups;
-use super::identity::{subject_from_domain, subject_from_id};
+use super::chain::ChainChecked;
+use super::conditions::{check_conditions, RuleFacts};
 use super::intents::Intents;
-use super::settings::Settings;
+use super::subjects::{subject_text, SubjectResolver};
 use super::{report_repeated_setting, warn_listed_twice, Context, Names};
-use crate::ast::{EffectKw, IntentRef, Mode, RuleBlock, RuleStatement, SubjectExpr};
-use crate::checked::{Rule, Subject};
+use crate::ast::{EffectKw, IntentRef, Mode, PrincipalExpr, RuleBlock, RuleStatement};
+use crate::checked::{Condition, Principal, Rule, Subject};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::span::{Span, Spanned};
 use crate::suggest::did_you_mean;
 
-/// The checked rules and which groups and intents they use.
+/// The checked rules and which intents they use.
 pub(super) struct CheckedRules {
     pub rules: Vec<Rule>,
-    pub used_groups: Vec<bool>,
     pub used_intents: Vec<bool>,
 }
 
 pub(super) fn check_rules(
     cx: &mut Context,
-    settings: &Settings,
-    groups: &Groups<'_>,
+    resolver: &mut SubjectResolver<'_, '_>,
+    chain: &ChainChecked,
     intents: &Intents<'_>,
     blocks: &[&RuleBlock],
 ) -> CheckedRules {
     let mut checked = CheckedRules {
         rules: Vec::new(),
-        used_groups: vec![false; groups.len()],
         used_intents: vec![false; intents.intents.len()],
     };
     let mut names = Names::new("rule");
     for block in blocks {
-        let rule = check_rule(cx, settings, groups, intents, block, &mut checked);
+        let rule = check_rule(cx, resolver, chain, intents, block, &mut checked);
         let index = checked.rules.len();
         if names.declare(cx, &block.id.value, block.id.span, index) {
             checked.rules.push(rule);
@@ -44,20 +42,31 @@ pub(super) fn check_rules(
     checked
 }
 
-/// How a subject statement was written, to spot repeats.
-fn subject_text(subject: &SubjectExpr) -> Spanned<String> {
-    match subject {
-        SubjectExpr::Group(name) => Spanned::new(format!("group {}", name.value), name.span),
-        SubjectExpr::Id(lit) => Spanned::new(lit.value.clone(), lit.span),
-        SubjectExpr::Domain(lit) => Spanned::new(format!("domain {}", lit.value), lit.span),
-        SubjectExpr::AnyAuthenticated(span) => Spanned::new("any_authenticated".to_owned(), *span),
+fn check_principal(
+    cx: &mut Context,
+    resolver: &mut SubjectResolver<'_, '_>,
+    expr: &PrincipalExpr,
+) -> Principal {
+    match expr {
+        PrincipalExpr::Peer(_) => Principal::Peer,
+        PrincipalExpr::JwtSvid(_) => Principal::JwtSvid,
+        PrincipalExpr::JwtSvidVia { via, .. } => {
+            // On error (reported) keep the kind, so no follow-on errors.
+            Principal::JwtSvidVia(
+                resolver
+                    .resolve_list(cx, "forwarder", via)
+                    .unwrap_or_default(),
+            )
+        }
+        PrincipalExpr::PeerBoundJwtSvid(_) => Principal::PeerBoundJwtSvid,
+        PrincipalExpr::User(_) => Principal::User,
     }
 }
 
 fn check_rule(
     cx: &mut Context,
-    settings: &Settings,
-    groups: &Groups<'_>,
+    resolver: &mut SubjectResolver<'_, '_>,
+    chain: &ChainChecked,
     intents: &Intents<'_>,
     block: &RuleBlock,
     usage: &mut CheckedRules,
@@ -70,6 +79,7 @@ fn check_rule(
             EffectKw::Deny => Effect::Deny,
         },
         dry_run: false,
+        principal: Principal::Peer,
         subjects: Vec::new(),
         intents: Vec::new(),
         unclassified: false,
@@ -81,8 +91,18 @@ fn check_rule(
     let mut intent_spans: Vec<Span> = Vec::new();
     let mut conditions = Vec::new();
     let mut mode_at: Option<Span> = None;
+    // The `principal` keyword and the principal's kind, as written.
+    let mut principal_at: Option<(Span, Span)> = None;
     for statement in &block.statements {
         match statement {
+            RuleStatement::Principal { keyword, principal } => {
+                if let Some((first, _)) = principal_at {
+                    report_repeated_setting(cx, "principal", *keyword, first);
+                    continue;
+                }
+                principal_at = Some((*keyword, principal.span()));
+                rule.principal = check_principal(cx, resolver, principal);
+            }
             RuleStatement::Subject(expr) => {
                 let text = subject_text(expr);
                 if let Some(first) = written_subjects.iter().find(|s| s.value == text.value) {
@@ -90,38 +110,7 @@ fn check_rule(
                     continue;
                 }
                 written_subjects.push(text);
-                let expanded: Vec<Subject> = match expr {
-                    SubjectExpr::Group(name) => match groups.get(&name.value) {
-                        Some((index, members)) => {
-                            if let Some(used) = usage.used_groups.get_mut(index) {
-                                *used = true;
-                            }
-                            members.to_vec()
-                        }
-                        None => {
-                            cx.report(
-                                Diagnostic::new(
-                                    Code::UnknownGroup,
-                                    format!("unknown group `{}`", name.value),
-                                    name.span,
-                                )
-                                .note("no group of this name is declared")
-                                .help(did_you_mean(&name.value, groups.names(), || {
-                                    format!("declare it with `group {} {{ member \"spiffe://…\" }}`", name.value)
-                                })),
-                            );
-                            Vec::new()
-                        }
-                    },
-                    SubjectExpr::Id(lit) => {
-                        subject_from_id(cx, settings, lit).into_iter().collect()
-                    }
-                    SubjectExpr::Domain(lit) => {
-                        subject_from_domain(cx, settings, lit).into_iter().collect()
-                    }
-                    SubjectExpr::AnyAuthenticated(_) => vec![Subject::AnyAuthenticated],
-                };
-                for subject in expanded {
+                for subject in resolver.resolve(cx, expr).unwrap_or_default() {
                     if !rule.subjects.contains(&subject) {
                         rule.subjects.push(subject);
                     }
@@ -171,17 +160,42 @@ fn check_rule(
             }
         }
     }
-    rule.conditions = check_conditions(cx, &conditions);
-    if written_subjects.is_empty() {
-        cx.report(
+    let facts = RuleFacts {
+        principal: &rule.principal,
+        subjects: &rule.subjects,
+        depth_limit: chain.depth_limit,
+    };
+    let conditions = check_conditions(cx, resolver, intents, &facts, &conditions);
+    match (&rule.principal, written_subjects.first()) {
+        (Principal::User, Some(first)) => {
+            let mut diagnostic = Diagnostic::new(
+                Code::SubjectWithUserPrincipal,
+                format!("rule `{}` is about a user but names workload subjects", rule.id),
+                first.span,
+            )
+            .note("a `principal user` rule has no workload identity to match");
+            if let Some((_, principal)) = principal_at {
+                diagnostic = diagnostic.with_label(principal, "the rule's principal is a verified end user");
+            }
+            cx.report(diagnostic.help(
+                "remove the `subject` lines and say which users with `when user …`, or match a workload with another principal",
+            ));
+            rule.subjects.clear();
+        }
+        (Principal::User, None) => {}
+        (principal, None) => cx.report(
             Diagnostic::new(
                 Code::RuleWithoutSubject,
                 format!("rule `{}` has no subject", rule.id),
                 rule.span,
             )
             .note("a rule without a subject applies to nobody")
-            .help("add `subject \"spiffe://…\"`, `subject group NAME`, `subject domain \"…\"` or `subject any_authenticated`"),
-        );
+            .help(match principal {
+                Principal::Peer => "add `subject \"spiffe://…\"`, `subject group NAME`, `subject domain \"…\"` or `subject any_authenticated`",
+                _ => "add `subject …` lines naming the workloads the token may identify (or use `principal user` for end users)",
+            }),
+        ),
+        (_, Some(_)) => {}
     }
     if !has_intent_statement {
         cx.report(
@@ -194,7 +208,60 @@ fn check_rule(
             .help("add `intent NAME` (or `intent unclassified` for requests that match no intent)"),
         );
     }
+    warn_chain_not_forwarded(cx, &rule, &chain.config.forwarders, &conditions);
+    rule.conditions = conditions.into_iter().map(|(c, _)| c).collect();
     rule
+}
+
+/// `W005`: a rule asks about hops before its direct peer (`origin`,
+/// `any_hop`, `depth` of 2 or more) while none of its direct peers is a
+/// trusted forwarder, so every chain it sees restarts at that peer.
+fn warn_chain_not_forwarded(
+    cx: &mut Context,
+    rule: &Rule,
+    forwarders: &[Subject],
+    conditions: &[(Condition, Span)],
+) {
+    let peers: Option<&[Subject]> = match &rule.principal {
+        Principal::Peer | Principal::PeerBoundJwtSvid => Some(&rule.subjects),
+        Principal::JwtSvidVia(via) => Some(via),
+        Principal::JwtSvid | Principal::User => None,
+    };
+    let never_forwarded = match peers {
+        Some(peers) => {
+            !peers.is_empty()
+                && !peers
+                    .iter()
+                    .any(|p| forwarders.iter().any(|f| f.may_overlap(p)))
+        }
+        None => forwarders.is_empty(),
+    };
+    if !never_forwarded {
+        return;
+    }
+    let looks_back = conditions.iter().find(|(c, _)| match c {
+        Condition::Origin(_) | Condition::AnyHop(_) => true,
+        Condition::Depth { min, .. } => *min >= 2,
+        _ => false,
+    });
+    let Some((_, span)) = looks_back else { return };
+    let note = if forwarders.is_empty() {
+        "no peer is trusted to forward chains, so every chain restarts at the direct peer"
+    } else {
+        "none of this rule's direct peers is a `forwarder`, so their chains restart at them"
+    };
+    cx.report(
+        Diagnostic::new(
+            Code::ChainNotForwarded,
+            format!(
+                "rule `{}` looks past its direct peer, but no chain reaches it",
+                rule.id
+            ),
+            *span,
+        )
+        .note(note)
+        .help("trust the rule's direct peers to forward chains with `forwarder …` in the `chain` block"),
+    );
 }
 
 /// `E004` with a suggestion.
@@ -226,6 +293,81 @@ mod tests {
         assert!(rule.dry_run && rule.unclassified);
         assert_eq!(rule.subjects.len(), 2);
         assert_eq!(rule.intents, [0]);
+    }
+
+    #[test]
+    fn checks_principals() {
+        let (policy, diagnostics) = check_source(&format!(
+            "{PREAMBLE}group gw {{ member \"spiffe://a.example/gw\" }}\nintent i {{ path \"/\" }}\nallow via {{\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n}}\nallow users {{\n  principal user\n  intent i\n  when user scope \"s\"\n}}\nallow bound {{\n  principal peer_bound_jwt_svid\n  subject any_authenticated\n  intent i\n}}\n"
+        ));
+        assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+        let rules = policy.unwrap().rules;
+        assert!(matches!(&rules[0].principal, Principal::JwtSvidVia(via) if via.len() == 1));
+        assert_eq!(rules[1].principal, Principal::User);
+        assert!(rules[1].subjects.is_empty());
+        assert_eq!(rules[2].principal, Principal::PeerBoundJwtSvid);
+
+        let source = format!(
+            "{PREAMBLE}intent i {{ path \"/\" }}\nallow u {{\n  principal user\n  subject any_authenticated\n  intent i\n}}\nallow j {{\n  principal jwt_svid\n  intent i\n}}\nallow v {{\n  principal jwt_svid via group nope\n  subject any_authenticated\n  intent i\n}}\n"
+        );
+        assert_eq!(
+            codes(&source),
+            [
+                Code::SubjectWithUserPrincipal,
+                Code::RuleWithoutSubject,
+                Code::UnknownGroup
+            ]
+        );
+    }
+
+    #[test]
+    fn user_conditions_are_fine_on_any_principal() {
+        // A peer rule may still see a user, carried in the chain.
+        let source = format!(
+            "{PREAMBLE}intent i {{ path \"/\" }}\nallow r {{\n  subject any_authenticated\n  intent i\n  when user present\n  when user subject \"alice\"\n  when user claim \"g\" contains \"x\"\n}}\n"
+        );
+        assert_eq!(codes(&source), []);
+    }
+
+    #[test]
+    fn warns_when_no_chain_reaches_the_rule() {
+        let rule = |chain: &str, principal: &str, condition: &str| {
+            format!(
+                "{PREAMBLE}{chain}intent i {{ path \"/\" }}\nallow r {{\n  {principal}\n  subject \"spiffe://a.example/fe\"\n  intent i\n  {condition}\n}}\n"
+            )
+        };
+        let forwarders = "chain {\n  forwarder \"spiffe://a.example/gw\"\n}\n";
+        let warned = [
+            rule("", "", "when origin any_authenticated"),
+            rule(forwarders, "", "when any_hop any_authenticated"),
+            rule(forwarders, "", "when depth >= 2"),
+            rule("", "principal jwt_svid", "when origin any_authenticated"),
+        ];
+        for source in &warned {
+            assert_eq!(codes(source), [Code::ChainNotForwarded], "{source}");
+        }
+        let quiet = [
+            rule(forwarders, "", "when depth <= 2"),
+            rule(forwarders, "", "when no_hop \"spiffe://a.example/x\""),
+            rule(
+                forwarders,
+                "principal jwt_svid",
+                "when origin any_authenticated",
+            ),
+            rule(
+                forwarders,
+                "principal jwt_svid via \"spiffe://a.example/gw\"",
+                "when origin any_authenticated",
+            ),
+            rule(
+                "chain {\n  forwarder domain \"a.example\"\n}\n",
+                "",
+                "when origin any_authenticated",
+            ),
+        ];
+        for source in &quiet {
+            assert_eq!(codes(source), [], "{source}");
+        }
     }
 
     #[test]

@@ -142,8 +142,18 @@ pub(super) fn check_policy_blocks(cx: &mut Context, blocks: &[&PolicyBlock]) -> 
     settings
 }
 
-/// Seconds in `<n><unit>` with unit `s`, `m`, `h` or `d`; `Err` says why not.
+/// Seconds in `<n><unit>` with unit `s`, `m`, `h` or `d`, `n` positive;
+/// `Err` says why not.
 pub(super) fn parse_duration(text: &str) -> Result<u64, String> {
+    match parse_duration_secs(text)? {
+        0 => Err("a zero lifetime would reject every certificate".to_owned()),
+        secs => Ok(secs),
+    }
+}
+
+/// Seconds in `<n><unit>` with unit `s`, `m`, `h` or `d` (zero allowed: the
+/// caller says what zero means); `Err` says why not.
+pub(super) fn parse_duration_secs(text: &str) -> Result<u64, String> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -165,9 +175,6 @@ pub(super) fn parse_duration(text: &str) -> Result<u64, String> {
     let amount: u64 = digits
         .parse()
         .map_err(|_| "the number is too large".to_owned())?;
-    if amount == 0 {
-        return Err("a zero lifetime would reject every certificate".to_owned());
-    }
     amount
         .checked_mul(scale)
         .ok_or_else(|| "the number is too large".to_owned())
@@ -186,6 +193,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(30));
         assert!(parse_duration("24").is_err());
         assert!(parse_duration("0h").is_err());
+        assert_eq!(parse_duration_secs("0h"), Ok(0));
         assert!(parse_duration("1h30m").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());

@@ -2,17 +2,27 @@
 //!
 //! Deny overrides allow, so an allow is dead when one enforced, unconditional
 //! deny applies to every request the allow could: each of the allow's
-//! intents (and `unclassified`, if named) is among the deny's, and each of
-//! the allow's subjects is covered by one of the deny's subjects (see
-//! `checked::Subject::covers`; `any_authenticated` is also covered by a deny
-//! that covers every trusted domain). The check is conservative: it reports
-//! only what it can prove, and never looks at unions of patterns or at
-//! conditional denies.
+//! intents (and `unclassified`, if named) is among the deny's, and every
+//! request the allow's principal and subjects accept, the deny's accept too.
+//!
+//! Principals decide which credential the subjects are matched against, so
+//! coverage is per principal: a `peer` deny covers allows whose requests
+//! always carry a direct peer it matches (`peer`, `peer_bound_jwt_svid`,
+//! and `jwt_svid via` whose forwarders it covers); a `jwt_svid` deny covers
+//! allows whose requests always carry a JWT-SVID it matches (`jwt_svid`,
+//! `jwt_svid via`, `peer_bound_jwt_svid`); a `jwt_svid via` deny also needs
+//! the allow's direct peer to be one of its forwarders; a
+//! `peer_bound_jwt_svid` deny covers only its own kind; a `user` deny covers
+//! only `user` allows. Subject coverage is `checked::Subject::covers`
+//! (`any_authenticated` is also covered by a deny that covers every trusted
+//! domain). The check is conservative: it reports only what it can prove,
+//! and never looks at unions of patterns or at conditional denies (header,
+//! chain or user conditions alike).
 
 use meshward_engine::model::Effect;
 
 use super::Context;
-use crate::checked::{Rule, Subject};
+use crate::checked::{Principal, Rule, Subject};
 use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check_shadowing(cx: &mut Context, trust_domains: &[String], rules: &[Rule]) {
@@ -21,7 +31,8 @@ pub(super) fn check_shadowing(cx: &mut Context, trust_domains: &[String], rules:
         .filter(|r| r.effect == Effect::Deny && !r.dry_run && r.conditions.is_empty())
         .collect();
     for allow in rules.iter().filter(|r| r.effect == Effect::Allow) {
-        if allow.subjects.is_empty() || (allow.intents.is_empty() && !allow.unclassified) {
+        let no_subjects = allow.subjects.is_empty() && allow.principal != Principal::User;
+        if no_subjects || (allow.intents.is_empty() && !allow.unclassified) {
             continue; // already reported as incomplete
         }
         if let Some(deny) = denies.iter().find(|d| shadows(d, allow, trust_domains)) {
@@ -45,10 +56,34 @@ pub(super) fn check_shadowing(cx: &mut Context, trust_domains: &[String], rules:
 fn shadows(deny: &Rule, allow: &Rule, trust_domains: &[String]) -> bool {
     (!allow.unclassified || deny.unclassified)
         && allow.intents.iter().all(|i| deny.intents.contains(i))
-        && allow
-            .subjects
-            .iter()
-            .all(|s| covered(&deny.subjects, s, trust_domains))
+        && principal_covered(deny, allow, trust_domains)
+}
+
+/// Whether every credential set the allow accepts, the deny accepts too.
+fn principal_covered(deny: &Rule, allow: &Rule, trust_domains: &[String]) -> bool {
+    use Principal::*;
+    let all = |by: &[Subject], of: &[Subject]| {
+        !of.is_empty() && of.iter().all(|s| covered(by, s, trust_domains))
+    };
+    let (denied, allowed) = (&deny.subjects[..], &allow.subjects[..]);
+    match (&deny.principal, &allow.principal) {
+        (User, User) => true,
+        (User, _) | (_, User) => false,
+        // The deny matches the direct peer.
+        (Peer, Peer | PeerBoundJwtSvid) => all(denied, allowed),
+        (Peer, JwtSvidVia(via)) => all(denied, via),
+        (Peer, JwtSvid) => false,
+        // The deny matches the JWT-SVID's subject (for a bound one, the peer).
+        (JwtSvid, JwtSvid | JwtSvidVia(_) | PeerBoundJwtSvid) => all(denied, allowed),
+        (JwtSvid, Peer) => false,
+        (JwtSvidVia(deny_via), JwtSvidVia(allow_via)) => {
+            all(deny_via, allow_via) && all(denied, allowed)
+        }
+        (JwtSvidVia(deny_via), PeerBoundJwtSvid) => all(deny_via, allowed) && all(denied, allowed),
+        (JwtSvidVia(_), Peer | JwtSvid) => false,
+        (PeerBoundJwtSvid, PeerBoundJwtSvid) => all(denied, allowed),
+        (PeerBoundJwtSvid, _) => false,
+    }
 }
 
 fn covered(by: &[Subject], subject: &Subject, trust_domains: &[String]) -> bool {
@@ -88,6 +123,16 @@ mod tests {
             ("subject any_authenticated\n intent unclassified\n when header \"x\" present", "subject any_authenticated\n intent unclassified"),
             // a dry-run allow is shadowed too
             ("subject \"spiffe://a.example/ns/x\"\n intent i\n mode dry-run", "subject any_authenticated\n intent i j"),
+            // principals: a peer deny covers a bound allow and a via allow's forwarders
+            ("principal peer_bound_jwt_svid\n subject group g\n intent i", "subject group g\n intent i"),
+            ("principal jwt_svid via group g\n subject \"spiffe://b.example/x\"\n intent i", "subject \"spiffe://a.example/ns/*\"\n subject \"spiffe://a.example/ns/y/*\"\n intent i"),
+            // a JWT-SVID deny covers via and bound allows by their subjects
+            ("principal jwt_svid via group g\n subject \"spiffe://b.example/x\"\n intent i", "principal jwt_svid\n subject domain \"b.example\"\n intent i"),
+            ("principal peer_bound_jwt_svid\n subject \"spiffe://a.example/ns/x\"\n intent i", "principal jwt_svid\n subject group g\n intent i"),
+            // a via deny covers a via allow with narrower forwarders
+            ("principal jwt_svid via \"spiffe://a.example/ns/x\"\n subject any_authenticated\n intent i", "principal jwt_svid via group g\n subject any_authenticated\n intent i"),
+            // user denies cover user allows
+            ("principal user\n intent i\n when user scope \"x\"", "principal user\n intent i j"),
         ];
         for (allow, deny) in shadowed {
             let source = policy(&format!(
@@ -137,6 +182,41 @@ mod tests {
             (
                 "subject \"spiffe://a.example/ns/**\"\n intent i",
                 "subject \"spiffe://a.example/ns/*\"\n intent i",
+            ),
+            // a peer deny does not cover a JWT-SVID allow
+            (
+                "principal jwt_svid\n subject any_authenticated\n intent i",
+                "subject any_authenticated\n intent i",
+            ),
+            // nor a JWT-SVID deny a peer allow
+            (
+                "subject any_authenticated\n intent i",
+                "principal jwt_svid\n subject any_authenticated\n intent i",
+            ),
+            // a peer deny does not cover a user allow
+            (
+                "principal user\n intent i",
+                "subject any_authenticated\n intent i",
+            ),
+            // a deny with a chain condition never shadows
+            (
+                "subject any_authenticated\n intent i",
+                "subject any_authenticated\n intent i\n when no_hop group g",
+            ),
+            // a deny with a user condition never shadows
+            (
+                "principal user\n intent i",
+                "principal user\n intent i\n when user scope \"x\"",
+            ),
+            // a via deny whose forwarders do not cover the allow's
+            (
+                "principal jwt_svid via \"spiffe://a.example/ns/z\"\n subject any_authenticated\n intent i",
+                "principal jwt_svid via group g\n subject any_authenticated\n intent i",
+            ),
+            // a bound deny does not cover a plain JWT-SVID allow
+            (
+                "principal jwt_svid\n subject any_authenticated\n intent i",
+                "principal peer_bound_jwt_svid\n subject any_authenticated\n intent i",
             ),
         ];
         for (allow, deny) in fine {

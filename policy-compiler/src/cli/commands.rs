@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use meshward_engine::config::normalize_serial;
 use meshward_engine::model::Effect;
-use meshward_policy::{compile_source, explain, generate, peer_from_text, run_tests};
-use meshward_policy::{Compiled, Diagnostics, SampleRequest};
+use meshward_engine::spiffe::SpiffeId;
+use meshward_policy::{compile_source, explain, generate, jwt_svid_from_text, peer_from_text};
+use meshward_policy::{run_tests, ClaimValue, Compiled, Diagnostics};
+use meshward_policy::{SampleChain, SampleRequest, SampleUser};
 use serde_json::json;
 
-use super::{Command, Exit, Format};
+use super::{Command, Exit, Format, IdentityArgs};
 
 pub(super) fn run(command: Command) -> Exit {
     let result = match command {
@@ -26,7 +28,8 @@ pub(super) fn run(command: Command) -> Exit {
             revoked_serials,
             compact,
             format,
-        } => compile(&file, &output, &revoked_serials, compact, format),
+            sign,
+        } => compile(&file, &output, &revoked_serials, compact, format, sign.as_deref()),
         Command::Explain {
             file,
             peer,
@@ -34,23 +37,27 @@ pub(super) fn run(command: Command) -> Exit {
             path,
             host,
             headers,
+            identity,
             format,
-        } => {
-            let request = headers
-                .iter()
-                .map(|h| parse_header(h))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|headers| SampleRequest {
-                    peer: peer_from_text(&peer),
-                    method,
-                    path,
-                    authority: host,
-                    headers,
-                });
-            request.and_then(|request| explain_request(&file, &request, format))
-        }
+        } => headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|headers| {
+                let mut request = SampleRequest::new(peer_from_text(&peer), method, path);
+                request.authority = host;
+                request.headers = headers;
+                with_identity(request, &identity)
+            })
+            .and_then(|request| explain_request(&file, &request, format)),
         Command::Test { file, format } => test(&file, format),
         Command::GenBench { rules, stats } => gen_bench(rules, stats),
+        Command::Istio(args) => super::deploy::istio(&args),
+        Command::Oci(args) => super::deploy::oci(&args),
+        Command::Replay(args) => super::rollout::replay_command(&args),
+        Command::Diff(args) => super::rollout::diff_command(&args),
+        Command::Graph(args) => super::rollout::graph_command(&args),
+        Command::Keygen(args) => super::rollout::keygen_command(&args),
     };
     result.unwrap_or_else(|message| {
         err(&format!("error: {message}\n"));
@@ -160,6 +167,7 @@ fn compile(
     revoked_serials: &[String],
     compact: bool,
     format: Format,
+    sign: Option<&Path>,
 ) -> CliResult {
     let serials = revoked_serials
         .iter()
@@ -171,7 +179,11 @@ fn compile(
     let Some(compiled) = compile_file(file, format)? else {
         return Ok(Exit::PolicyErrors);
     };
-    let config = compiled.plugin_config_value(&serials);
+    let mut config = compiled.plugin_config_value(&serials);
+    let signed_by = match sign {
+        Some(key) => Some(super::rollout::sign(&mut config, &compiled, key)?),
+        None => None,
+    };
     let mut text = if compact {
         config.to_string()
     } else {
@@ -194,18 +206,22 @@ fn compile(
         "bytes": compiled.bytes.len(),
         "config_bytes": text.len(),
         "warnings": compiled.warnings.to_json().get("diagnostics"),
+        "signed_by": signed_by,
     });
     match (format, to_stdout) {
         (Format::Json, false) => print_json(&summary)?,
         // The configuration itself went to stdout: keep it clean.
         (Format::Json, true) => err(&format!("{summary}\n")),
         (Format::Text, _) => err(&format!(
-            "compiled `{}`: {} rules, {} intents, {} bytes, sha256 {} -> {}\n",
+            "compiled `{}`: {} rules, {} intents, {} bytes, sha256 {}{} -> {}\n",
             file.display(),
             compiled.policy.rules.len(),
             compiled.policy.intents.len(),
             compiled.bytes.len(),
             compiled.hash_hex(),
+            signed_by
+                .as_ref()
+                .map_or_else(String::new, |id| format!(", signed by key {id}")),
             output.display()
         )),
     }
@@ -219,6 +235,64 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("header `{text}` is not `name=value`")),
     }
+}
+
+/// Adds the `explain` token, user and chain flags to `request`.
+fn with_identity(
+    mut request: SampleRequest,
+    identity: &IdentityArgs,
+) -> Result<SampleRequest, String> {
+    request.jwt_svid = identity.jwt_svid.as_deref().map(jwt_svid_from_text);
+    if let Some(subject) = &identity.user {
+        let mut user = SampleUser {
+            subject: subject.clone(),
+            issuer: identity.issuer.clone(),
+            scopes: identity.scopes.clone(),
+            claims: Vec::new(),
+        };
+        for claim in &identity.claims {
+            let (name, value) = claim
+                .split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .ok_or_else(|| format!("claim `{claim}` is not `name=value`"))?;
+            match user.claims.iter_mut().find(|(n, _)| n == name) {
+                // Several values of one name form a list.
+                Some((_, ClaimValue::List(values))) => values.push(value.to_owned()),
+                Some((_, existing)) => {
+                    if let ClaimValue::Str(first) = existing {
+                        *existing = ClaimValue::List(vec![first.clone(), value.to_owned()]);
+                    }
+                }
+                None => user
+                    .claims
+                    .push((name.to_owned(), ClaimValue::Str(value.to_owned()))),
+            }
+        }
+        request.user = Some(Ok(user));
+    }
+    let has_chain = !identity.chain.is_empty()
+        || identity.purpose.is_some()
+        || identity.incomplete
+        || identity.chain_user.is_some();
+    if has_chain {
+        let hops = identity
+            .chain
+            .iter()
+            .map(|hop| {
+                SpiffeId::parse(hop)
+                    .map_err(|e| format!("chain hop `{hop}` is not a SPIFFE ID: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        request.chain = Some(SampleChain {
+            hops,
+            incomplete: identity.incomplete,
+            purpose: identity.purpose.clone(),
+            user: identity.chain_user.clone(),
+            scopes: identity.chain_scopes.clone(),
+        });
+    }
+    request.validate()?;
+    Ok(request)
 }
 
 fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliResult {
@@ -239,6 +313,32 @@ fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliR
                 "path": request.path,
                 "host": request.authority,
                 "headers": request.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "jwt_svid": request.jwt_svid.as_ref().map(|token| match token {
+                    Ok(id) => json!(id.as_str()),
+                    Err(reason) => json!({ "refused": reason.code() }),
+                }),
+                "user": request.user.as_ref().map(|user| match user {
+                    Ok(user) => json!({
+                        "subject": user.subject,
+                        "issuer": user.issuer,
+                        "scopes": user.scopes,
+                        "claims": user.claims.iter().map(|(name, value)| {
+                            let value = match value {
+                                ClaimValue::Str(s) => json!(s),
+                                ClaimValue::List(items) => json!(items),
+                            };
+                            (name.clone(), value)
+                        }).collect::<serde_json::Map<_, _>>(),
+                    }),
+                    Err(reason) => json!({ "refused": reason.code() }),
+                }),
+                "chain": request.chain.as_ref().map(|chain| json!({
+                    "hops": chain.hops.iter().map(SpiffeId::as_str).collect::<Vec<_>>(),
+                    "complete": !chain.incomplete,
+                    "purpose": chain.purpose,
+                    "user": chain.user,
+                    "scopes": chain.scopes,
+                })),
             });
             if let Some(object) = value.as_object_mut() {
                 object.insert("request".to_owned(), request_json);
@@ -252,8 +352,23 @@ fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliR
             } else {
                 format!(" host {}", request.authority)
             };
+            let mut credentials = String::new();
+            match &request.jwt_svid {
+                Some(Ok(id)) => credentials.push_str(&format!(", JWT-SVID {id}")),
+                Some(Err(reason)) => {
+                    credentials.push_str(&format!(", JWT-SVID refused ({})", reason.code()))
+                }
+                None => {}
+            }
+            match &request.user {
+                Some(Ok(user)) => credentials.push_str(&format!(", user `{}`", user.subject)),
+                Some(Err(reason)) => {
+                    credentials.push_str(&format!(", user token refused ({})", reason.code()))
+                }
+                None => {}
+            }
             out(&format!(
-                "request:  {} {}{host} from {peer}\n{outcome}",
+                "request:  {} {}{host} from {peer}{credentials}\n{outcome}",
                 request.method, request.path
             ))?;
         }

@@ -1,6 +1,8 @@
 //! The command line: argument parsing (clap derive) and dispatch.
 
 mod commands;
+mod deploy;
+mod rollout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,9 @@ pub enum Exit {
     TestsFailed = 3,
     /// `explain`: the decision is deny.
     Denied = 4,
+    /// `diff --exit-code`: the policies differ; `replay`: a decision changed
+    /// in a way `--fail-on` forbids.
+    Changes = 5,
 }
 
 impl From<Exit> for ExitCode {
@@ -35,7 +40,8 @@ Exit codes:
   1  the policy has errors (diagnostics on stderr, or on stdout with --format json)
   2  usage, I/O or internal error
   3  `test`: at least one policy test failed
-  4  `explain`: the decision is deny";
+  4  `explain`: the decision is deny
+  5  `diff --exit-code`: the policies differ; `replay`: a decision changed as `--fail-on` forbids";
 
 /// meshward: workload zero trust for the service mesh. Checks and compiles
 /// identity policies for the meshward Envoy filter, and answers what the
@@ -88,6 +94,10 @@ enum Command {
         /// Summary format (`json`: hash, rule count and size on stdout).
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Sign the compiled policy with this Ed25519 private key (PKCS#8
+        /// PEM, from `meshward keygen`): adds `signature` to the configuration.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
     },
     /// Decide one request exactly as the filter would, and say why.
     #[command(after_help = EXIT_CODES)]
@@ -109,6 +119,9 @@ enum Command {
         /// A request header `name=value`; repeatable.
         #[arg(long = "header", value_name = "K=V")]
         headers: Vec<String>,
+        /// Tokens, end user and caller chain.
+        #[command(flatten)]
+        identity: Box<IdentityArgs>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -122,6 +135,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Generate Istio WasmPlugin manifests for a policy.
+    #[command(after_help = EXIT_CODES)]
+    Istio(Box<deploy::IstioArgs>),
+    /// Package the filter's wasm as an OCI image layout (for WasmPlugin.url).
+    #[command(after_help = EXIT_CODES)]
+    Oci(deploy::OciArgs),
+    /// Re-decide recorded audit lines with a new policy and report what changes.
+    #[command(after_help = EXIT_CODES)]
+    Replay(rollout::ReplayArgs),
+    /// Compare two policies semantically: grants, rules, modes, intents, settings.
+    #[command(after_help = EXIT_CODES)]
+    Diff(rollout::DiffArgs),
+    /// Draw who may do what: subjects → intents → services (DOT, SVG or HTML).
+    #[command(after_help = EXIT_CODES)]
+    Graph(rollout::GraphArgs),
+    /// Create an Ed25519 policy signing key; prints the public key (base64).
+    #[command(after_help = EXIT_CODES)]
+    Keygen(rollout::KeygenArgs),
     /// Print a generated policy with N rules (for size and speed measurements).
     #[command(hide = true)]
     GenBench {
@@ -132,6 +163,42 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+}
+
+/// `explain`: what the request carries besides its mTLS peer.
+#[derive(Debug, Default, clap::Args)]
+struct IdentityArgs {
+    /// The verified subject of a JWT-SVID the request carries.
+    #[arg(long = "jwt-svid", value_name = "SPIFFE_ID")]
+    jwt_svid: Option<String>,
+    /// The subject of an end-user token verified at this hop.
+    #[arg(long, value_name = "SUB")]
+    user: Option<String>,
+    /// A scope of that user; repeatable.
+    #[arg(long = "scope", value_name = "S", requires = "user")]
+    scopes: Vec<String>,
+    /// The issuer of that user's token.
+    #[arg(long, value_name = "I", requires = "user")]
+    issuer: Option<String>,
+    /// A claim of that user's token `name=value`; repeatable (several values
+    /// of one name form a list).
+    #[arg(long = "claim", value_name = "NAME=VALUE", requires = "user")]
+    claims: Vec<String>,
+    /// The caller chain the peer sent: hops from the origin to the peer.
+    #[arg(long, value_name = "ID,ID,...", value_delimiter = ',')]
+    chain: Vec<String>,
+    /// The chain's purpose (the intent where it started).
+    #[arg(long, value_name = "NAME")]
+    purpose: Option<String>,
+    /// The chain lost earlier hops on the way.
+    #[arg(long)]
+    incomplete: bool,
+    /// The end user carried in the chain.
+    #[arg(long = "chain-user", value_name = "SUB")]
+    chain_user: Option<String>,
+    /// A scope of the chain's user; repeatable.
+    #[arg(long = "chain-scope", value_name = "S", requires = "chain_user")]
+    chain_scopes: Vec<String>,
 }
 
 /// Parses the process arguments and runs the command.

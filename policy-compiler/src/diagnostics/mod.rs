@@ -111,12 +111,26 @@ codes! {
     MixedIntentForm = "E025", Error;
     /// The `policy` block has no `trust_domains`.
     MissingTrustDomains = "E026", Error;
+    /// A `principal user` rule with `subject` lines (a user rule has none).
+    SubjectWithUserPrincipal = "E027", Error;
+    /// A `depth` bound no chain can meet (zero hops, `min > max`, beyond `max_depth`).
+    ImpossibleDepth = "E028", Error;
+    /// A `chain` setting out of range (`max_depth` 1..16, `lifetime` 1s..1h).
+    ChainSettingOutOfRange = "E029", Error;
+    /// A test's tokens, user or chain that no request could carry (a chain
+    /// not ending at the peer, scopes without a user, …).
+    InconsistentTestRequest = "E030", Error;
     /// A group that no rule uses.
     UnusedGroup = "W001", Warning;
     /// An intent that no rule uses.
     UnusedIntent = "W002", Warning;
     /// The same entry listed twice in one list.
     DuplicateEntry = "W003", Warning;
+    /// A `purpose` name that is not an intent here and looks like a typo.
+    UnknownPurpose = "W004", Warning;
+    /// A rule looks past its direct peer, but that peer is never trusted to
+    /// forward the hops before it.
+    ChainNotForwarded = "W005", Warning;
 }
 
 impl fmt::Display for Code {

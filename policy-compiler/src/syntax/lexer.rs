@@ -29,6 +29,10 @@ pub enum TokenKind {
     EqEq,
     /// `!=`
     NotEq,
+    /// `<=`
+    LtEq,
+    /// `>=`
+    GtEq,
     /// End of a line (comments are dropped).
     Newline,
     /// End of input.
@@ -48,6 +52,8 @@ impl TokenKind {
             TokenKind::Comma => "`,`".to_owned(),
             TokenKind::EqEq => "`==`".to_owned(),
             TokenKind::NotEq => "`!=`".to_owned(),
+            TokenKind::LtEq => "`<=`".to_owned(),
+            TokenKind::GtEq => "`>=`".to_owned(),
             TokenKind::Newline => "end of line".to_owned(),
             TokenKind::Eof => "end of file".to_owned(),
         }
@@ -139,13 +145,14 @@ impl Lexer<'_> {
                     };
                     self.push(kind, start);
                 }
-                '=' | '!' if self.peek_second() == Some('=') => {
+                '=' | '!' | '<' | '>' if self.peek_second() == Some('=') => {
                     self.bump();
                     self.bump();
-                    let kind = if c == '=' {
-                        TokenKind::EqEq
-                    } else {
-                        TokenKind::NotEq
+                    let kind = match c {
+                        '=' => TokenKind::EqEq,
+                        '!' => TokenKind::NotEq,
+                        '<' => TokenKind::LtEq,
+                        _ => TokenKind::GtEq,
                     };
                     self.push(kind, start);
                 }
@@ -179,7 +186,7 @@ impl Lexer<'_> {
             let starts_token = c.is_ascii_alphanumeric()
                 || c.is_whitespace()
                 || matches!(c, '"' | '#' | '{' | '}' | '[' | ']' | ',')
-                || (matches!(c, '=' | '!') && self.peek_second() == Some('='));
+                || (matches!(c, '=' | '!' | '<' | '>') && self.peek_second() == Some('='));
             if starts_token && self.pos > start {
                 break;
             }
@@ -190,6 +197,7 @@ impl Lexer<'_> {
             "=" => "compare with `==`".to_owned(),
             "!" => "negate with `!=`".to_owned(),
             "'" => "strings use double quotes: `\"...\"`".to_owned(),
+            "<" | ">" => "depth bounds are inclusive: write `<=` or `>=`".to_owned(),
             _ => "remove it, or put it inside a double-quoted string".to_owned(),
         };
         self.errors.push(
@@ -305,6 +313,15 @@ mod tests {
                 TokenKind::EqEq,
                 string("a\"b", 50, 56, false),
                 TokenKind::RBrace,
+                TokenKind::Eof,
+            ]
+        );
+        assert_eq!(
+            kinds("<= >= 2..4"),
+            vec![
+                TokenKind::LtEq,
+                TokenKind::GtEq,
+                TokenKind::Quantity("2..4".into()),
                 TokenKind::Eof,
             ]
         );

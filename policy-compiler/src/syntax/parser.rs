@@ -13,12 +13,35 @@ use crate::suggest::did_you_mean;
 use super::lexer::{Token, TokenKind};
 
 /// Keywords that start a top-level block.
-const BLOCK_KEYWORDS: [&str; 6] = ["policy", "group", "intent", "allow", "deny", "test"];
+const BLOCK_KEYWORDS: [&str; 7] = [
+    "policy", "chain", "group", "intent", "allow", "deny", "test",
+];
 const POLICY_KEYWORDS: [&str; 3] = ["trust_domains", "max_cert_lifetime", "mode"];
+const CHAIN_KEYWORDS: [&str; 3] = ["forwarder", "max_depth", "lifetime"];
 const GROUP_KEYWORDS: [&str; 1] = ["member"];
 const INTENT_KEYWORDS: [&str; 4] = ["method", "path", "host", "grpc"];
-const RULE_KEYWORDS: [&str; 4] = ["subject", "intent", "when", "mode"];
-const TEST_KEYWORDS: [&str; 5] = ["peer", "request", "host", "header", "expect"];
+const RULE_KEYWORDS: [&str; 5] = ["principal", "subject", "intent", "when", "mode"];
+const PRINCIPALS: [&str; 4] = ["peer", "jwt_svid", "peer_bound_jwt_svid", "user"];
+const CONDITIONS: [&str; 8] = [
+    "header", "origin", "any_hop", "no_hop", "depth", "complete", "purpose", "user",
+];
+const USER_TESTS: [&str; 5] = ["present", "subject", "issuer", "scope", "claim"];
+const TEST_KEYWORDS: [&str; 14] = [
+    "peer",
+    "jwt_svid",
+    "user",
+    "scope",
+    "issuer",
+    "claim",
+    "chain",
+    "purpose",
+    "chain_user",
+    "chain_scope",
+    "request",
+    "host",
+    "header",
+    "expect",
+];
 
 /// Marks that an error was already recorded; the caller only recovers.
 struct Reported;
@@ -263,6 +286,7 @@ impl Parser {
             };
             let item = match keyword.as_str() {
                 "policy" => self.policy_block().map(Item::Policy),
+                "chain" => self.chain_block().map(Item::Chain),
                 "group" => self.group_block().map(Item::Group),
                 "intent" => self.intent_block().map(Item::Intent),
                 "allow" | "deny" => self.rule_block().map(Item::Rule),
@@ -386,6 +410,45 @@ impl Parser {
         })
     }
 
+    fn chain_block(&mut self) -> Parsed<ChainBlock> {
+        let keyword = self.keyword();
+        let settings = self.block_body("chain", &CHAIN_KEYWORDS, |p, word| {
+            Some(match word {
+                "forwarder" => {
+                    let keyword = p.keyword();
+                    p.subjects()
+                        .map(|subjects| ChainSetting::Forwarder { keyword, subjects })
+                }
+                "max_depth" => {
+                    let keyword = p.keyword();
+                    p.number(
+                        "a number of hops",
+                        "write a whole number of hops from 1 to 16, e.g. `max_depth 5`",
+                    )
+                    .map(|value| ChainSetting::MaxDepth { keyword, value })
+                }
+                "lifetime" => {
+                    let keyword = p.keyword();
+                    match p.peek().clone() {
+                        TokenKind::Quantity(word) | TokenKind::Ident(word) => {
+                            let span = p.bump().span;
+                            Ok(ChainSetting::Lifetime {
+                                keyword,
+                                value: Spanned::new(word, span),
+                            })
+                        }
+                        _ => Err(p.error_expected(
+                            "a duration",
+                            "write a duration such as `60s` (units `s`, `m`, `h`, `d`)",
+                        )),
+                    }
+                }
+                _ => return None,
+            })
+        })?;
+        Ok(ChainBlock { keyword, settings })
+    }
+
     /// `unclassified` names the requests that match no intent.
     fn declared_name(&mut self, what: &str) -> Parsed<Spanned<String>> {
         let name = self.name(what)?;
@@ -455,6 +518,11 @@ impl Parser {
         let id = self.name("a rule id")?;
         let statements = self.block_body("rule", &RULE_KEYWORDS, |p, word| {
             Some(match word {
+                "principal" => {
+                    let keyword = p.keyword();
+                    p.principal()
+                        .map(|principal| RuleStatement::Principal { keyword, principal })
+                }
                 "subject" => {
                     p.keyword();
                     p.subject().map(RuleStatement::Subject)
@@ -514,15 +582,111 @@ impl Parser {
         Ok(refs)
     }
 
+    /// One or more subjects up to the end of the line.
+    fn subjects(&mut self) -> Parsed<Vec<SubjectExpr>> {
+        let mut values = vec![self.subject()?];
+        while !self.at_line_end() {
+            values.push(self.subject()?);
+        }
+        Ok(values)
+    }
+
+    /// A whole number as written (checked later, for a precise message).
+    fn number(&mut self, what: &str, help: &str) -> Parsed<Spanned<String>> {
+        match self.peek().clone() {
+            TokenKind::Quantity(word) => {
+                let span = self.bump().span;
+                Ok(Spanned::new(word, span))
+            }
+            _ => Err(self.error_expected(what, help)),
+        }
+    }
+
+    fn principal(&mut self) -> Parsed<PrincipalExpr> {
+        let word = self.peek_ident().unwrap_or("").to_owned();
+        let principal = match word.as_str() {
+            "peer" => PrincipalExpr::Peer(self.bump().span),
+            "peer_bound_jwt_svid" => PrincipalExpr::PeerBoundJwtSvid(self.bump().span),
+            "user" => PrincipalExpr::User(self.bump().span),
+            "jwt_svid" => {
+                let span = self.bump().span;
+                if self.peek_ident() == Some("via") {
+                    self.bump();
+                    let via = self.subjects()?;
+                    PrincipalExpr::JwtSvidVia { span, via }
+                } else if self.at_line_end() {
+                    PrincipalExpr::JwtSvid(span)
+                } else {
+                    return Err(self.error_expected(
+                        "`via` or end of line",
+                        "for a JWT-SVID presented through a trusted forwarder write `principal jwt_svid via SUBJECT…`",
+                    ));
+                }
+            }
+            _ => {
+                let help = did_you_mean(&word, PRINCIPALS, || {
+                    "a principal is `peer` (the default), `jwt_svid`, `jwt_svid via SUBJECT...`, `peer_bound_jwt_svid` or `user`".to_owned()
+                });
+                return Err(self.error_expected("a principal", help));
+            }
+        };
+        Ok(principal)
+    }
+
     fn condition(&mut self) -> Parsed<ConditionExpr> {
         let start = self.peek_span();
-        if self.peek_ident() != Some("header") {
-            return Err(self.error_expected(
-                "`header`",
-                "conditions are on request headers: `when header \"NAME\" ...`",
-            ));
-        }
-        self.bump();
+        let word = self.peek_ident().unwrap_or("").to_owned();
+        let kind = match word.as_str() {
+            "header" => {
+                self.bump();
+                self.header_condition()?
+            }
+            "origin" => {
+                self.bump();
+                ConditionKind::Origin(self.subjects()?)
+            }
+            "any_hop" => {
+                self.bump();
+                ConditionKind::AnyHop(self.subjects()?)
+            }
+            "no_hop" => {
+                self.bump();
+                ConditionKind::NoHop(self.subjects()?)
+            }
+            "depth" => {
+                self.bump();
+                ConditionKind::Depth(self.depth()?)
+            }
+            "complete" => {
+                self.bump();
+                ConditionKind::Complete
+            }
+            "purpose" => {
+                self.bump();
+                ConditionKind::Purpose(self.names("an intent name")?)
+            }
+            "user" => {
+                self.bump();
+                ConditionKind::User(self.user_test()?)
+            }
+            _ => {
+                let help = did_you_mean(&word, CONDITIONS, || {
+                    format!("a condition starts with {}", list(&CONDITIONS))
+                });
+                return Err(self.error_expected("a condition", help));
+            }
+        };
+        let end = self
+            .tokens
+            .get(self.pos.saturating_sub(1))
+            .map_or(start, |t| t.span);
+        Ok(ConditionExpr {
+            kind,
+            span: start.to(end),
+        })
+    }
+
+    fn header_condition(&mut self) -> Parsed<ConditionKind> {
         let header = self.string("a header name")?;
         let test = match self.peek().clone() {
             TokenKind::EqEq => {
@@ -548,20 +712,118 @@ impl Parser {
                 }
                 "in" => {
                     self.bump();
-                    HeaderTestExpr::OneOf(self.string_list()?)
+                    HeaderTestExpr::OneOf(self.string_list("a header value")?)
                 }
                 _ => return Err(self.header_test_expected()),
             },
             _ => return Err(self.header_test_expected()),
         };
-        let end = self
-            .tokens
-            .get(self.pos.saturating_sub(1))
-            .map_or(start, |t| t.span);
-        Ok(ConditionExpr {
-            header,
-            test,
-            span: start.to(end),
+        Ok(ConditionKind::Header { header, test })
+    }
+
+    const DEPTH_HELP: &'static str =
+        "bound the hops with `depth <= N`, `depth >= N`, `depth == N` or `depth in MIN..MAX`";
+
+    fn depth(&mut self) -> Parsed<DepthExpr> {
+        let what = "a number of hops";
+        match self.peek().clone() {
+            TokenKind::LtEq => {
+                self.bump();
+                self.number(what, Self::DEPTH_HELP).map(DepthExpr::AtMost)
+            }
+            TokenKind::GtEq => {
+                self.bump();
+                self.number(what, Self::DEPTH_HELP).map(DepthExpr::AtLeast)
+            }
+            TokenKind::EqEq => {
+                self.bump();
+                self.number(what, Self::DEPTH_HELP).map(DepthExpr::Exactly)
+            }
+            TokenKind::Ident(word) if word == "in" => {
+                self.bump();
+                let range = self.number("a range `MIN..MAX`", Self::DEPTH_HELP)?;
+                match range.value.split_once("..") {
+                    Some((min, max)) => {
+                        let min_end = range.span.start + min.len();
+                        let max_start = min_end + 2;
+                        Ok(DepthExpr::Between {
+                            min: Spanned::new(min.to_owned(), Span::new(range.span.start, min_end)),
+                            max: Spanned::new(
+                                max.to_owned(),
+                                Span::new(max_start.min(range.span.end), range.span.end),
+                            ),
+                        })
+                    }
+                    None => {
+                        self.errors.push(
+                            Diagnostic::new(
+                                Code::UnexpectedToken,
+                                format!("expected a range `MIN..MAX`, found `{}`", range.value),
+                                range.span,
+                            )
+                            .note("expected a range `MIN..MAX`")
+                            .help(format!(
+                                "write both bounds, e.g. `depth in {0}..{0}`, or `depth == {0}`",
+                                range.value
+                            )),
+                        );
+                        Err(Reported)
+                    }
+                }
+            }
+            _ => Err(self.error_expected("`<=`, `>=`, `==` or `in`", Self::DEPTH_HELP)),
+        }
+    }
+
+    fn user_test(&mut self) -> Parsed<UserTestExpr> {
+        let word = self.peek_ident().unwrap_or("").to_owned();
+        Ok(match word.as_str() {
+            "present" => {
+                self.bump();
+                UserTestExpr::Present
+            }
+            "subject" => {
+                self.bump();
+                UserTestExpr::Subject(self.strings("a user subject")?)
+            }
+            "issuer" => {
+                self.bump();
+                UserTestExpr::Issuer(self.strings("a token issuer")?)
+            }
+            "scope" => {
+                self.bump();
+                UserTestExpr::Scope(self.string("a scope")?)
+            }
+            "claim" => {
+                self.bump();
+                let name = self.string("a claim name")?;
+                let test =
+                    match self.peek().clone() {
+                        TokenKind::EqEq => {
+                            self.bump();
+                            ClaimTestExpr::Equals(self.string("a claim value")?)
+                        }
+                        TokenKind::Ident(word) if word == "in" => {
+                            self.bump();
+                            ClaimTestExpr::OneOf(self.string_list("a claim value")?)
+                        }
+                        TokenKind::Ident(word) if word == "contains" => {
+                            self.bump();
+                            ClaimTestExpr::Contains(self.string("a claim value")?)
+                        }
+                        _ => return Err(self.error_expected(
+                            "a claim test",
+                            "claim tests are `== \"v\"`, `in [\"a\", \"b\"]` and `contains \"v\"`",
+                        )),
+                    };
+                UserTestExpr::Claim { name, test }
+            }
+            _ => {
+                let help = did_you_mean(&word, USER_TESTS, || {
+                    "user tests are `present`, `subject \"…\"`, `issuer \"…\"`, `scope \"…\"` and `claim \"NAME\" …`".to_owned()
+                });
+                return Err(self.error_expected("a user test", help));
+            }
         })
     }
 
@@ -573,7 +835,7 @@ impl Parser {
     }
 
     /// `[ "a", "b" ]`; newlines inside the brackets are allowed.
-    fn string_list(&mut self) -> Parsed<Vec<StrLit>> {
+    fn string_list(&mut self, what: &str) -> Parsed<Vec<StrLit>> {
         if *self.peek() != TokenKind::LBracket {
             return Err(self.error_expected("`[`", "write the values as `[\"a\", \"b\"]`"));
         }
@@ -585,7 +847,7 @@ impl Parser {
                 self.bump();
                 return Ok(values);
             }
-            values.push(self.string("a header value")?);
+            values.push(self.string(what)?);
             self.skip_newlines();
             match self.peek() {
                 TokenKind::Comma => {
@@ -651,10 +913,103 @@ impl Parser {
                     })
                 }
                 "expect" => p.expect().map(TestStatement::Expect),
+                "jwt_svid" => {
+                    let keyword = p.keyword();
+                    p.credential("a SPIFFE ID or `invalid REASON`")
+                        .map(|token| TestStatement::JwtSvid { keyword, token })
+                }
+                "user" => {
+                    let keyword = p.keyword();
+                    p.credential("a user subject or `invalid REASON`")
+                        .map(|token| TestStatement::User { keyword, token })
+                }
+                "scope" => {
+                    let keyword = p.keyword();
+                    p.strings("a scope")
+                        .map(|scopes| TestStatement::Scope { keyword, scopes })
+                }
+                "issuer" => {
+                    let keyword = p.keyword();
+                    p.string("a token issuer")
+                        .map(|issuer| TestStatement::Issuer { keyword, issuer })
+                }
+                "claim" => {
+                    let keyword = p.keyword();
+                    p.string("a claim name").and_then(|name| {
+                        let list = *p.peek() == TokenKind::LBracket;
+                        let values = if list {
+                            p.string_list("a claim value")
+                        } else {
+                            p.strings("a claim value")
+                        };
+                        values.map(|values| TestStatement::Claim {
+                            keyword,
+                            name,
+                            values,
+                            list,
+                        })
+                    })
+                }
+                "chain" => {
+                    let keyword = p.keyword();
+                    if p.peek_ident() == Some("incomplete") {
+                        p.bump();
+                        Ok(TestStatement::ChainIncomplete { keyword })
+                    } else {
+                        p.chain_hops()
+                            .map(|hops| TestStatement::Chain { keyword, hops })
+                    }
+                }
+                "purpose" => {
+                    let keyword = p.keyword();
+                    p.name("an intent name")
+                        .map(|name| TestStatement::Purpose { keyword, name })
+                }
+                "chain_user" => {
+                    let keyword = p.keyword();
+                    p.string("a user subject")
+                        .map(|subject| TestStatement::ChainUser { keyword, subject })
+                }
+                "chain_scope" => {
+                    let keyword = p.keyword();
+                    p.strings("a scope")
+                        .map(|scopes| TestStatement::ChainScope { keyword, scopes })
+                }
                 _ => return None,
             })
         })?;
         Ok(TestBlock { name, statements })
+    }
+
+    /// The hops of a test's `chain` line, up to the end of the line.
+    fn chain_hops(&mut self) -> Parsed<Vec<StrLit>> {
+        let mut hops = Vec::new();
+        loop {
+            if self.peek_ident() == Some("incomplete") && !hops.is_empty() {
+                return Err(self.error_expected(
+                    "a SPIFFE ID",
+                    "mark the chain incomplete on a line of its own: `chain incomplete`",
+                ));
+            }
+            let what = if hops.is_empty() {
+                "a SPIFFE ID or `incomplete`"
+            } else {
+                "a SPIFFE ID"
+            };
+            hops.push(self.string(what)?);
+            if self.at_line_end() {
+                return Ok(hops);
+            }
+        }
+    }
+
+    /// A verified subject (a string) or `invalid REASON`.
+    fn credential(&mut self, what: &str) -> Parsed<CredentialExpr> {
+        if self.peek_ident() == Some("invalid") {
+            self.bump();
+            return self.name("a reason code").map(CredentialExpr::Invalid);
+        }
+        self.string(what).map(CredentialExpr::Valid)
     }
 
     fn expect(&mut self) -> Parsed<ExpectExpr> {
@@ -784,7 +1139,10 @@ test "t" {
         let RuleStatement::When(condition) = &rule.statements[6] else {
             panic!("expected a condition");
         };
-        assert!(matches!(&condition.test, HeaderTestExpr::OneOf(v) if v.len() == 2));
+        assert!(matches!(
+            &condition.kind,
+            ConditionKind::Header { test: HeaderTestExpr::OneOf(v), .. } if v.len() == 2
+        ));
         let Item::Test(test) = &file.items[6] else {
             panic!("expected a test");
         };
@@ -800,6 +1158,130 @@ test "t" {
             expect.would.as_ref().map(|w| w.effect.value),
             Some(EffectKw::Allow)
         );
+    }
+
+    #[test]
+    fn parses_chains_principals_and_tokens() {
+        let file = parse_ok(
+            r#"
+chain {
+  forwarder group mesh "spiffe://a.example/gw"
+  max_depth 5
+  lifetime 60s
+}
+allow r {
+  principal jwt_svid via group gateways domain "a.example"
+  subject "spiffe://a.example/fe"
+  intent i
+  when origin group gateways
+  when any_hop "spiffe://a.example/fe" any_authenticated
+  when no_hop group batch
+  when depth <= 3
+  when depth in 2..4
+  when complete
+  when purpose orders.read checkout.pay
+  when user present
+  when user subject "alice" "bob"
+  when user issuer "https://idp.example"
+  when user scope "orders.read"
+  when user claim "groups" contains "admins"
+  when user claim "tier" in ["gold",
+                             "silver"]
+}
+allow u { principal user
+  intent i }
+test "t" {
+  peer none
+  jwt_svid invalid jwt_expired
+  user "alice"
+  scope "a" "b"
+  issuer "https://idp.example"
+  claim "groups" "admins" "ops"
+  claim "one" ["x"]
+  chain "spiffe://a.example/gw" "spiffe://a.example/fe"
+  chain incomplete
+  purpose orders.read
+  chain_user "bob"
+  chain_scope "x"
+  request GET "/"
+  expect deny
+}
+"#,
+        );
+        assert_eq!(file.items.len(), 4);
+        let Item::Chain(chain) = &file.items[0] else {
+            panic!("expected a chain block");
+        };
+        assert_eq!(chain.settings.len(), 3);
+        assert!(
+            matches!(&chain.settings[0], ChainSetting::Forwarder { subjects, .. } if subjects.len() == 2)
+        );
+        let Item::Rule(rule) = &file.items[1] else {
+            panic!("expected a rule");
+        };
+        let RuleStatement::Principal {
+            principal: PrincipalExpr::JwtSvidVia { via, .. },
+            ..
+        } = &rule.statements[0]
+        else {
+            panic!("expected a principal");
+        };
+        assert_eq!(via.len(), 2);
+        let kinds: Vec<&ConditionKind> = rule
+            .statements
+            .iter()
+            .filter_map(|s| match s {
+                RuleStatement::When(c) => Some(&c.kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds.len(), 13);
+        let ConditionKind::Depth(DepthExpr::Between { min, max }) = kinds[4] else {
+            panic!("expected a depth range, got {:?}", kinds[4]);
+        };
+        assert_eq!((min.value.as_str(), max.value.as_str()), ("2", "4"));
+        assert_eq!(max.span.end - min.span.start, 4);
+        assert!(matches!(
+            kinds[12],
+            ConditionKind::User(UserTestExpr::Claim { test: ClaimTestExpr::OneOf(v), .. }) if v.len() == 2
+        ));
+        let Item::Test(test) = &file.items[3] else {
+            panic!("expected a test");
+        };
+        assert_eq!(test.statements.len(), 14);
+        assert!(matches!(
+            &test.statements[1],
+            TestStatement::JwtSvid { token: CredentialExpr::Invalid(r), .. } if r.value == "jwt_expired"
+        ));
+        assert!(
+            matches!(&test.statements[6], TestStatement::Claim { list: true, values, .. } if values.len() == 1)
+        );
+        assert!(matches!(
+            &test.statements[8],
+            TestStatement::ChainIncomplete { .. }
+        ));
+    }
+
+    #[test]
+    fn reports_chain_syntax_errors() {
+        let errors = parse_errors(
+            "allow r {\n  principal jwt_svd\n  when depth < 3\n  when depth in 3\n  when orign group g\n  when user claim \"g\" has \"x\"\n}\nchain {\n  max_depth many\n}\n",
+        );
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "expected a principal, found `jwt_svd`",
+                // (the lexer reports `<` itself and skips it)
+                "expected `<=`, `>=`, `==` or `in`, found `3`",
+                "expected a range `MIN..MAX`, found `3`",
+                "expected a condition, found `orign`",
+                "expected a claim test, found `has`",
+                "expected a number of hops, found `many`",
+            ]
+        );
+        assert_eq!(errors[0].help.as_deref(), Some("did you mean `jwt_svid`?"));
+        assert_eq!(errors[3].help.as_deref(), Some("did you mean `origin`?"));
     }
 
     #[test]

@@ -1,0 +1,724 @@
+//! Istio `WasmPlugin` manifests for a compiled policy (`meshward istio`).
+//!
+//! What Istio does with a `WasmPlugin` (read from Istio's source; see
+//! `istio/README.md` for the file references and versions):
+//!
+//! * istiod renders it as an Envoy `envoy.extensions.filters.http.wasm.v3.Wasm`
+//!   (`pilot/pkg/model/extensions.go`, `buildPluginConfig`): `config.name` is
+//!   `<namespace>.<name>`, `root_id` is `spec.pluginName`, `vm_config.runtime`
+//!   is `envoy.wasm.runtime.v8`, `vm_config.vm_id` is left empty, and
+//!   `configuration` is a `google.protobuf.StringValue` holding
+//!   `spec.pluginConfig` re-serialized as JSON. `failStrategy: FAIL_CLOSE`
+//!   becomes `failure_policy: FAIL_CLOSED` (proxies >= 1.25) or `fail_open:
+//!   false` (older): a trap then answers 503 until the VM is recreated.
+//! * the filter is delivered through ECDS with `initial_fetch_timeout: 0`
+//!   (`pilot/pkg/networking/core/extension/wasmplugin.go`): the listener waits
+//!   for it. The istio-agent downloads `oci://` images, checks `sha256`
+//!   against the image *manifest* digest (`pkg/wasm/cache.go`) and, when the
+//!   download fails with FAIL_CLOSE, substitutes a deny-all RBAC filter
+//!   (`pkg/wasm/convert.go`).
+//! * `match.mode: SERVER` selects sidecar inbound listeners, `CLIENT`
+//!   sidecar outbound *and gateway* listeners (`workloadModeForListenerClass`).
+//!
+//! So meshward ships as two `WasmPlugin`s per workload: `-inbound`
+//! (`SERVER`, `"direction": "inbound"`) and `-outbound` (`CLIENT`,
+//! `"direction": "outbound"`). One `CLIENT_AND_SERVER` plugin cannot work: it
+//! is one ECDS resource with one `pluginConfig`, so both sides would get the
+//! same `direction`. Two plugins still share the chain seal key: proxy-wasm
+//! shared data is scoped by `vm_id`, and Istio leaves `vm_id` empty for every
+//! plugin (and, after the agent rewrites the image to the same cached file,
+//! the two `vm_config`s are identical, so they share one VM as well).
+//!
+//! Istio's inbound listeners forward the client certificate as `Subject`,
+//! `URI` and `DNS` in an appended `x-forwarded-client-cert`
+//! (`APPEND_FORWARD`), never the certificate itself. The filter's default
+//! `peer_certificate: forwarded` needs the certificate (lifetime bounds,
+//! serial revocation, every URI SAN), so by default an `EnvoyFilter` is
+//! generated beside the plugins that switches the selected workloads' inbound
+//! connection managers to `SANITIZE_SET` with `cert: true`, as
+//! `envoy/demo.yaml` has it. With [`PeerCertificate::ConnectionOnly`] no
+//! `EnvoyFilter` is needed, but a policy that bounds certificate lifetime, or
+//! a revocation list of serials, would deny every request: that is refused.
+
+use std::collections::BTreeMap;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::Compiled;
+
+/// `apiVersion` of `WasmPlugin`.
+pub const WASM_PLUGIN_API_VERSION: &str = "extensions.istio.io/v1alpha1";
+/// `apiVersion` of `EnvoyFilter`.
+pub const ENVOY_FILTER_API_VERSION: &str = "networking.istio.io/v1alpha3";
+/// The root id the filter registers (`WasmPlugin.pluginName`).
+pub const PLUGIN_NAME: &str = "meshward";
+/// Kubernetes keeps objects below 1.5 MiB (etcd); warn well before.
+pub const LARGE_PLUGIN_CONFIG: usize = 1024 * 1024;
+
+/// Which side(s) of the workload's proxy to enforce on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Sidecar inbound listeners (`match.mode: SERVER`).
+    #[default]
+    Server,
+    /// Sidecar outbound listeners (`match.mode: CLIENT`): chain forwarding.
+    Client,
+    /// Both, as two plugins sharing the seal key.
+    Both,
+    /// An Istio gateway's listeners (which Istio classes as `CLIENT`), with
+    /// `"direction": "inbound"`: requests arriving at the gateway.
+    Gateway,
+}
+
+/// `WasmPlugin.imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// `IfNotPresent`: the agent's cache is keyed by the pinned digest.
+    #[default]
+    IfNotPresent,
+    /// `Always`.
+    Always,
+}
+
+/// `WasmPlugin.failStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailStrategy {
+    /// `FAIL_CLOSE` (every Istio version).
+    #[default]
+    Close,
+    /// `FAIL_RELOAD` (Istio >= 1.25 only; not in older CRDs): a trap answers
+    /// 503 once and the next request runs in a fresh VM.
+    Reload,
+}
+
+/// How the filter learns the peer certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerCertificate {
+    /// From `x-forwarded-client-cert`, which an `EnvoyFilter` makes Istio
+    /// set (`SANITIZE_SET`, `cert: true`).
+    #[default]
+    Forwarded,
+    /// Only the connection's URI SAN; Istio's defaults need no change.
+    ConnectionOnly,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct IstioOptions {
+    /// Base name of the resources (`<name>-inbound`, `<name>-outbound`, ...).
+    pub name: String,
+    /// Namespace of the resources (a selector selects pods in it; in Istio's
+    /// root namespace it selects across the mesh).
+    pub namespace: String,
+    /// `selector.matchLabels`, in order; at least one.
+    pub selector: Vec<(String, String)>,
+    /// The image, `oci://REGISTRY/REPOSITORY[:TAG][@sha256:HEX]`.
+    pub image: String,
+    /// The image manifest digest (64 lowercase hex), if known.
+    pub sha256: Option<String>,
+    /// Which side(s).
+    pub mode: Mode,
+    /// `imagePullPolicy`.
+    pub pull_policy: PullPolicy,
+    /// `failStrategy`.
+    pub fail_strategy: FailStrategy,
+    /// `peer_certificate` of the plugin configuration.
+    pub peer_certificate: PeerCertificate,
+    /// `imagePullSecret`, if the registry needs one.
+    pub image_pull_secret: Option<String>,
+}
+
+impl IstioOptions {
+    /// Defaults for everything but what must be given.
+    pub fn new(namespace: &str, selector: Vec<(String, String)>, image: &str) -> IstioOptions {
+        IstioOptions {
+            name: PLUGIN_NAME.to_owned(),
+            namespace: namespace.to_owned(),
+            selector,
+            image: image.to_owned(),
+            sha256: None,
+            mode: Mode::default(),
+            pull_policy: PullPolicy::default(),
+            fail_strategy: FailStrategy::default(),
+            peer_certificate: PeerCertificate::default(),
+            image_pull_secret: None,
+        }
+    }
+}
+
+/// Why no manifests were generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IstioError {
+    /// The namespace is not a DNS-1123 label.
+    #[error("namespace `{0}` is not a valid Kubernetes namespace (lowercase letters, digits and `-`, at most 63)")]
+    BadNamespace(String),
+    /// The resource name is not a DNS-1123 label.
+    #[error("name `{0}` is not a valid resource name (lowercase letters, digits and `-`, at most 50)")]
+    BadName(String),
+    /// No `--selector`.
+    #[error("no selector: give at least one `--selector key=value` (without one the plugin applies to every workload of the namespace)")]
+    NoSelector,
+    /// A selector label key or value is not a Kubernetes label.
+    #[error("selector `{key}={value}`: {why}")]
+    BadSelector {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The image is not an `oci://` reference.
+    #[error("image `{0}` is not `oci://REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]`")]
+    BadImage(String),
+    /// The digest is not 64 hex digits.
+    #[error("sha256 `{0}` is not 64 hexadecimal digits")]
+    BadDigest(String),
+    /// `--sha256` and the `@sha256:` of the image disagree.
+    #[error("the image is pinned to sha256 `{url}` but `{given}` was given")]
+    DigestMismatch {
+        /// From the URL.
+        url: String,
+        /// From the options.
+        given: String,
+    },
+    /// A connection-only configuration for a policy that needs the certificate.
+    #[error("the policy {0}, which needs the peer certificate: keep the default `--peer-certificate forwarded` (adds an EnvoyFilter)")]
+    NeedsCertificate(&'static str),
+}
+
+/// One generated Kubernetes object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    /// `apiVersion`.
+    pub api_version: &'static str,
+    /// `kind`.
+    pub kind: &'static str,
+    /// `metadata`.
+    pub metadata: Metadata,
+    /// `spec`.
+    pub spec: Spec,
+}
+
+/// Object metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    /// `name`.
+    pub name: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `annotations`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The spec of either kind.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Spec {
+    /// A `WasmPlugin`.
+    WasmPlugin(Box<WasmPluginSpec>),
+    /// An `EnvoyFilter`.
+    EnvoyFilter(Canonical),
+}
+
+/// `WasmPlugin.spec`, in the order an operator reads it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmPluginSpec {
+    /// `selector.matchLabels`.
+    pub selector: Selector,
+    /// `url`.
+    pub url: String,
+    /// `sha256` (the image manifest digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `imagePullPolicy`.
+    pub image_pull_policy: &'static str,
+    /// `imagePullSecret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// `pluginName` (the filter's root id).
+    pub plugin_name: &'static str,
+    /// `phase`.
+    pub phase: &'static str,
+    /// `failStrategy`.
+    pub fail_strategy: &'static str,
+    /// `match`.
+    #[serde(rename = "match")]
+    pub match_: Vec<TrafficSelector>,
+    /// `pluginConfig`: the compiled policy's plugin configuration.
+    pub plugin_config: Canonical,
+}
+
+/// `selector`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    /// `matchLabels`.
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// One `match` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficSelector {
+    /// `mode`.
+    pub mode: &'static str,
+}
+
+/// A JSON value serialized with object keys sorted, whatever `serde_json`'s
+/// map order is: the output is byte-stable (and matches how Istio
+/// re-serializes a `google.protobuf.Struct`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canonical(pub Value);
+
+impl Serialize for Canonical {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut out = serializer.serialize_map(Some(keys.len()))?;
+                for key in keys {
+                    if let Some(value) = map.get(key) {
+                        out.serialize_entry(key, &Canonical(value.clone()))?;
+                    }
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Canonical(item.clone()))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// The result: the resources, and warnings worth printing.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// `WasmPlugin`s, then the `EnvoyFilter` if any.
+    pub resources: Vec<Resource>,
+    /// Things the operator should know.
+    pub warnings: Vec<String>,
+}
+
+impl Generated {
+    /// The resources as one multi-document YAML stream with a header comment.
+    pub fn to_yaml(&self, header: &str) -> Result<String, serde_yaml::Error> {
+        let mut out = String::new();
+        for line in header.lines() {
+            out.push_str(&format!("# {line}").trim_end().to_owned());
+            out.push('\n');
+        }
+        for resource in &self.resources {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(resource)?);
+        }
+        Ok(out)
+    }
+
+    /// Each resource as a JSON value (for validation).
+    pub fn to_json(&self) -> Vec<Value> {
+        self.resources
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+/// Generates the manifests for `compiled` (with `revoked_serials`, hex).
+pub fn generate(
+    compiled: &Compiled,
+    revoked_serials: &[String],
+    opts: &IstioOptions,
+) -> Result<Generated, IstioError> {
+    check_label_name(&opts.namespace, 63)
+        .map_err(|()| IstioError::BadNamespace(opts.namespace.clone()))?;
+    // Leaves room for the `-outbound` / `-xfcc` suffixes within 63.
+    check_label_name(&opts.name, 50).map_err(|()| IstioError::BadName(opts.name.clone()))?;
+    if opts.selector.is_empty() {
+        return Err(IstioError::NoSelector);
+    }
+    let mut match_labels = BTreeMap::new();
+    for (key, value) in &opts.selector {
+        check_selector(key, value)?;
+        match_labels.insert(key.clone(), value.clone());
+    }
+    let (url, sha256) = image_and_digest(&opts.image, opts.sha256.as_deref())?;
+    if opts.peer_certificate == PeerCertificate::ConnectionOnly {
+        if compiled.policy.limits.max_cert_lifetime_secs.is_some() {
+            return Err(IstioError::NeedsCertificate(
+                "bounds certificate lifetime (`max_cert_lifetime`)",
+            ));
+        }
+        if !revoked_serials.is_empty() {
+            return Err(IstioError::NeedsCertificate(
+                "is given revoked certificate serials",
+            ));
+        }
+    }
+
+    let mut warnings = Vec::new();
+    if sha256.is_none() {
+        warnings.push(
+            "no sha256: Istio will run whatever the tag points to; pin the digest with \
+             --sha256, --wasm or --oci-layout"
+                .to_owned(),
+        );
+    }
+    if opts.fail_strategy == FailStrategy::Reload {
+        warnings.push(
+            "failStrategy FAIL_RELOAD needs Istio 1.25 or later (older CRDs reject it)".to_owned(),
+        );
+    }
+
+    let base_config = compiled.plugin_config_value(revoked_serials);
+    let plugins: &[(&str, &str, &str)] = match opts.mode {
+        Mode::Server => &[("inbound", "SERVER", "inbound")],
+        Mode::Client => &[("outbound", "CLIENT", "outbound")],
+        Mode::Both => &[
+            ("inbound", "SERVER", "inbound"),
+            ("outbound", "CLIENT", "outbound"),
+        ],
+        Mode::Gateway => &[("gateway", "CLIENT", "inbound")],
+    };
+    let mut resources = Vec::new();
+    for (suffix, mode, direction) in plugins {
+        let mut config = base_config.clone();
+        if let Value::Object(map) = &mut config {
+            map.insert("direction".to_owned(), Value::from(*direction));
+            map.insert(
+                "peer_certificate".to_owned(),
+                Value::from(match opts.peer_certificate {
+                    PeerCertificate::Forwarded => "forwarded",
+                    PeerCertificate::ConnectionOnly => "connection_only",
+                }),
+            );
+        }
+        let size = config.to_string().len();
+        if size > LARGE_PLUGIN_CONFIG {
+            warnings.push(format!(
+                "pluginConfig is {size} bytes: Kubernetes objects must stay under 1.5 MiB"
+            ));
+        }
+        resources.push(Resource {
+            api_version: WASM_PLUGIN_API_VERSION,
+            kind: "WasmPlugin",
+            metadata: metadata(opts, suffix, compiled, Some(direction)),
+            spec: Spec::WasmPlugin(Box::new(WasmPluginSpec {
+                selector: Selector {
+                    match_labels: match_labels.clone(),
+                },
+                url: url.clone(),
+                sha256: sha256.clone(),
+                image_pull_policy: match opts.pull_policy {
+                    PullPolicy::IfNotPresent => "IfNotPresent",
+                    PullPolicy::Always => "Always",
+                },
+                image_pull_secret: opts.image_pull_secret.clone(),
+                plugin_name: PLUGIN_NAME,
+                phase: "AUTHZ",
+                fail_strategy: match opts.fail_strategy {
+                    FailStrategy::Close => "FAIL_CLOSE",
+                    FailStrategy::Reload => "FAIL_RELOAD",
+                },
+                match_: vec![TrafficSelector { mode }],
+                plugin_config: Canonical(config),
+            })),
+        });
+    }
+    let inbound_side = matches!(opts.mode, Mode::Server | Mode::Both | Mode::Gateway);
+    if opts.peer_certificate == PeerCertificate::Forwarded && inbound_side {
+        let context = if opts.mode == Mode::Gateway {
+            "GATEWAY"
+        } else {
+            "SIDECAR_INBOUND"
+        };
+        resources.push(Resource {
+            api_version: ENVOY_FILTER_API_VERSION,
+            kind: "EnvoyFilter",
+            metadata: metadata(opts, "xfcc", compiled, None),
+            spec: Spec::EnvoyFilter(Canonical(xfcc_envoy_filter(&match_labels, context))),
+        });
+    }
+    Ok(Generated {
+        resources,
+        warnings,
+    })
+}
+
+fn metadata(
+    opts: &IstioOptions,
+    suffix: &str,
+    compiled: &Compiled,
+    direction: Option<&str>,
+) -> Metadata {
+    let mut labels = BTreeMap::new();
+    labels.insert("app.kubernetes.io/name".to_owned(), "meshward".to_owned());
+    labels.insert("app.kubernetes.io/component".to_owned(), suffix.to_owned());
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "meshward".to_owned(),
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert("meshward.io/policy-hash".to_owned(), compiled.hash_hex());
+    if let Some(direction) = direction {
+        annotations.insert("meshward.io/direction".to_owned(), direction.to_owned());
+    }
+    Metadata {
+        name: format!("{}-{suffix}", opts.name),
+        namespace: opts.namespace.clone(),
+        labels,
+        annotations,
+    }
+}
+
+/// The `EnvoyFilter` that makes the selected workloads' inbound connection
+/// managers put the peer certificate into `x-forwarded-client-cert`
+/// (`SANITIZE_SET` replaces Istio's `APPEND_FORWARD`; `MERGE` keeps Istio's
+/// `subject`/`dns` flags and adds `cert`).
+fn xfcc_envoy_filter(labels: &BTreeMap<String, String>, context: &str) -> Value {
+    serde_json::json!({
+        "workloadSelector": { "labels": labels },
+        "configPatches": [{
+            "applyTo": "NETWORK_FILTER",
+            "match": {
+                "context": context,
+                "listener": {
+                    "filterChain": {
+                        "filter": { "name": "envoy.filters.network.http_connection_manager" }
+                    }
+                }
+            },
+            "patch": {
+                "operation": "MERGE",
+                "value": {
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "forward_client_cert_details": "SANITIZE_SET",
+                        "set_current_client_cert_details": { "cert": true, "uri": true }
+                    }
+                }
+            }
+        }]
+    })
+}
+
+/// Splits `oci://...[@sha256:HEX]` and reconciles the digest with `sha256`.
+fn image_and_digest(
+    image: &str,
+    sha256: Option<&str>,
+) -> Result<(String, Option<String>), IstioError> {
+    let bad = || IstioError::BadImage(image.to_owned());
+    let rest = image.strip_prefix("oci://").ok_or_else(bad)?;
+    let (repo_and_tag, pinned) = match rest.split_once('@') {
+        Some((repo, digest)) => {
+            let hex = digest.strip_prefix("sha256:").ok_or_else(bad)?;
+            (repo, Some(normalize_digest(hex)?))
+        }
+        None => (rest, None),
+    };
+    let (host, path) = repo_and_tag.split_once('/').ok_or_else(bad)?;
+    let path_ok = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if !path_ok || !host_ok || image.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let given = sha256.map(normalize_digest).transpose()?;
+    let digest = match (pinned, given) {
+        (Some(url), Some(given)) if url != given => {
+            return Err(IstioError::DigestMismatch { url, given })
+        }
+        (pinned, given) => given.or(pinned),
+    };
+    Ok((image.to_owned(), digest))
+}
+
+/// Accepts `HEX` or `sha256:HEX`; returns lowercase hex.
+pub fn normalize_digest(text: &str) -> Result<String, IstioError> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(IstioError::BadDigest(text.to_owned()))
+    }
+}
+
+/// A DNS-1123 label of at most `max` characters.
+fn check_label_name(name: &str, max: usize) -> Result<(), ()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok_chars && ok_ends && name.len() <= max {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// A Kubernetes label key (`[prefix/]name`) and value, plus Istio's CEL
+/// rules for `selector.matchLabels` (no `*`, non-empty key).
+fn check_selector(key: &str, value: &str) -> Result<(), IstioError> {
+    let bad = |why| IstioError::BadSelector {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        why,
+    };
+    if key.contains('*') || value.contains('*') {
+        return Err(bad("Istio does not allow `*` in selector labels"));
+    }
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|part| check_label_name(part, 63).is_ok());
+        if !ok {
+            return Err(bad("the key's prefix is not a DNS subdomain"));
+        }
+    }
+    if !is_label_text(name) || name.is_empty() {
+        return Err(bad("the key is not a label name (1-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)"));
+    }
+    if !is_label_text(value) {
+        return Err(bad("the value is not a label value (0-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)"));
+    }
+    Ok(())
+}
+
+/// Empty, or 1-63 of `[A-Za-z0-9-_.]` starting and ending alphanumeric.
+fn is_label_text(text: &str) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && text.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "policy \"p\" {\n  trust_domains \"cluster.local\"\n}\nintent i { path \"/\" }\nallow r {\n  subject any_authenticated\n  intent i\n}\n";
+
+    fn compiled() -> Compiled {
+        crate::compile_source(POLICY, "p.policy").unwrap()
+    }
+
+    fn opts() -> IstioOptions {
+        IstioOptions::new(
+            "shop",
+            vec![("app".to_owned(), "orders".to_owned())],
+            "oci://registry.example.com/meshward/filter:0.1.0",
+        )
+    }
+
+    #[test]
+    fn both_modes_give_two_plugins_with_their_directions() {
+        let mut o = opts();
+        o.mode = Mode::Both;
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        let json = generated.to_json();
+        let names: Vec<&str> = json
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["meshward-inbound", "meshward-outbound", "meshward-xfcc"]);
+        assert_eq!(json[0]["spec"]["match"][0]["mode"], "SERVER");
+        assert_eq!(json[0]["spec"]["pluginConfig"]["direction"], "inbound");
+        assert_eq!(json[1]["spec"]["match"][0]["mode"], "CLIENT");
+        assert_eq!(json[1]["spec"]["pluginConfig"]["direction"], "outbound");
+        assert_eq!(json[2]["kind"], "EnvoyFilter");
+    }
+
+    #[test]
+    fn client_only_needs_no_envoy_filter() {
+        let mut o = opts();
+        o.mode = Mode::Client;
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        assert_eq!(generated.resources.len(), 1);
+    }
+
+    #[test]
+    fn connection_only_refuses_what_needs_the_certificate() {
+        let mut o = opts();
+        o.peer_certificate = PeerCertificate::ConnectionOnly;
+        assert!(generate(&compiled(), &[], &o).is_ok());
+        assert!(matches!(
+            generate(&compiled(), &["0a".to_owned()], &o),
+            Err(IstioError::NeedsCertificate(_))
+        ));
+        let bounded = crate::compile_source(
+            &POLICY.replace("\"cluster.local\"\n", "\"cluster.local\"\n  max_cert_lifetime 24h\n"),
+            "p.policy",
+        )
+        .unwrap();
+        assert!(matches!(
+            generate(&bounded, &[], &o),
+            Err(IstioError::NeedsCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn digests_from_url_and_flag_must_agree() {
+        let hex = "ab".repeat(32);
+        let pinned = format!("oci://r.example/m/f@sha256:{hex}");
+        assert_eq!(
+            image_and_digest(&pinned, None).unwrap().1.as_deref(),
+            Some(hex.as_str())
+        );
+        assert!(matches!(
+            image_and_digest(&pinned, Some(&"cd".repeat(32))),
+            Err(IstioError::DigestMismatch { .. })
+        ));
+        assert!(image_and_digest("https://r.example/f.wasm", None).is_err());
+        assert!(image_and_digest("oci://nohost", None).is_err());
+        assert_eq!(
+            normalize_digest(&format!("sha256:{}", "AB".repeat(32))).unwrap(),
+            "ab".repeat(32)
+        );
+    }
+
+    #[test]
+    fn selectors_follow_kubernetes_and_istio_rules() {
+        assert!(check_selector("app", "orders").is_ok());
+        assert!(check_selector("app.kubernetes.io/name", "orders").is_ok());
+        assert!(check_selector("app", "").is_ok());
+        assert!(check_selector("app", "*").is_err());
+        assert!(check_selector("", "x").is_err());
+        assert!(check_selector("app", &"x".repeat(64)).is_err());
+        assert!(check_selector("Bad_Prefix/app", "x").is_err());
+    }
+
+    #[test]
+    fn canonical_sorts_keys_at_every_level() {
+        let value = serde_json::json!({"b": 1, "a": {"d": [{"z": 1, "y": 2}], "c": true}});
+        let text = serde_json::to_string(&Canonical(value)).unwrap();
+        assert_eq!(text, r#"{"a":{"c":true,"d":[{"y":2,"z":1}]},"b":1}"#);
+    }
+}
