@@ -119,6 +119,45 @@ struct RawConfig {
     /// Parsed by [`TrustedKeys::from_requirement_json`].
     #[serde(default)]
     require_signature: Option<Box<RawValue>>,
+    #[serde(default)]
+    direction: Direction,
+    #[serde(default)]
+    chain: ChainConfig,
+    #[serde(default)]
+    workload_id: Option<String>,
+}
+
+/// Which side of the workload this filter instance guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Server side: verify callers, evaluate the policy, hand the app a
+    /// sealed caller chain.
+    #[default]
+    Inbound,
+    /// Client side (the app's outbound calls): forward only chains this
+    /// proxy's inbound side sealed.
+    Outbound,
+}
+
+/// What the outbound side does with a chain the app forged or kept too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalidChain {
+    /// Refuse the outbound call (403 with the chain reason).
+    #[default]
+    Deny,
+    /// Remove the chain: the call starts a fresh chain at this workload.
+    Drop,
+}
+
+/// `chain` as written.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Outbound action on an invalid chain.
+    #[serde(default)]
+    pub on_invalid: OnInvalidChain,
 }
 
 /// `jwt_svid` as written.
@@ -234,6 +273,9 @@ pub struct KeyFetch {
 /// Why a plugin configuration was rejected. The filter logs this and fails closed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `workload_id` is not a SPIFFE ID.
+    #[error("plugin configuration `workload_id` is not a SPIFFE ID: {0}")]
+    BadWorkloadId(String),
     /// No configuration was delivered.
     #[error("no plugin configuration: set the filter's `configuration` to the JSON written by `meshward compile`")]
     Missing,
@@ -332,6 +374,13 @@ pub enum ConfigError {
 /// A loaded, validated configuration.
 #[derive(Debug)]
 pub struct FilterConfig {
+    /// Inbound (server side) or outbound (client side).
+    pub direction: Direction,
+    /// Outbound chain handling.
+    pub chain: ChainConfig,
+    /// This workload's SPIFFE ID, when set explicitly; otherwise the inbound
+    /// side reads it from the listener's own certificate.
+    pub workload_id: Option<crate::spiffe::SpiffeId>,
     /// The decoded, indexed policy.
     pub policy: Policy,
     /// Revoked certificate serials, normalized (lowercase hex, no separators,
@@ -461,6 +510,15 @@ impl FilterConfig {
             key_fetch,
             revocation,
             signed_by,
+            direction: raw.direction,
+            chain: raw.chain,
+            workload_id: raw
+                .workload_id
+                .map(|id| {
+                    crate::spiffe::SpiffeId::parse(&id)
+                        .map_err(|e| ConfigError::BadWorkloadId(format!("`{id}`: {e}")))
+                })
+                .transpose()?,
         })
     }
 

@@ -71,3 +71,55 @@ pub fn increment(counter: Option<u32>) {
         let _ = hostcalls::increment_metric(id, 1);
     }
 }
+
+/// Reads a value of the process-wide shared data (scoped by `vm_id`).
+pub fn shared_data(key: &str) -> Result<Option<Vec<u8>>, HostError> {
+    hostcalls::get_shared_data(key)
+        .map(|(value, _cas)| value)
+        .map_err(|_| HostError)
+}
+
+/// Writes a value of the process-wide shared data.
+pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
+    hostcalls::set_shared_data(key, Some(value), None).map_err(|_| HostError)
+}
+
+/// Starts a GET over an Envoy cluster; the answer arrives in the root
+/// context's `on_http_call_response`.
+pub fn dispatch_get(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<u32, HostError> {
+    hostcalls::dispatch_http_call(
+        cluster,
+        vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        timeout,
+    )
+    .map_err(|_| HostError)
+}
+
+/// `:status` of the HTTP call being answered (`None` on timeout or reset).
+pub fn http_call_status() -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+}
+
+/// Body of the HTTP call being answered.
+pub fn http_call_body(size: usize) -> Result<Option<Vec<u8>>, HostError> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map_err(|_| HostError)
+}
+
+/// Asks for `on_tick` every `period`.
+pub fn set_tick_period(period: std::time::Duration) {
+    let _ = hostcalls::set_tick_period(period);
+}

@@ -2,7 +2,9 @@
 //!
 //! - [`root`] owns the configuration lifecycle (parse once in `on_configure`,
 //!   reject bad configs so Envoy fails closed).
-//! - [`http`] runs once per request: gather facts, ask the engine, act.
+//! - [`http`] runs once per request and hands it to [`inbound`] (server
+//!   side: verify, evaluate, seal the chain for the app) or [`outbound`]
+//!   (client side: forward only chains this proxy sealed).
 //! - [`host`] is the only module that calls `proxy_wasm::hostcalls`; every
 //!   host failure becomes a value, never a trap.
 //!
@@ -11,7 +13,10 @@
 
 mod host;
 mod http;
+mod inbound;
+mod outbound;
 mod root;
+mod seal_key;
 mod stats;
 
 proxy_wasm::main! {{

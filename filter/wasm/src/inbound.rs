@@ -1,0 +1,312 @@
+//! Server side: verify every credential the request carries, rebuild the
+//! caller chain, evaluate the policy, then either deny or pass the request
+//! on with verified facts (and a sealed chain) for the app.
+
+use std::collections::BTreeMap;
+
+use meshward_engine::audit::{audit_line, AuditClaim, AuditFacts, AuditUser};
+use meshward_engine::chain::{self, Chain, CHAIN_HEADER};
+use meshward_engine::config::{AuditLog, FilterConfig};
+use meshward_engine::identity::{
+    verify_jwt_svid, verify_peer_cert, verify_user_token, ClaimValue, IdentityChecks,
+    JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
+};
+use meshward_engine::spiffe::SpiffeId;
+use meshward_engine::{evaluate, Decision, Effect, Headers, Reason, Request, UserInfo};
+use proxy_wasm::types::{Action, LogLevel};
+
+use crate::host;
+use crate::http::{respond_deny, HeaderMap};
+use crate::root::Shared;
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// A verified mTLS peer and its certificate's validity window.
+struct Peer {
+    id: SpiffeId,
+    window: Option<(u64, u64)>,
+}
+
+pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
+    let Shared {
+        config,
+        certs,
+        jwt_svids,
+        users,
+        keys,
+        seal_key,
+        local_id,
+        stats,
+    } = state;
+    let Some(config) = config.as_ref() else {
+        return respond_deny(None, &Decision::deny(Reason::NoPolicy), None);
+    };
+    let policy = &config.policy;
+    let request_id = Headers::get(headers, "x-request-id");
+    let Ok(now) = host::now_secs() else {
+        return respond_deny(
+            Some(policy),
+            &Decision::deny(Reason::IdentityUnavailable),
+            request_id,
+        );
+    };
+
+    // The mTLS peer: the connection's certificate digest binds everything.
+    let peer = read_peer(config, headers, now, certs);
+
+    // Tokens: absent = None; present = verified or a deny reason.
+    let jwt_svid: Option<Result<SpiffeId, Reason>> =
+        config.jwt_svid.as_ref().and_then(|settings| {
+            single_header(headers, &settings.header, Reason::JwtDuplicateHeader).map(|value| {
+                let ctx = JwtSvidContext {
+                    settings,
+                    keys,
+                    revocation: &config.revocation,
+                    trusts_domain: &|td| policy.trusts_domain(td),
+                    policy_max_lifetime_secs: None,
+                };
+                value.and_then(|v| {
+                    verify_jwt_svid(&ctx, v, now, jwt_svids).map(|j| j.subject.clone())
+                })
+            })
+        });
+    let user: Option<Result<AuditUser, Reason>> =
+        config.user_tokens.as_ref().and_then(|settings| {
+            single_header(headers, &settings.header, Reason::UserTokenDuplicateHeader).map(
+                |value| {
+                    let ctx = UserTokenContext {
+                        settings,
+                        keys,
+                        revocation: &config.revocation,
+                    };
+                    value.and_then(|v| verify_user_token(&ctx, v, now, users).map(audit_user))
+                },
+            )
+        });
+
+    // The caller chain, believed only from peers trusted to forward it.
+    let chain_values = headers.all(CHAIN_HEADER);
+    let chain: Option<Result<Chain, Reason>> = peer.as_ref().ok().map(|p| {
+        chain::inbound(
+            &p.id,
+            policy.may_forward_chain(&p.id),
+            &chain_values,
+            now,
+            policy.chain_limits(),
+        )
+        .map_err(chain::ChainError::reason)
+    });
+
+    let method = headers.get_or_empty(":method");
+    let path = headers.get_or_empty(":path");
+    let authority = headers.get_or_empty(":authority");
+    let decision = evaluate(
+        policy,
+        &Request {
+            peer: peer.as_ref().map(|p| &p.id).map_err(|r| *r),
+            jwt_svid: jwt_svid.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            user: user
+                .as_ref()
+                .map(|r| r.as_ref().map(|u| u as &dyn UserInfo).map_err(|e| *e)),
+            chain: chain.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            method,
+            path,
+            authority,
+            headers,
+        },
+    );
+    stats.record(&decision);
+
+    let wants_audit = match config.audit_log {
+        AuditLog::All => true,
+        AuditLog::Denies => decision.effect == Effect::Deny || decision.would_deny(),
+        AuditLog::None => false,
+    };
+    if wants_audit {
+        let facts = AuditFacts {
+            request_id,
+            peer: peer.as_ref().map(|p| &p.id).map_err(|r| *r),
+            cert_window: peer.as_ref().ok().and_then(|p| p.window),
+            jwt_svid: jwt_svid.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            user: user.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            chain: chain.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            headers,
+            method,
+            path,
+            authority,
+            time: now,
+        };
+        host::log(
+            LogLevel::Info,
+            &format!("meshward.audit {}", audit_line(policy, &decision, &facts)),
+        );
+    }
+    if decision.effect == Effect::Deny {
+        return respond_deny(Some(policy), &decision, request_id);
+    }
+
+    // Allow: replace every header we own with verified facts.
+    let intent = decision.intent.map(|i| policy.intent_name(i));
+    let this_workload = local_workload(local_id);
+    let app_chain = match chain_for_app(
+        config,
+        chain,
+        user.as_ref(),
+        this_workload.as_ref(),
+        intent,
+        now,
+    ) {
+        Ok(c) => c,
+        Err(reason) => {
+            stats.reason(reason);
+            return respond_deny(Some(policy), &Decision::deny(reason), request_id);
+        }
+    };
+    let peer_text = match (&peer, &jwt_svid) {
+        (Ok(p), _) => p.id.as_str(),
+        (Err(_), Some(Ok(j))) => j.as_str(),
+        _ => "",
+    };
+    let verdict = if decision.would_deny() {
+        "would-deny"
+    } else {
+        "allow"
+    };
+    let mut ok = headers.strip_owned();
+    for (name, value) in [
+        ("x-meshward-peer", peer_text),
+        ("x-meshward-intent", intent.unwrap_or("unclassified")),
+        ("x-meshward-decision", verdict),
+        ("x-meshward-policy", policy.hash_hex()),
+    ] {
+        ok &= host::set_request_header(name, value).is_ok();
+    }
+    match (app_chain, seal_key.as_deref()) {
+        (Some(c), Some(key)) => ok &= host::set_request_header(CHAIN_HEADER, &c.seal(key)).is_ok(),
+        (Some(_), None) => host::log(
+            LogLevel::Warn,
+            "meshward: no chain seal key; the app gets no chain",
+        ),
+        (None, _) => {}
+    }
+    if !ok {
+        // The app must never see a stale or forged identity header: fail closed.
+        return respond_deny(
+            Some(policy),
+            &Decision::deny(Reason::IdentityUnavailable),
+            request_id,
+        );
+    }
+    Action::Continue
+}
+
+fn read_peer(
+    config: &FilterConfig,
+    headers: &HeaderMap,
+    now: u64,
+    certs: &mut meshward_engine::identity::CertCache,
+) -> Result<Peer, Reason> {
+    let digest = host::property(&["connection", "sha256_peer_certificate_digest"])
+        .map_err(|_| Reason::IdentityUnavailable)?;
+    let uri_san = host::property(&["connection", "uri_san_peer_certificate"])
+        .map_err(|_| Reason::IdentityUnavailable)?;
+    let xfcc = match headers.all(XFCC).as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        // Envoy's SANITIZE_SET writes exactly one; more is not Envoy's doing.
+        _ => Some(""),
+    };
+    let inputs = PeerInputs {
+        cert_digest: digest.as_deref(),
+        uri_san: uri_san.as_deref(),
+        xfcc,
+    };
+    let checks = IdentityChecks {
+        source: config.peer_certificate,
+        max_cert_lifetime_secs: config.policy.max_cert_lifetime_secs(),
+        revoked_serials: config.revocation.serials(),
+    };
+    let verified = verify_peer_cert(&checks, &inputs, now, certs)?;
+    config.revocation.check_spiffe_id(verified.id)?;
+    Ok(Peer {
+        id: verified.id.clone(),
+        window: verified.cert.map(|c| (c.not_before, c.not_after)),
+    })
+}
+
+/// `None` when the header is absent; the value, or `duplicate` when repeated.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    duplicate: Reason,
+) -> Option<Result<&'h str, Reason>> {
+    match headers.all(name).as_slice() {
+        [] => None,
+        [one] => Some(Ok(*one)),
+        _ => Some(Err(duplicate)),
+    }
+}
+
+fn audit_user(claims: &UserClaims) -> AuditUser {
+    AuditUser {
+        sub: claims.subject.clone(),
+        iss: Some(claims.issuer.clone()),
+        scopes: claims.scopes.clone(),
+        claims: claims
+            .claims
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    ClaimValue::Str(s) => AuditClaim::Str(s.clone()),
+                    ClaimValue::List(l) => AuditClaim::List(l.clone()),
+                };
+                (name.clone(), value)
+            })
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// This workload's own SPIFFE ID: configured, or the inbound listener's
+/// certificate (read once, then cached for the VM).
+fn local_workload(cached: &mut Option<SpiffeId>) -> Option<SpiffeId> {
+    if cached.is_none() {
+        *cached = host::property(&["connection", "uri_san_local_certificate"])
+            .ok()
+            .flatten()
+            .and_then(|uri| SpiffeId::parse(&uri).ok());
+    }
+    cached.clone()
+}
+
+/// The chain the app gets: the rebuilt chain extended with this workload, or
+/// (for a request authenticated by tokens alone, e.g. at the edge) a chain
+/// that starts here. A user verified at this hop fills in a chain without one.
+fn chain_for_app(
+    config: &FilterConfig,
+    received: Option<Result<Chain, Reason>>,
+    user: Option<&Result<AuditUser, Reason>>,
+    this_workload: Option<&SpiffeId>,
+    intent: Option<&str>,
+    now: u64,
+) -> Result<Option<Chain>, Reason> {
+    let Some(me) = this_workload else {
+        return Ok(None);
+    };
+    let limits = config.policy.chain_limits();
+    let mut chain = match received {
+        Some(Ok(chain)) => {
+            chain::for_app(chain, me, intent, limits).map_err(chain::ChainError::reason)?
+        }
+        Some(Err(_)) => return Ok(None),
+        None => {
+            let mut chain = Chain::start(me.clone(), now, limits.lifetime_secs);
+            chain.purpose = intent.map(str::to_owned);
+            chain
+        }
+    };
+    if let (None, Some(Ok(user))) = (&chain.user, user) {
+        chain.user = Some(user.sub.clone());
+        chain.scopes = user.scopes.clone();
+    }
+    Ok(Some(chain))
+}
