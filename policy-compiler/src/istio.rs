@@ -155,7 +155,9 @@ pub enum IstioError {
     #[error("namespace `{0}` is not a valid Kubernetes namespace (lowercase letters, digits and `-`, at most 63)")]
     BadNamespace(String),
     /// The resource name is not a DNS-1123 label.
-    #[error("name `{0}` is not a valid resource name (lowercase letters, digits and `-`, at most 50)")]
+    #[error(
+        "name `{0}` is not a valid resource name (lowercase letters, digits and `-`, at most 50)"
+    )]
     BadName(String),
     /// No `--selector`.
     #[error("no selector: give at least one `--selector key=value` (without one the plugin applies to every workload of the namespace)")]
@@ -316,7 +318,7 @@ impl Generated {
     pub fn to_yaml(&self, header: &str) -> Result<String, serde_yaml::Error> {
         let mut out = String::new();
         for line in header.lines() {
-            out.push_str(&format!("# {line}").trim_end().to_owned());
+            out.push_str(format!("# {line}").trim_end());
             out.push('\n');
         }
         for resource in &self.resources {
@@ -564,8 +566,14 @@ fn check_label_name(name: &str, max: usize) -> Result<(), ()> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_ends = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if ok_chars && ok_ends && name.len() <= max {
         Ok(())
     } else {
@@ -599,10 +607,14 @@ fn check_selector(key: &str, value: &str) -> Result<(), IstioError> {
         }
     }
     if !is_label_text(name) || name.is_empty() {
-        return Err(bad("the key is not a label name (1-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)"));
+        return Err(bad(
+            "the key is not a label name (1-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)",
+        ));
     }
     if !is_label_text(value) {
-        return Err(bad("the value is not a label value (0-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)"));
+        return Err(bad(
+            "the value is not a label value (0-63 of `A-Za-z0-9-_.`, alphanumeric at both ends)",
+        ));
     }
     Ok(())
 }
@@ -616,8 +628,14 @@ fn is_label_text(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && text.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -648,7 +666,10 @@ mod tests {
             .iter()
             .map(|r| r["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["meshward-inbound", "meshward-outbound", "meshward-xfcc"]);
+        assert_eq!(
+            names,
+            ["meshward-inbound", "meshward-outbound", "meshward-xfcc"]
+        );
         assert_eq!(json[0]["spec"]["match"][0]["mode"], "SERVER");
         assert_eq!(json[0]["spec"]["pluginConfig"]["direction"], "inbound");
         assert_eq!(json[1]["spec"]["match"][0]["mode"], "CLIENT");
@@ -674,7 +695,10 @@ mod tests {
             Err(IstioError::NeedsCertificate(_))
         ));
         let bounded = crate::compile_source(
-            &POLICY.replace("\"cluster.local\"\n", "\"cluster.local\"\n  max_cert_lifetime 24h\n"),
+            &POLICY.replace(
+                "\"cluster.local\"\n",
+                "\"cluster.local\"\n  max_cert_lifetime 24h\n",
+            ),
             "p.policy",
         )
         .unwrap();

@@ -368,7 +368,9 @@ fn wasm_artifact(wasm: &[u8], root_id: &str) -> Image {
         to_json(&RuntimeConfig {
             kind: "envoy_proxy",
             abi_versions: [ABI_VERSION],
-            config: RuntimeConfigRoots { root_ids: [root_id] },
+            config: RuntimeConfigRoots {
+                root_ids: [root_id],
+            },
         }),
     );
     let module = Blob::new(WASM_LAYER_MEDIA_TYPE, wasm.to_vec());
@@ -462,10 +464,7 @@ pub fn read_layout(dir: &Path, tag: Option<&str>) -> Result<LayoutSummary, OciEr
     let [descriptor] = candidates.as_slice() else {
         return Err(bad(match tag {
             Some(t) => format!("{} manifests tagged `{t}`", candidates.len()),
-            None => format!(
-                "{} manifests; name one with a tag",
-                index.manifests.len()
-            ),
+            None => format!("{} manifests; name one with a tag", index.manifests.len()),
         }));
     };
     let manifest_bytes = read_blob(dir, descriptor)?;
@@ -481,7 +480,11 @@ pub fn read_layout(dir: &Path, tag: Option<&str>) -> Result<LayoutSummary, OciEr
             .annotations
             .as_ref()
             .and_then(|a| a.ref_name.clone()),
-        layer_media_types: manifest.layers.iter().map(|l| l.media_type.clone()).collect(),
+        layer_media_types: manifest
+            .layers
+            .iter()
+            .map(|l| l.media_type.clone())
+            .collect(),
     })
 }
 

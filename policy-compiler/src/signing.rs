@@ -153,9 +153,16 @@ mod tests {
         .unwrap();
         assert!(signature::verify(&compiled.bytes, Some(&sig), &trusted).is_ok());
         // The file is not a key: the message names the file, not its bytes.
-        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            &path,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let err = read_private_key(&path).unwrap_err();
-        assert!(err.contains("not an Ed25519 private key") && !err.contains("AAAA"), "{err}");
+        assert!(
+            err.contains("not an Ed25519 private key") && !err.contains("AAAA"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

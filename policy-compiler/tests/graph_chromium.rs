@@ -109,11 +109,19 @@ fn the_html_graph_renders_in_headless_chromium() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let html = fs::read_to_string(&page).unwrap();
     // A copy with a measuring script (the page itself has no scripts).
     let measured = dir.join("measured.html");
-    fs::write(&measured, html.replace("</body>", &format!("{MEASURE}\n</body>"))).unwrap();
+    fs::write(
+        &measured,
+        html.replace("</body>", &format!("{MEASURE}\n</body>")),
+    )
+    .unwrap();
 
     let browser = chromium();
     let dom = run_chromium(&browser, &dir.join("profile"), &measured, "--dump-dom");
@@ -143,7 +151,10 @@ fn the_html_graph_renders_in_headless_chromium() {
         );
     }
     for service in ["frontend", "orders", "payments", "ops"] {
-        assert!(dom_text.contains(&format!(">{service}</text>")), "service `{service}`");
+        assert!(
+            dom_text.contains(&format!(">{service}</text>")),
+            "service `{service}`"
+        );
     }
     // Every text was laid out with a real size.
     let attr = |name: &str| -> String {
@@ -160,7 +171,10 @@ fn the_html_graph_renders_in_headless_chromium() {
     assert_eq!(drawn, texts, "some SVG texts have no size");
     let size = attr("data-svg-size");
     let (w, h) = size.split_once('x').unwrap();
-    assert!(w.parse::<u32>().unwrap() > 800 && h.parse::<u32>().unwrap() > 400, "{size}");
+    assert!(
+        w.parse::<u32>().unwrap() > 800 && h.parse::<u32>().unwrap() > 400,
+        "{size}"
+    );
 
     // And a screenshot of the page as shipped.
     let png = dir.join("shop.png");
@@ -170,8 +184,16 @@ fn the_html_graph_renders_in_headless_chromium() {
         &page,
         &format!("--screenshot={}", png.display()),
     );
-    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
     let bytes = fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{} bytes", bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
     let _ = fs::remove_dir_all(&dir);
 }

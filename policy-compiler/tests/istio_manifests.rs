@@ -6,12 +6,20 @@
 //! cannot run and which are checked here in code. The checked-in examples in
 //! `istio/examples/` are what the documented command generates today.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test crate: a failed expectation should panic loudly"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use meshward_engine::config::FilterConfig;
-use meshward_policy::istio::{self, IstioOptions, Mode, PeerCertificate};
 use meshward_policy::compile_source;
+use meshward_policy::istio::{self, IstioOptions, Mode, PeerCertificate};
 use serde_json::{json, Value};
 
 const MESHWARD: &str = env!("CARGO_BIN_EXE_meshward");
@@ -48,7 +56,10 @@ fn wasm_plugin_schema() -> Value {
     assert_eq!(doc["kind"], "WasmPlugin");
     let mut schema = to_json_schema(&doc["openAPIV3Schema"]);
     let props = schema["properties"].as_object_mut().unwrap();
-    props.insert("apiVersion".into(), json!({"const": "extensions.istio.io/v1alpha1"}));
+    props.insert(
+        "apiVersion".into(),
+        json!({"const": "extensions.istio.io/v1alpha1"}),
+    );
     props.insert("kind".into(), json!({"const": "WasmPlugin"}));
     props.insert(
         "metadata".into(),
@@ -130,11 +141,12 @@ fn wasm_plugin_problems(schema: &Value, manifest: &Value) -> Vec<String> {
     // CEL: vmConfig.env `value` only with valueFrom INLINE (or unset).
     if let Some(env) = spec["vmConfig"]["env"].as_array() {
         for var in env {
-            let inline = var
-                .get("valueFrom")
-                .is_none_or(|v| v == "INLINE");
+            let inline = var.get("valueFrom").is_none_or(|v| v == "INLINE");
             if var.get("value").is_some() && !inline {
-                problems.push(format!("cel: env `{}` has a value but is not INLINE", var["name"]));
+                problems.push(format!(
+                    "cel: env `{}` has a value but is not INLINE",
+                    var["name"]
+                ));
             }
         }
     }
@@ -143,7 +155,8 @@ fn wasm_plugin_problems(schema: &Value, manifest: &Value) -> Vec<String> {
     let dns_label = |s: &str| {
         !s.is_empty()
             && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     };
@@ -206,16 +219,27 @@ fn the_validator_is_not_vacuous() {
     let schema = wasm_plugin_schema();
     let good = generate(Mode::Server, PeerCertificate::Forwarded).remove(0);
     assert!(wasm_plugin_problems(&schema, &good).is_empty());
-    let broken: [(&str, fn(&mut Value)); 7] = [
-        ("bad failStrategy", |m| m["spec"]["failStrategy"] = json!("FAIL_MAYBE")),
+    type Breaker = fn(&mut Value);
+    let broken: [(&str, Breaker); 7] = [
+        ("bad failStrategy", |m| {
+            m["spec"]["failStrategy"] = json!("FAIL_MAYBE")
+        }),
         ("unknown field", |m| m["spec"]["vmId"] = json!("meshward")),
         ("bad sha256", |m| m["spec"]["sha256"] = json!("sha256:abc")),
-        ("bad mode", |m| m["spec"]["match"][0]["mode"] = json!("INBOUND")),
-        ("star selector", |m| m["spec"]["selector"]["matchLabels"]["app"] = json!("*")),
-        ("ftp url", |m| m["spec"]["url"] = json!("ftp://x/y")),
-        ("env value from HOST", |m| {
-            m["spec"]["vmConfig"] = json!({"env": [{"name": "A", "value": "b", "valueFrom": "HOST"}]})
+        ("bad mode", |m| {
+            m["spec"]["match"][0]["mode"] = json!("INBOUND")
         }),
+        ("star selector", |m| {
+            m["spec"]["selector"]["matchLabels"]["app"] = json!("*")
+        }),
+        ("ftp url", |m| m["spec"]["url"] = json!("ftp://x/y")),
+        (
+            "env value from HOST",
+            |m| {
+                m["spec"]["vmConfig"] =
+                    json!({"env": [{"name": "A", "value": "b", "valueFrom": "HOST"}]})
+            },
+        ),
     ];
     for (what, breaker) in broken {
         let mut manifest = good.clone();
@@ -258,8 +282,9 @@ fn plugin_config_is_the_compiled_policy_with_direction_and_peer_source() {
         // Everything but `direction` is what the engine loads today.
         let mut without_direction = config.clone();
         without_direction.remove("direction");
-        let loaded = FilterConfig::from_json(Value::Object(without_direction).to_string().as_bytes())
-            .unwrap_or_else(|e| panic!("the engine refuses the generated pluginConfig: {e}"));
+        let loaded =
+            FilterConfig::from_json(Value::Object(without_direction).to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("the engine refuses the generated pluginConfig: {e}"));
         assert_eq!(loaded.policy.hash(), &compiled.hash);
     }
 }
@@ -317,7 +342,11 @@ fn checked_in_examples_are_current_and_valid() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let generated = String::from_utf8(out.stdout).unwrap();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&example, &generated).unwrap();
@@ -357,7 +386,12 @@ fn cli_refuses_what_would_deny_everything_or_select_everything() {
             .unwrap()
     };
     // shop.policy bounds certificate lifetime: connection-only cannot check it.
-    let out = run(&["--selector", "app=orders", "--peer-certificate", "connection-only"]);
+    let out = run(&[
+        "--selector",
+        "app=orders",
+        "--peer-certificate",
+        "connection-only",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_cert_lifetime"));
     // No selector at all is a usage error (clap), a wildcard is refused.
@@ -366,7 +400,12 @@ fn cli_refuses_what_would_deny_everything_or_select_everything() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`*`"));
     // Not an OCI reference.
-    let out = run(&["--selector", "app=orders", "--image", "https://example.com/f.wasm"]);
+    let out = run(&[
+        "--selector",
+        "app=orders",
+        "--image",
+        "https://example.com/f.wasm",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -379,8 +418,8 @@ fn schema_copy_matches_shared_when_present() {
         eprintln!("note: {} not present; nothing to compare", shared.display());
         return;
     };
-    let copy = std::fs::read_to_string(repo().join("istio/schema/wasmplugin-crd-schema.yaml"))
-        .unwrap();
+    let copy =
+        std::fs::read_to_string(repo().join("istio/schema/wasmplugin-crd-schema.yaml")).unwrap();
     let body = &copy[copy.find("# OpenAPI v3 schema").unwrap()..];
     assert_eq!(body, original, "istio/schema/ drifted from shared/istio/");
 }

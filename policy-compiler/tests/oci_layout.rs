@@ -5,6 +5,14 @@
 //! (`extractOCIArtifactImage`, `extractOCIStandardImage`) looks for, and the
 //! module taken back out of the layer must be our `.wasm`, byte for byte.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test crate: a failed expectation should panic loudly"
+)]
+
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,7 +67,11 @@ fn blob(layout: &Path, descriptor: &Value) -> Vec<u8> {
     let digest = descriptor["digest"].as_str().unwrap();
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
-    assert_eq!(bytes.len() as u64, descriptor["size"].as_u64().unwrap(), "{digest} size");
+    assert_eq!(
+        bytes.len() as u64,
+        descriptor["size"].as_u64().unwrap(),
+        "{digest} size"
+    );
     assert_eq!(sha256_hex(&bytes), hex, "{digest} content");
     bytes
 }
@@ -72,7 +84,10 @@ fn manifest(layout: &Path, tag: &str) -> (String, Value) {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     let descriptor = &manifests[0];
@@ -86,11 +101,11 @@ fn manifest(layout: &Path, tag: &str) -> (String, Value) {
     );
     let manifest: Value = serde_json::from_slice(&blob(layout, descriptor)).unwrap();
     assert_eq!(manifest["schemaVersion"], 2);
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    (
-        descriptor["digest"].as_str().unwrap().to_owned(),
-        manifest,
-    )
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    (descriptor["digest"].as_str().unwrap().to_owned(), manifest)
 }
 
 fn run(args: &[&str]) -> String {
@@ -127,7 +142,10 @@ fn wasm_artifact_layout_is_what_istio_expects_and_verifies() {
     // raw module with the Wasm content media type.
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
-    let types: Vec<&str> = layers.iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    let types: Vec<&str> = layers
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
     assert_eq!(
         types,
         [
@@ -142,9 +160,15 @@ fn wasm_artifact_layout_is_what_istio_expects_and_verifies() {
     let config: Value = serde_json::from_slice(&blob(&layout, &manifest["config"])).unwrap();
     assert_eq!(config["type"], "envoy_proxy");
     assert_eq!(config["config"]["rootIds"][0], "meshward");
-    assert_eq!(blob(&layout, &layers[0]), blob(&layout, &manifest["config"]));
+    assert_eq!(
+        blob(&layout, &layers[0]),
+        blob(&layout, &manifest["config"])
+    );
     // The module layer is our .wasm, byte for byte.
-    assert!(blob(&layout, &layers[1]) == wasm, "the layer is not our module");
+    assert!(
+        blob(&layout, &layers[1]) == wasm,
+        "the layer is not our module"
+    );
 
     // Nothing else in blobs/.
     let mut blobs: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
@@ -178,9 +202,13 @@ fn wasm_artifact_layout_is_what_istio_expects_and_verifies() {
             "app=orders",
         ];
         args.extend(pin);
-        let yaml = run(&args);
-        assert!(
-            yaml.contains(&format!("sha256: {}", printed.trim())),
+        let out_file = dir.join("manifests.yaml");
+        args.extend(["--mode", "both", "-o", out_file.to_str().unwrap()]);
+        assert_eq!(run(&args), "", "with -o nothing goes to stdout");
+        let yaml = std::fs::read_to_string(&out_file).unwrap();
+        assert_eq!(
+            yaml.matches(&format!("sha256: {}", printed.trim())).count(),
+            2,
             "{yaml}"
         );
     }
@@ -209,7 +237,10 @@ fn compat_layout_holds_plugin_wasm_in_one_tar_gzip_layer() {
         "v1",
     ]);
     let (_, manifest) = manifest(&layout, "v1");
-    assert_eq!(manifest["annotations"]["module.wasm.image/variant"], "compat");
+    assert_eq!(
+        manifest["annotations"]["module.wasm.image/variant"],
+        "compat"
+    );
     assert_eq!(
         manifest["config"]["mediaType"],
         "application/vnd.oci.image.config.v1+json"
@@ -281,7 +312,10 @@ fn rerunning_replaces_the_layout_and_refuses_other_directories() {
             .unwrap()
     };
     assert!(args(&layout).status.success());
-    assert!(args(&layout).status.success(), "a second run over the layout");
+    assert!(
+        args(&layout).status.success(),
+        "a second run over the layout"
+    );
     std::fs::write(dir.join("keep.txt"), "precious").unwrap();
     let out = args(&dir);
     assert_eq!(out.status.code(), Some(2));

@@ -97,24 +97,94 @@ type Spec = (
 );
 
 const TRAFFIC: &[Spec] = &[
-    (Some(GATEWAY), "GET", "/products/shoes", "frontend", &[], false),
-    (Some(GATEWAY), "GET", "/products/hats", "frontend", &[], false),
+    (
+        Some(GATEWAY),
+        "GET",
+        "/products/shoes",
+        "frontend",
+        &[],
+        false,
+    ),
+    (
+        Some(GATEWAY),
+        "GET",
+        "/products/hats",
+        "frontend",
+        &[],
+        false,
+    ),
     (Some(FRONTEND), "GET", "/orders/42", "orders", &[], true),
     (Some(FRONTEND), "GET", "/orders/43", "orders", &[], false),
-    (Some(FRONTEND), "POST", "/orders", "orders", &[("x-user", "alice")], false),
-    (Some(ORDERS), "POST", "/payments/charges", "payments", &[("x-tenant", "retail")], false),
-    (Some(ORDERS), "POST", "/payments/charges", "payments", &[("x-tenant", "unknown")], false),
-    (Some(DESK), "POST", "/payments/refunds", "payments", &[], false),
-    (Some(DESK), "POST", "/payments/refunds", "payments", &[], false),
-    (Some(FRONTEND), "POST", "/payments/charges/9/refund", "payments", &[], false),
+    (
+        Some(FRONTEND),
+        "POST",
+        "/orders",
+        "orders",
+        &[("x-user", "alice")],
+        false,
+    ),
+    (
+        Some(ORDERS),
+        "POST",
+        "/payments/charges",
+        "payments",
+        &[("x-tenant", "retail")],
+        false,
+    ),
+    (
+        Some(ORDERS),
+        "POST",
+        "/payments/charges",
+        "payments",
+        &[("x-tenant", "unknown")],
+        false,
+    ),
+    (
+        Some(DESK),
+        "POST",
+        "/payments/refunds",
+        "payments",
+        &[],
+        false,
+    ),
+    (
+        Some(DESK),
+        "POST",
+        "/payments/refunds",
+        "payments",
+        &[],
+        false,
+    ),
+    (
+        Some(FRONTEND),
+        "POST",
+        "/payments/charges/9/refund",
+        "payments",
+        &[],
+        false,
+    ),
     (Some(PROBER), "GET", "/healthz", "orders", &[], false),
     (Some(PROBER), "GET", "/readyz", "orders", &[], false),
     (Some(PROBER), "GET", "/healthz", "payments", &[], false),
     (Some(CART), "GET", "/healthz", "orders", &[], false),
     (None, "GET", "/healthz", "orders", &[], false),
-    (Some("spiffe://evil.example/ns/x/sa/y"), "GET", "/healthz", "orders", &[], false),
+    (
+        Some("spiffe://evil.example/ns/x/sa/y"),
+        "GET",
+        "/healthz",
+        "orders",
+        &[],
+        false,
+    ),
     (Some(FRONTEND), "DELETE", "/orders/42", "orders", &[], false),
-    (Some(GATEWAY), "GET", "/products/socks", "frontend", &[], false),
+    (
+        Some(GATEWAY),
+        "GET",
+        "/products/socks",
+        "frontend",
+        &[],
+        false,
+    ),
 ];
 
 fn envoy_prefix(time: u64, millis: u64, component: &str) -> String {
@@ -232,26 +302,64 @@ fn the_fixture_log_is_what_the_engine_writes() {
 
 /// (golden file, arguments, expected exit code)
 const GOLDENS: &[(&str, &[&str], i32)] = &[
-    ("replay-v2.txt", &["replay", "--policy", "shop-v2.policy", "--log", "envoy.log"], 5),
+    (
+        "replay-v2.txt",
+        &["replay", "--policy", "shop-v2.policy", "--log", "envoy.log"],
+        5,
+    ),
     (
         "replay-v2.json",
-        &["replay", "--policy", "shop-v2.policy", "--log", "envoy.log", "--format", "json"],
+        &[
+            "replay",
+            "--policy",
+            "shop-v2.policy",
+            "--log",
+            "envoy.log",
+            "--format",
+            "json",
+        ],
         5,
     ),
     (
         "replay-v3.txt",
-        &["replay", "--policy", "shop-v3.policy", "--log", "envoy.log", "--fail-on", "unexpected-deny"],
+        &[
+            "replay",
+            "--policy",
+            "shop-v3.policy",
+            "--log",
+            "envoy.log",
+            "--fail-on",
+            "unexpected-deny",
+        ],
         0,
     ),
-    ("diff-v1-v2.txt", &["diff", "shop-v1.policy", "shop-v2.policy"], 0),
+    (
+        "diff-v1-v2.txt",
+        &["diff", "shop-v1.policy", "shop-v2.policy"],
+        0,
+    ),
     (
         "diff-v1-v2.json",
-        &["diff", "shop-v1.policy", "shop-v2.policy", "--format", "json"],
+        &[
+            "diff",
+            "shop-v1.policy",
+            "shop-v2.policy",
+            "--format",
+            "json",
+        ],
         0,
     ),
-    ("diff-v2-v3.txt", &["diff", "shop-v2.policy", "shop-v3.policy"], 0),
+    (
+        "diff-v2-v3.txt",
+        &["diff", "shop-v2.policy", "shop-v3.policy"],
+        0,
+    ),
     ("graph-v3.dot", &["graph", "shop-v3.policy"], 0),
-    ("graph-v3.svg", &["graph", "shop-v3.policy", "--format", "svg"], 0),
+    (
+        "graph-v3.svg",
+        &["graph", "shop-v3.policy", "--format", "svg"],
+        0,
+    ),
 ];
 
 #[test]
@@ -294,7 +402,15 @@ fn golden_outputs_match() {
 
 #[test]
 fn replay_reports_the_story_of_the_fixture_log() {
-    let output = meshward(&["replay", "--policy", "shop-v2.policy", "--log", "envoy.log", "--format", "json"]);
+    let output = meshward(&[
+        "replay",
+        "--policy",
+        "shop-v2.policy",
+        "--log",
+        "envoy.log",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&output), 5, "{}", stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["lines"], 21);
@@ -318,14 +434,40 @@ fn replay_reports_the_story_of_the_fixture_log() {
     assert_eq!(report["unexpected_denies"], 2);
     assert_eq!(report["failed"], true);
     // v3 fixes it: only the denies dry-run predicted remain.
-    let fixed = meshward(&["replay", "--policy", "shop-v3.policy", "--log", "envoy.log", "--fail-on", "unexpected-deny"]);
+    let fixed = meshward(&[
+        "replay",
+        "--policy",
+        "shop-v3.policy",
+        "--log",
+        "envoy.log",
+        "--fail-on",
+        "unexpected-deny",
+    ]);
     assert_eq!(code(&fixed), 0, "{}", stdout(&fixed));
     let strict = meshward(&["replay", "--policy", "shop-v3.policy", "--log", "envoy.log"]);
     assert_eq!(code(&strict), 5);
-    let never = meshward(&["replay", "--policy", "shop-v2.policy", "--log", "envoy.log", "--fail-on", "never"]);
+    let never = meshward(&[
+        "replay",
+        "--policy",
+        "shop-v2.policy",
+        "--log",
+        "envoy.log",
+        "--fail-on",
+        "never",
+    ]);
     assert_eq!(code(&never), 0);
     // Against the policy that wrote it, nothing changes: dry-run and replay agree.
-    let same = meshward(&["replay", "--policy", "shop-v1.policy", "--log", "envoy.log", "--fail-on", "any-change", "--format", "json"]);
+    let same = meshward(&[
+        "replay",
+        "--policy",
+        "shop-v1.policy",
+        "--log",
+        "envoy.log",
+        "--fail-on",
+        "any-change",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&same), 0, "{}", stdout(&same));
     let same: Value = serde_json::from_slice(&same.stdout).unwrap();
     assert_eq!(same["changed"], 0);
@@ -337,7 +479,15 @@ fn replay_reports_the_story_of_the_fixture_log() {
 fn replay_reads_stdin_and_reports_usage_errors() {
     let log = fs::read(fixtures().join("envoy.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshward"))
-        .args(["replay", "--policy", "shop-v2.policy", "--log", "-", "--examples", "1"])
+        .args([
+            "replay",
+            "--policy",
+            "shop-v2.policy",
+            "--log",
+            "-",
+            "--examples",
+            "1",
+        ])
         .current_dir(fixtures())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -384,13 +534,21 @@ fn diff_exit_codes() {
 fn graph_writes_files() {
     let dir = temp_dir("graph");
     let out = dir.join("g.html");
-    let output = meshward(&["graph", "shop-v3.policy", "--format", "html", "-o", out.to_str().unwrap()]);
+    let output = meshward(&[
+        "graph",
+        "shop-v3.policy",
+        "--format",
+        "html",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let html = fs::read_to_string(&out).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     // Self-contained: no external references of any kind.
     for needle in ["http://", "https://", "src=", "href=", "<script", "@import"] {
-        let allowed = needle == "http://" && html.matches(needle).count() == html.matches("http://www.w3.org/2000/svg").count();
+        let allowed = needle == "http://"
+            && html.matches(needle).count() == html.matches("http://www.w3.org/2000/svg").count();
         assert!(!html.contains(needle) || allowed, "`{needle}` in the page");
     }
     let _ = fs::remove_dir_all(dir);
@@ -398,11 +556,23 @@ fn graph_writes_files() {
 
 // ---- signed bundles ----
 
-fn sign_and_load(dir: &Path, policy: &str, key: &str, config_extra: Value) -> Result<FilterConfig, ConfigError> {
+fn sign_and_load(
+    dir: &Path,
+    policy: &str,
+    key: &str,
+    config_extra: Value,
+) -> Result<FilterConfig, ConfigError> {
     let out = dir.join("signed.json");
     let output = meshward_in(
         dir,
-        &["compile", policy, "--sign", key, "-o", out.to_str().unwrap()],
+        &[
+            "compile",
+            policy,
+            "--sign",
+            key,
+            "-o",
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&out).unwrap()).unwrap();
@@ -424,12 +594,18 @@ fn keygen_and_signed_compile() {
     assert_eq!(public.len(), 44, "{public}");
     let private = fs::read_to_string(dir.join("signing.key")).unwrap();
     assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
-    let secret_b64: String = private.lines().filter(|l| !l.starts_with("-----")).collect();
+    let secret_b64: String = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     assert!(!stdout(&keygen).contains(&secret_b64) && !stderr(&keygen).contains(&secret_b64));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = fs::metadata(dir.join("signing.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.join("signing.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     // keygen never overwrites.
@@ -445,41 +621,81 @@ fn keygen_and_signed_compile() {
     let other = meshward_in(&dir, &["keygen", "-o", "other.key"]);
     let other_public = stdout(&other).trim().to_owned();
     let err = sign_and_load(&dir, "shop.policy", "other.key", require(&[&public])).unwrap_err();
-    assert!(matches!(err, ConfigError::Signature(SignatureError::UnknownKey(_))), "{err:?}");
+    assert!(
+        matches!(err, ConfigError::Signature(SignatureError::UnknownKey(_))),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(!message.contains(&public) && !message.contains(&other_public), "{message}");
+    assert!(
+        !message.contains(&public) && !message.contains(&other_public),
+        "{message}"
+    );
     // Either of two keys.
-    assert!(sign_and_load(&dir, "shop.policy", "other.key", require(&[&public, &other_public])).is_ok());
+    assert!(sign_and_load(
+        &dir,
+        "shop.policy",
+        "other.key",
+        require(&[&public, &other_public])
+    )
+    .is_ok());
 
     // Unsigned when required.
     let unsigned = dir.join("unsigned.json");
-    let output = meshward_in(&dir, &["compile", "shop.policy", "-o", unsigned.to_str().unwrap()]);
+    let output = meshward_in(
+        &dir,
+        &["compile", "shop.policy", "-o", unsigned.to_str().unwrap()],
+    );
     assert_eq!(code(&output), 0);
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&unsigned).unwrap()).unwrap();
     config["require_signature"] = serde_json::json!({"keys": [public]});
     let err = FilterConfig::from_json(config.to_string().as_bytes()).unwrap_err();
-    assert!(matches!(err, ConfigError::Signature(SignatureError::Unsigned)), "{err:?}");
+    assert!(
+        matches!(err, ConfigError::Signature(SignatureError::Unsigned)),
+        "{err:?}"
+    );
 
     // Tampered: another policy's bytes under the first one's signature.
     let signed = dir.join("signed.json");
-    meshward_in(&dir, &["compile", "shop.policy", "--sign", "signing.key", "-o", signed.to_str().unwrap()]);
+    meshward_in(
+        &dir,
+        &[
+            "compile",
+            "shop.policy",
+            "--sign",
+            "signing.key",
+            "-o",
+            signed.to_str().unwrap(),
+        ],
+    );
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&signed).unwrap()).unwrap();
     fs::copy(fixtures().join("shop-v2.policy"), dir.join("v2.policy")).unwrap();
-    meshward_in(&dir, &["compile", "v2.policy", "-o", unsigned.to_str().unwrap()]);
+    meshward_in(
+        &dir,
+        &["compile", "v2.policy", "-o", unsigned.to_str().unwrap()],
+    );
     let v2: Value = serde_json::from_str(&fs::read_to_string(&unsigned).unwrap()).unwrap();
     config["policy"] = v2["policy"].clone();
     config["require_signature"] = serde_json::json!({"keys": [public]});
     let err = FilterConfig::from_json(config.to_string().as_bytes()).unwrap_err();
-    assert!(matches!(err, ConfigError::Signature(SignatureError::BadSignature(_))), "{err:?}");
+    assert!(
+        matches!(err, ConfigError::Signature(SignatureError::BadSignature(_))),
+        "{err:?}"
+    );
 
     // A malformed signature member is refused even when none is required.
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&signed).unwrap()).unwrap();
     config["signature"]["sig"] = "not base64!".into();
     let err = FilterConfig::from_json(config.to_string().as_bytes()).unwrap_err();
-    assert!(matches!(err, ConfigError::Signature(SignatureError::Malformed(_))), "{err:?}");
+    assert!(
+        matches!(err, ConfigError::Signature(SignatureError::Malformed(_))),
+        "{err:?}"
+    );
 
     // A key that is not a key.
-    let output = meshward_in(&dir, &["compile", "shop.policy", "--sign", "shop.policy", "-o", "-"]);
+    let output = meshward_in(
+        &dir,
+        &["compile", "shop.policy", "--sign", "shop.policy", "-o", "-"],
+    );
     assert_eq!(code(&output), 2);
     assert!(stderr(&output).contains("not an Ed25519 private key"));
     let _ = fs::remove_dir_all(dir);
@@ -515,7 +731,12 @@ fn doc_commands(doc: &str) -> Vec<DocCommand> {
                 .strip_prefix("exit ")
                 .map_or(0, |c| c.trim().parse().expect("`# exit N`"));
             let args: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
-            assert_eq!(args[0], "meshward", "line {}: only meshward commands run here", n + 1);
+            assert_eq!(
+                args[0],
+                "meshward",
+                "line {}: only meshward commands run here",
+                n + 1
+            );
             commands.push(DocCommand {
                 line: n + 1,
                 args: args[1..].to_vec(),
@@ -536,7 +757,10 @@ fn the_rollout_walkthrough_runs_as_written() {
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rollout.md");
     let doc = fs::read_to_string(&doc_path).unwrap();
     let commands = doc_commands(&doc);
-    assert!(commands.len() >= 8, "too few commands found in docs/rollout.md");
+    assert!(
+        commands.len() >= 8,
+        "too few commands found in docs/rollout.md"
+    );
     let dir = temp_dir("walkthrough");
     for entry in fs::read_dir(fixtures()).unwrap() {
         let path = entry.unwrap().path();

@@ -23,9 +23,11 @@
 
 pub mod audit;
 pub mod client;
+pub mod ecds;
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod istio;
 pub mod mesh;
 pub mod pki;
 pub mod policy;

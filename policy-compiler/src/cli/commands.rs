@@ -29,7 +29,14 @@ pub(super) fn run(command: Command) -> Exit {
             compact,
             format,
             sign,
-        } => compile(&file, &output, &revoked_serials, compact, format, sign.as_deref()),
+        } => compile(
+            &file,
+            &output,
+            &revoked_serials,
+            compact,
+            format,
+            sign.as_deref(),
+        ),
         Command::Explain {
             file,
             peer,

@@ -223,8 +223,12 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
     let sha256 = match (&args.sha256, &args.wasm, &args.oci_layout) {
         (Some(hex), _, _) => Some(hex.clone()),
         (_, Some(wasm), _) => {
-            let image = Image::build(&read_wasm(wasm)?, args.oci_format.into(), istio::PLUGIN_NAME)
-                .map_err(|e| format!("`{}`: {e}", wasm.display()))?;
+            let image = Image::build(
+                &read_wasm(wasm)?,
+                args.oci_format.into(),
+                istio::PLUGIN_NAME,
+            )
+            .map_err(|e| format!("`{}`: {e}", wasm.display()))?;
             Some(image.manifest.digest_hex().to_owned())
         }
         (_, _, Some(dir)) => {

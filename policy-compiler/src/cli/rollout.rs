@@ -188,7 +188,11 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
     } else {
         let file = std::fs::File::open(&args.log)
             .map_err(|e| format!("cannot read `{}`: {e}", args.log.display()))?;
-        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         (
             Box::new(std::io::BufReader::with_capacity(256 * 1024, file)),
             size,
@@ -235,7 +239,10 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
             if let Some(object) = json.as_object_mut() {
                 object.insert(
                     "fail_on".to_owned(),
-                    serde_json::json!(args.fail_on.to_possible_value().map(|v| v.get_name().to_owned())),
+                    serde_json::json!(args
+                        .fail_on
+                        .to_possible_value()
+                        .map(|v| v.get_name().to_owned())),
                 );
                 object.insert("failed".to_owned(), serde_json::json!(fails));
             }
@@ -253,7 +260,10 @@ pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
         return Ok(Exit::PolicyErrors);
     };
     let changes = diff::diff(&old, &new);
-    let (old_name, new_name) = (args.old.display().to_string(), args.new.display().to_string());
+    let (old_name, new_name) = (
+        args.old.display().to_string(),
+        args.new.display().to_string(),
+    );
     match args.format {
         Format::Text => out(&changes.to_text(&old_name, &new_name))?,
         Format::Json => print_json(&changes.to_json(&old_name, &new_name))?,

@@ -228,9 +228,17 @@ fn settings(o: &CompiledPolicy, n: &CompiledPolicy) -> Vec<SettingChange> {
         text::string(o, o.name).to_owned(),
         text::string(n, n.name).to_owned(),
     );
-    compare("mode", mode(o.dry_run).to_owned(), mode(n.dry_run).to_owned());
+    compare(
+        "mode",
+        mode(o.dry_run).to_owned(),
+        mode(n.dry_run).to_owned(),
+    );
     let domains = |p: &CompiledPolicy| {
-        let set: BTreeSet<&str> = p.trust_domains.iter().map(|d| text::string(p, *d)).collect();
+        let set: BTreeSet<&str> = p
+            .trust_domains
+            .iter()
+            .map(|d| text::string(p, *d))
+            .collect();
         set.into_iter()
             .map(|d| format!("{d:?}"))
             .collect::<Vec<_>>()
@@ -278,11 +286,10 @@ fn rule_intents(p: &CompiledPolicy, rule: &Rule) -> Vec<String> {
         .intents
         .iter()
         .map(|i| {
-            p.intents
-                .get(*i as usize)
-                .map_or_else(|| format!("<intent #{i}>"), |intent| {
-                    text::string(p, intent.name).to_owned()
-                })
+            p.intents.get(*i as usize).map_or_else(
+                || format!("<intent #{i}>"),
+                |intent| text::string(p, intent.name).to_owned(),
+            )
         })
         .collect();
     if rule.unclassified {
@@ -299,7 +306,11 @@ fn rule_subjects(p: &CompiledPolicy, rule: &Rule) -> Vec<String> {
 }
 
 fn rule_conditions(p: &CompiledPolicy, rule: &Rule) -> Vec<String> {
-    let mut conditions: Vec<String> = rule.conditions.iter().map(|c| text::condition(p, c)).collect();
+    let mut conditions: Vec<String> = rule
+        .conditions
+        .iter()
+        .map(|c| text::condition(p, c))
+        .collect();
     conditions.sort();
     conditions
 }
@@ -318,9 +329,14 @@ fn grant_map(p: &CompiledPolicy) -> BTreeMap<GrantKey, Vec<GrantHow>> {
         let principal = text::principal(p, &rule.principal);
         for intent in rule_intents(p, rule) {
             for subject in rule_subjects(p, rule) {
-                map.entry((intent.clone(), subject, principal.clone(), rule.effect.as_str()))
-                    .or_default()
-                    .push(how.clone());
+                map.entry((
+                    intent.clone(),
+                    subject,
+                    principal.clone(),
+                    rule.effect.as_str(),
+                ))
+                .or_default()
+                .push(how.clone());
             }
         }
     }
@@ -419,7 +435,10 @@ fn rules(o: &CompiledPolicy, n: &CompiledPolicy) -> Vec<RuleChange> {
             (None, Some(rule)) => out.push(base(Change::Added, rule, n)),
             (Some(rule), None) => out.push(base(Change::Removed, rule, o)),
             (Some(a), Some(b)) => {
-                let (pa, pb) = (text::principal(o, &a.principal), text::principal(n, &b.principal));
+                let (pa, pb) = (
+                    text::principal(o, &a.principal),
+                    text::principal(n, &b.principal),
+                );
                 let change = RuleChange {
                     id: id.clone(),
                     change: Change::Changed,
@@ -478,8 +497,14 @@ fn intents(o: &CompiledPolicy, n: &CompiledPolicy) -> Vec<IntentChange> {
                     any(b.host.map(|h| text::string(n, h).to_owned())),
                 );
                 let routes = ListChange::of(
-                    &a.routes.iter().map(|r| text::route(o, r)).collect::<Vec<_>>(),
-                    &b.routes.iter().map(|r| text::route(n, r)).collect::<Vec<_>>(),
+                    &a.routes
+                        .iter()
+                        .map(|r| text::route(o, r))
+                        .collect::<Vec<_>>(),
+                    &b.routes
+                        .iter()
+                        .map(|r| text::route(n, r))
+                        .collect::<Vec<_>>(),
                 );
                 let change = IntentChange {
                     name: name.clone(),
@@ -489,8 +514,7 @@ fn intents(o: &CompiledPolicy, n: &CompiledPolicy) -> Vec<IntentChange> {
                     routes,
                     summary: None,
                 };
-                if change.methods.is_some() || change.host.is_some() || !change.routes.is_empty()
-                {
+                if change.methods.is_some() || change.host.is_some() || !change.routes.is_empty() {
                     out.push(change);
                 }
             }

@@ -84,24 +84,54 @@ fn grants_rules_modes_and_settings() {
     assert_eq!(
         grants,
         vec![
-            (Change::Changed, "\"spiffe://shop.example/ns/shop/sa/cart\"", "orders.read"),
-            (Change::Changed, "\"spiffe://shop.example/ns/shop/sa/frontend\"", "orders.read"),
-            (Change::Added, "\"spiffe://shop.example/ns/shop/sa/search\"", "orders.read"),
-            (Change::Changed, "\"spiffe://shop.example/ns/shop/sa/cart\"", "orders.write"),
+            (
+                Change::Changed,
+                "\"spiffe://shop.example/ns/shop/sa/cart\"",
+                "orders.read"
+            ),
+            (
+                Change::Changed,
+                "\"spiffe://shop.example/ns/shop/sa/frontend\"",
+                "orders.read"
+            ),
+            (
+                Change::Added,
+                "\"spiffe://shop.example/ns/shop/sa/search\"",
+                "orders.read"
+            ),
+            (
+                Change::Changed,
+                "\"spiffe://shop.example/ns/shop/sa/cart\"",
+                "orders.write"
+            ),
         ]
     );
-    assert_eq!(d.mode_changes().collect::<Vec<_>>(), vec![("cart-writes", true, false)]);
+    assert_eq!(
+        d.mode_changes().collect::<Vec<_>>(),
+        vec![("cart-writes", true, false)]
+    );
     let readers = d.rules.iter().find(|r| r.id == "readers-read").unwrap();
-    assert_eq!(readers.subjects.added, ["\"spiffe://shop.example/ns/shop/sa/search\""]);
+    assert_eq!(
+        readers.subjects.added,
+        ["\"spiffe://shop.example/ns/shop/sa/search\""]
+    );
     assert_eq!(readers.conditions.removed, ["header \"x-env\" == \"prod\""]);
-    assert_eq!(readers.conditions.added, ["header \"x-env\" in [\"prod\", \"stage\"]"]);
+    assert_eq!(
+        readers.conditions.added,
+        ["header \"x-env\" in [\"prod\", \"stage\"]"]
+    );
     assert_eq!(d.intents.len(), 1);
     assert_eq!(d.intents[0].routes.added, ["/orders/batch"]);
     let json = d.to_json("a", "b");
     assert_eq!(json["changed"], true);
     assert_eq!(json["mode_changes"][0]["rule"], "cart-writes");
     let text = d.to_text("a", "b");
-    assert!(text.contains("rules moved between dry-run and enforce\n  ~ cart-writes: dry-run → enforce"), "{text}");
+    assert!(
+        text.contains(
+            "rules moved between dry-run and enforce\n  ~ cart-writes: dry-run → enforce"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

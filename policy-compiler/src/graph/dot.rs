@@ -51,8 +51,20 @@ impl Graph {
         let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=9];");
         for (column, cluster, title, fill, shape) in [
             (Column::Who, "who", "who", "#ddf4ff", "box"),
-            (Column::What, "what", "may do what (intents)", "#fff8c5", "box"),
-            (Column::Where, "where", "on which service", "#eaeef2", "cylinder"),
+            (
+                Column::What,
+                "what",
+                "may do what (intents)",
+                "#fff8c5",
+                "box",
+            ),
+            (
+                Column::Where,
+                "where",
+                "on which service",
+                "#eaeef2",
+                "cylinder",
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -82,7 +82,7 @@ pub(super) fn label_lines(graph: &Graph, index: usize) -> Vec<String> {
             let mut line = String::from(" ");
             for word in part.split(' ') {
                 if line.chars().count() + word.chars().count() + 1 > MAX_LABEL_CHARS
-                    && line.trim().len() > 0
+                    && !line.trim().is_empty()
                 {
                     wrapped.push(std::mem::replace(&mut line, String::from("   ")));
                 }
@@ -97,7 +97,11 @@ pub(super) fn label_lines(graph: &Graph, index: usize) -> Vec<String> {
                 *last = super::shorten(&format!("{last} …"), MAX_LABEL_CHARS + 2);
             }
         }
-        lines.extend(wrapped.into_iter().map(|l| super::shorten(&l, MAX_LABEL_CHARS + 2)));
+        lines.extend(
+            wrapped
+                .into_iter()
+                .map(|l| super::shorten(&l, MAX_LABEL_CHARS + 2)),
+        );
     }
     lines
 }
@@ -185,7 +189,11 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         .map(|i| {
             let lines = label_lines(graph, i);
             (!lines.is_empty()).then(|| {
-                let longest = lines.iter().map(|l| chars(l, MAX_LABEL_CHARS + 2)).max().unwrap_or(0);
+                let longest = lines
+                    .iter()
+                    .map(|l| chars(l, MAX_LABEL_CHARS + 2))
+                    .max()
+                    .unwrap_or(0);
                 (
                     longest as f64 * SMALL_CHAR_W + 2.0 * 5.0,
                     lines.len() as f64 * SMALL_LINE_H + 6.0,
@@ -270,9 +278,24 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         nodes,
         labels,
         columns: [
-            Rect { x: xs[0], y: 0.0, w: widths[0], h: 0.0 },
-            Rect { x: xs[1], y: 0.0, w: widths[1], h: 0.0 },
-            Rect { x: xs[2], y: 0.0, w: widths[2], h: 0.0 },
+            Rect {
+                x: xs[0],
+                y: 0.0,
+                w: widths[0],
+                h: 0.0,
+            },
+            Rect {
+                x: xs[1],
+                y: 0.0,
+                w: widths[1],
+                h: 0.0,
+            },
+            Rect {
+                x: xs[2],
+                y: 0.0,
+                w: widths[2],
+                h: 0.0,
+            },
         ],
     }
 }

@@ -131,7 +131,13 @@ impl Graph {
                 detail: String::new(),
                 tooltip: format!("service {service}"),
             });
-            graph.add_edge(format!("what:{name}"), format!("where:{service}"), None, false, None);
+            graph.add_edge(
+                format!("what:{name}"),
+                format!("where:{service}"),
+                None,
+                false,
+                None,
+            );
         }
         for item in &ast.items {
             let Item::Rule(rule) = item else { continue };
@@ -162,7 +168,7 @@ impl Graph {
                 None | Some(PrincipalExpr::Peer(_)) => {}
                 Some(PrincipalExpr::JwtSvid(_)) => label.push_str(" · as JWT-SVID"),
                 Some(PrincipalExpr::JwtSvidVia { via, .. }) => {
-                    let via: Vec<String> = via.iter().map(|s| subject_label(s)).collect();
+                    let via: Vec<String> = via.iter().map(subject_label).collect();
                     label.push_str(&format!(" · as JWT-SVID via {}", via.join(" ")));
                 }
                 Some(PrincipalExpr::PeerBoundJwtSvid(_)) => {
@@ -205,7 +211,13 @@ impl Graph {
                     }
                 };
                 for from in &froms {
-                    graph.add_edge(from.clone(), to.clone(), Some(effect), dry_run, Some(&label));
+                    graph.add_edge(
+                        from.clone(),
+                        to.clone(),
+                        Some(effect),
+                        dry_run,
+                        Some(&label),
+                    );
                 }
             }
         }
@@ -277,11 +289,15 @@ fn subject_node(subject: &SubjectExpr, groups: &BTreeMap<&str, Vec<&str>>) -> No
                 [only] => shorten(only, 40),
                 _ => format!("{} members", members.len()),
             };
-            (detail, format!("group {}: {}", name.value, members.join(", ")))
+            (
+                detail,
+                format!("group {}: {}", name.value, members.join(", ")),
+            )
         }
-        SubjectExpr::Id(id) if id.value.contains('*') => {
-            ("pattern".to_owned(), format!("SPIFFE ID pattern {}", id.value))
-        }
+        SubjectExpr::Id(id) if id.value.contains('*') => (
+            "pattern".to_owned(),
+            format!("SPIFFE ID pattern {}", id.value),
+        ),
         SubjectExpr::Id(id) => (String::new(), format!("workload {}", id.value)),
         SubjectExpr::Domain(td) => (
             "whole trust domain".to_owned(),

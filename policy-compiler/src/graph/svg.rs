@@ -69,12 +69,16 @@ impl Graph {
             out,
             "<defs>\n<marker id=\"head-allow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{ALLOW}\"/></marker>\n<marker id=\"head-deny\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\"><path d=\"M8,0 L8,10\" stroke=\"{DENY}\" stroke-width=\"3\"/></marker>\n</defs>"
         );
-        let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>");
+        let _ = writeln!(
+            out,
+            "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>"
+        );
         // Column headings.
-        for (column, title) in layout
-            .columns
-            .iter()
-            .zip(["who", "may do what (intents)", "on which service"])
+        for (column, title) in
+            layout
+                .columns
+                .iter()
+                .zip(["who", "may do what (intents)", "on which service"])
         {
             let _ = writeln!(
                 out,
@@ -227,7 +231,11 @@ pub(super) fn edge_title(graph: &Graph, index: usize) -> String {
             .to_owned()
     };
     match edge.effect {
-        None => format!("{} is served by {}", node_label(&edge.from), node_label(&edge.to)),
+        None => format!(
+            "{} is served by {}",
+            node_label(&edge.from),
+            node_label(&edge.to)
+        ),
         Some(effect) => format!(
             "{} {} → {}{}: {}",
             effect.as_str(),

@@ -39,7 +39,11 @@ fn nodes_and_edges_of_the_shop() {
     let conditional = g
         .edges
         .iter()
-        .find(|e| e.rules.iter().any(|r| r.starts_with("frontend-reads-orders")))
+        .find(|e| {
+            e.rules
+                .iter()
+                .any(|r| r.starts_with("frontend-reads-orders"))
+        })
         .unwrap();
     assert_eq!(
         conditional.rules[0],

@@ -92,10 +92,7 @@ pub fn replay<R: BufRead>(
 ) -> io::Result<ReplayReport> {
     let mut lines = Lines::new(input, MAX_LINE_BYTES);
     let mut replayer = Replayer::new(policy, *options);
-    loop {
-        let Some((number, line)) = lines.next_line()? else {
-            break;
-        };
+    while let Some((number, line)) = lines.next_line()? {
         replayer.line(number, &line);
         if number % PROGRESS_EVERY == 0 {
             let bytes = lines.bytes_read();
@@ -207,7 +204,9 @@ impl<'p> Replayer<'p> {
     fn malformed(&mut self, line: u64, error: String) {
         self.report.malformed += 1;
         if self.report.malformed_lines.len() < self.options.max_malformed_listed {
-            self.report.malformed_lines.push(MalformedLine { line, error });
+            self.report
+                .malformed_lines
+                .push(MalformedLine { line, error });
         }
     }
 
@@ -256,15 +255,18 @@ impl<'p> Replayer<'p> {
             self.report.ungrouped_changes += 1;
             return;
         }
-        let group = self.groups.entry(key).or_insert_with_key(|key| ChangeGroup {
-            kind: key.kind,
-            predicted,
-            caller: key.caller.clone(),
-            old: key.old.clone(),
-            new: key.new.clone(),
-            count: 0,
-            examples: Vec::new(),
-        });
+        let group = self
+            .groups
+            .entry(key)
+            .or_insert_with_key(|key| ChangeGroup {
+                kind: key.kind,
+                predicted,
+                caller: key.caller.clone(),
+                old: key.old.clone(),
+                new: key.new.clone(),
+                count: 0,
+                examples: Vec::new(),
+            });
         group.count += 1;
         if group.examples.len() < examples {
             group.examples.push(Example {

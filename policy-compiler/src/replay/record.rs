@@ -54,9 +54,7 @@ pub(crate) fn decide(policy: &Policy, record: &AuditRecord) -> Result<Decision, 
         }
         (None, Some(code)) => Some(Err(reason(code, "jwt_svid_error")?)),
         (None, None) => None,
-        (Some(_), Some(_)) => {
-            return Err("both `jwt_svid` and `jwt_svid_error` are set".to_owned())
-        }
+        (Some(_), Some(_)) => return Err("both `jwt_svid` and `jwt_svid_error` are set".to_owned()),
     };
     let user = match (&record.user, &record.user_error) {
         (Some(user), None) => Some(Ok(user.as_user_info())),

@@ -149,7 +149,8 @@ pub struct Example {
 pub struct ChangeGroup {
     /// How the effect changed.
     pub kind: ChangeKind,
-    /// The recorded dry-run outcome (`would`) already had the new effect.
+    /// The recorded dry-run outcome (`would`) already had the new effect:
+    /// enforcing what dry-run reported, not a surprise.
     pub predicted: bool,
     /// The caller's workload identity (peer, and JWT-SVID subject if any).
     pub caller: String,
@@ -164,13 +165,24 @@ pub struct ChangeGroup {
 }
 
 impl ChangeGroup {
-    /// The intent, or `old → new` when classification changed.
+    /// The intent, or `old → new` when classification changed: `unclassified`
+    /// when the request matched no intent, `-` when it was refused before
+    /// classification (identity, method or path).
     pub fn intent_text(&self) -> String {
-        let name = |i: &Option<String>| i.clone().unwrap_or_else(|| "unclassified".to_owned());
-        if self.old.intent == self.new.intent {
-            name(&self.old.intent)
+        let name = |v: &Verdict| match &v.intent {
+            Some(intent) => intent.clone(),
+            None if v.reason == "unclassified"
+                || v.would.as_ref().is_some_and(|w| w.reason == "unclassified") =>
+            {
+                "unclassified".to_owned()
+            }
+            None => "-".to_owned(),
+        };
+        let (old, new) = (name(&self.old), name(&self.new));
+        if old == new {
+            old
         } else {
-            format!("{} → {}", name(&self.old.intent), name(&self.new.intent))
+            format!("{old} → {new}")
         }
     }
 }
@@ -360,10 +372,9 @@ impl ReplayReport {
                 let _ = writeln!(out, "\n{} ({total})", group.kind.title());
             }
             let note = match (group.kind, group.predicted) {
-                (ChangeKind::Other, _) => "",
                 (_, true) => "  [predicted by dry-run]",
                 (ChangeKind::AllowToDeny, false) => "  [NOT predicted by dry-run]",
-                (ChangeKind::DenyToAllow, false) => "",
+                (_, false) => "",
             };
             let _ = writeln!(
                 out,

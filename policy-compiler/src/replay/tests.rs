@@ -140,11 +140,19 @@ fn samples() -> Vec<Sample> {
         sample(frontend, "GET", "/orders/2"),
         Sample {
             headers: vec![("x-tenant".into(), "a".into())],
-            ..sample("spiffe://shop.example/ns/shop/sa/orders", "GET", "/orders/3")
+            ..sample(
+                "spiffe://shop.example/ns/shop/sa/orders",
+                "GET",
+                "/orders/3",
+            )
         },
         Sample {
             headers: vec![("x-tenant".into(), "z".into())],
-            ..sample("spiffe://shop.example/ns/shop/sa/orders", "GET", "/orders/4")
+            ..sample(
+                "spiffe://shop.example/ns/shop/sa/orders",
+                "GET",
+                "/orders/4",
+            )
         },
         Sample {
             jwt: Some("spiffe://shop.example/ns/batch/sa/report"),
@@ -156,8 +164,16 @@ fn samples() -> Vec<Sample> {
             peer: Err(Reason::NoPeerCertificate),
             ..sample(gateway, "GET", "/orders/6")
         },
-        sample("spiffe://shop.example/ns/support/sa/alice", "POST", "/refunds"),
-        sample("spiffe://shop.example/ns/support/sa/bob", "POST", "/refunds"),
+        sample(
+            "spiffe://shop.example/ns/support/sa/alice",
+            "POST",
+            "/refunds",
+        ),
+        sample(
+            "spiffe://shop.example/ns/support/sa/bob",
+            "POST",
+            "/refunds",
+        ),
         sample("spiffe://shop.example/ns/any/sa/one", "GET", "/healthz"),
         sample("spiffe://shop.example/ns/any/sa/one", "DELETE", "/orders/1"),
         sample("spiffe://shop.example/ns/any/sa/one", "GET", "/a/../b"),
@@ -186,7 +202,7 @@ fn record_line(policy: &Policy, s: &Sample, n: usize) -> String {
     let chain = s.chain.as_ref().map(|hops| {
         let mut chain = Chain::start(SpiffeId::parse(hops[0]).unwrap(), NOW - 5, 60);
         chain.hops = hops.iter().map(|h| SpiffeId::parse(h).unwrap()).collect();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             chain.user = Some("alice".into());
             chain.scopes = vec!["orders.read".into()];
         }
@@ -250,7 +266,11 @@ fn replaying_a_log_against_its_own_policy_changes_nothing() {
         let report = run(&p, &log);
         assert_eq!(report.malformed, 0, "{:?}", report.malformed_lines);
         assert_eq!(report.replayed, samples().len() as u64);
-        assert_eq!(report.changed, 0, "{mode} {rule_mode}: {:#?}", report.groups);
+        assert_eq!(
+            report.changed, 0,
+            "{mode} {rule_mode}: {:#?}",
+            report.groups
+        );
         assert_eq!(report.records_under_same_policy, report.replayed);
         assert!(!report.fails(FailOn::AnyChange));
     }
@@ -303,7 +323,10 @@ fn recorded_would_is_what_the_enforced_policy_decides() {
             .iter()
             .map(|w| w.recorded.allow + w.recorded.deny)
             .sum();
-        let with_would = log.lines().filter(|l| !l.contains("\"would\":null")).count();
+        let with_would = log
+            .lines()
+            .filter(|l| !l.contains("\"would\":null"))
+            .count();
         assert_eq!(recorded, with_would as u64);
     }
 }
@@ -394,12 +417,21 @@ fn malformed_lines_are_counted_with_line_numbers() {
     assert!(listed[1].1.starts_with("not an audit record"), "{listed:?}");
     assert_eq!(listed[2].0, 5);
     assert!(listed[2].1.contains("`peer`"), "{listed:?}");
-    assert_eq!(listed[3], (6, "unknown reason code `bogus` in `peer_error`"));
-    assert_eq!(listed[4], (7, "`decision` is `maybe`, not `allow` or `deny`"));
+    assert_eq!(
+        listed[3],
+        (6, "unknown reason code `bogus` in `peer_error`")
+    );
+    assert_eq!(
+        listed[4],
+        (7, "`decision` is `maybe`, not `allow` or `deny`")
+    );
     assert_eq!(listed[5].0, 10);
     assert!(listed[5].1.starts_with("truncated JSON"));
     let text = report.to_text("log", "p.policy");
-    assert!(text.contains("malformed lines (6)\n  line 3: truncated JSON"), "{text}");
+    assert!(
+        text.contains("malformed lines (6)\n  line 3: truncated JSON"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -433,7 +465,10 @@ fn groups_and_examples_are_bounded() {
         &POLICY
             .replace("@POLICY_MODE@", "mode enforce")
             .replace("@RULE_MODE@", "mode enforce")
-            .replace("  subject any_authenticated\n  intent ops.health\n", "  subject \"spiffe://shop.example/ns/t/sa/none\"\n  intent ops.health\n"),
+            .replace(
+                "  subject any_authenticated\n  intent ops.health\n",
+                "  subject \"spiffe://shop.example/ns/t/sa/none\"\n  intent ops.health\n",
+            ),
         "closed.policy",
     )
     .unwrap()
@@ -451,7 +486,10 @@ fn groups_and_examples_are_bounded() {
     assert!(report.fails(FailOn::UnexpectedDeny));
     assert_eq!(report.groups.len(), 4);
     assert_eq!(report.ungrouped_changes, 30);
-    assert!(report.groups.iter().all(|g| g.count == 5 && g.examples.len() == 2));
+    assert!(report
+        .groups
+        .iter()
+        .all(|g| g.count == 5 && g.examples.len() == 2));
 }
 
 #[test]
@@ -471,7 +509,10 @@ fn new_policy_settings_apply_to_recorded_identities() {
             "  subject any_authenticated\n  intent ops.health\n",
             "  subject any_authenticated\n  intent ops.health\n  when header \"x-probe\" present\n",
         );
-    let new = compile_source(&source, "new.policy").unwrap().load().unwrap();
+    let new = compile_source(&source, "new.policy")
+        .unwrap()
+        .load()
+        .unwrap();
     let report = run(&new, &log);
     assert_eq!(report.malformed, 0);
     // The frontend's chain from the gateway restarts at the frontend:
@@ -482,5 +523,65 @@ fn new_policy_settings_apply_to_recorded_identities() {
         .any(|g| g.caller.ends_with("/sa/frontend")
             && g.kind == ChangeKind::AllowToDeny
             && g.old.rule.as_deref() == Some("frontend-reads")));
-    assert!(report.warnings.iter().any(|w| w.contains("`x-probe`")), "{:?}", report.warnings);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("`x-probe`")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check_counts(report: &ReplayReport) {
+        assert_eq!(report.lines, report.other_lines + report.audit_lines);
+        assert_eq!(report.audit_lines, report.replayed + report.malformed);
+        assert_eq!(report.replayed, report.unchanged + report.changed);
+        assert_eq!(
+            report.changed,
+            report.allow_to_deny + report.deny_to_allow + report.other_changes
+        );
+        let grouped: u64 = report.groups.iter().map(|g| g.count).sum();
+        assert_eq!(grouped + report.ungrouped_changes, report.changed);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes at all: no panic, every line accounted for.
+        #[test]
+        fn arbitrary_logs(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let p = policy("mode enforce", "mode dry-run");
+            let report = replay(&p, &bytes[..], &ReplayOptions::default(), &mut |_, _| {}).unwrap();
+            check_counts(&report);
+        }
+
+        /// Real audit lines, cut and corrupted: no panic, cut lines malformed.
+        #[test]
+        fn mutated_audit_lines(
+            picks in proptest::collection::vec((0usize..14, 0usize..1000, any::<u8>(), 0usize..1000), 1..20),
+        ) {
+            let old = policy("mode dry-run", "mode enforce");
+            let new = policy("mode enforce", "mode dry-run");
+            let lines: Vec<String> = log_for(&old).lines().map(str::to_owned).collect();
+            let mut log = Vec::new();
+            for (which, cut, byte, at) in picks {
+                let mut line = lines[which % lines.len()].clone().into_bytes();
+                match cut % 3 {
+                    0 => line.truncate(cut % line.len()),
+                    1 => {
+                        let at = at % line.len();
+                        line[at] = byte;
+                    }
+                    _ => {}
+                }
+                log.extend_from_slice(&line);
+                log.push(b'\n');
+            }
+            let report = replay(&new, &log[..], &ReplayOptions::default(), &mut |_, _| {}).unwrap();
+            check_counts(&report);
+        }
+    }
 }

@@ -1,0 +1,501 @@
+//! Envoy configured the way Istio configures a sidecar for a `WasmPlugin`,
+//! from the manifests `meshward istio` generates: the Istio-fidelity
+//! end-to-end tests run the real filter inside it.
+//!
+//! What is reproduced, and where Istio does it (istio/istio, read at the
+//! 1.25+ sources; the WasmPlugin parts are unchanged since 1.21 except where
+//! noted):
+//!
+//! - `pilot/pkg/model/extensions.go`, `buildPluginConfig`: the
+//!   `envoy.extensions.filters.http.wasm.v3.Wasm` config: `name` =
+//!   `<namespace>.<name>`, `root_id` = `spec.pluginName`, `vm_config.runtime`
+//!   = `envoy.wasm.runtime.v8`, no `vm_id`, `configuration` = a
+//!   `google.protobuf.StringValue` holding `spec.pluginConfig` re-serialized
+//!   by `protomarshal.ToJSON` (protojson of a `google.protobuf.Struct`: keys
+//!   sorted, every number a double, whitespace not guaranteed), and
+//!   `failStrategy: FAIL_CLOSE` -> `failure_policy: FAIL_CLOSED` (proxies >=
+//!   1.25; older ones get `fail_open: false`, which Envoy treats the same).
+//! - `pilot/pkg/networking/core/extension/wasmplugin.go`: the HTTP filter is
+//!   named after the resource (`extensions.istio.io/wasmplugin/<ns>.<name>`
+//!   since 1.26; `extenstions.istio.io/...` in 1.21-1.25; `<ns>.<name>`
+//!   before) and configured by ECDS (`config_discovery`, type URLs Wasm and
+//!   RBAC, `initial_fetch_timeout: 0`). Istio serves ECDS over ADS; here a
+//!   watched file stands in for the ADS stream.
+//! - `pkg/wasm/convert.go` (istio-agent): `oci://` code is replaced by a
+//!   local file (the module fetched from the image), and the `ISTIO_META_*`
+//!   environment variables istiod put in `vm_config` are stripped. Here the
+//!   module is read out of the OCI image layout `meshward oci` writes.
+//! - `buildSidecarInboundHTTPOpts` (the sidecar inbound listener builder in
+//!   `pilot/pkg/networking/core/`): the inbound connection manager has
+//!   `forward_client_cert_details: APPEND_FORWARD` and
+//!   `set_current_client_cert_details {subject, uri, dns}`; mesh config's
+//!   default `pathNormalization: BASE` is `normalize_path: true` only (no
+//!   slash merging). The listener is mTLS with the workload's SVID and the
+//!   mesh CA as the only trust anchor.
+//!
+//! Not reproduced (no cluster, no istio-proxy build): Istio's own filters
+//! around ours (`istio.metadata_exchange`, `istio_authn`, RBAC, stats), SDS
+//! certificate delivery, the ADS transport, and the agent's download.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::client::TlsClient;
+use crate::ecds::atomic_move_into;
+use crate::envoy::{Envoy, StartError, LISTENER};
+use crate::pki::{hex, Leaf};
+use crate::upstream::EchoUpstream;
+use crate::workspace::Scratch;
+
+/// Istio's default trust domain.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+/// The prefix of a WasmPlugin's ECDS resource and HTTP filter name (1.26+).
+pub const RESOURCE_PREFIX: &str = "extensions.istio.io/wasmplugin/";
+/// Wasm HTTP filter type URL.
+pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The outbound listener's name (Istio's).
+pub const OUTBOUND_LISTENER: &str = "virtualOutbound";
+/// RBAC HTTP filter type URL (Istio's fallback when the module cannot be fetched).
+pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+
+/// A mesh CA like istiod's: one trust domain, SVIDs with one URI SAN.
+pub struct MeshCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl MeshCa {
+    /// A fresh CA for `cluster.local`.
+    pub fn new() -> MeshCa {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, TRUST_DOMAIN);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(10);
+        let key = KeyPair::generate().expect("CA key");
+        MeshCa {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("self-sign CA"),
+        }
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// An SVID `spiffe://cluster.local/ns/<ns>/sa/<sa>` valid for `lifetime`
+    /// (started a minute ago), with an empty subject as istiod issues them.
+    /// `dns_localhost` adds the DNS SAN our test client checks on servers.
+    pub fn svid(&self, ns: &str, sa: &str, lifetime: time::Duration, dns_localhost: bool) -> Leaf {
+        let uri = format!("spiffe://{TRUST_DOMAIN}/ns/{ns}/sa/{sa}");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(uri.clone().try_into().expect("IA5"))];
+        if dns_localhost {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName("localhost".try_into().expect("IA5")));
+        }
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = params.not_before + lifetime;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut serial = vec![0x10];
+        serial.extend_from_slice(&n.to_be_bytes());
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+            uris: vec![uri],
+            serial_hex: hex(&serial),
+        }
+    }
+}
+
+impl Default for MeshCa {
+    fn default() -> Self {
+        MeshCa::new()
+    }
+}
+
+/// `spec.pluginConfig` as istiod hands it to Envoy: protojson of a
+/// `google.protobuf.Struct` (sorted keys, doubles), here with the extra
+/// spaces protojson may insert, so the filter must not depend on layout.
+pub fn istio_plugin_config_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+            let fields: Vec<String> = sorted
+                .into_iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}: {}",
+                        Value::String(k.clone()),
+                        istio_plugin_config_json(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(istio_plugin_config_json).collect();
+            format!("[{}]", items.join(", "))
+        }
+        // Struct numbers are doubles; integral ones print without a fraction.
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < 1e21 {
+                format!("{f:.0}")
+            } else {
+                format!("{f}")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The ECDS resource name (and HTTP filter name) of a WasmPlugin manifest.
+pub fn resource_name(manifest: &Value) -> String {
+    format!(
+        "{RESOURCE_PREFIX}{}.{}",
+        manifest["metadata"]["namespace"].as_str().unwrap_or(""),
+        manifest["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+/// The Wasm filter config istiod + istio-agent give Envoy for `manifest`, with
+/// the module at `module` (what the agent fetched from the image).
+pub fn wasm_filter_config(manifest: &Value, module: &Path) -> Value {
+    let spec = &manifest["spec"];
+    let failure_policy = match spec["failStrategy"].as_str() {
+        Some("FAIL_OPEN") => "FAIL_OPEN",
+        Some("FAIL_RELOAD") => "FAIL_RELOAD",
+        _ => "FAIL_CLOSED",
+    };
+    let mut config = json!({
+        "name": format!(
+            "{}.{}",
+            manifest["metadata"]["namespace"].as_str().unwrap_or(""),
+            manifest["metadata"]["name"].as_str().unwrap_or("")
+        ),
+        "root_id": spec["pluginName"],
+        "vm_config": {
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": { "local": { "filename": module.display().to_string() } }
+        },
+        "failure_policy": failure_policy,
+    });
+    if spec["pluginConfig"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        config["configuration"] = json!({
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": istio_plugin_config_json(&spec["pluginConfig"]),
+        });
+    }
+    json!({ "config": config })
+}
+
+/// Follows an OCI image layout like the agent's image fetcher: index ->
+/// manifest -> the layer with the Wasm module media type. Returns the blob's
+/// path.
+pub fn module_from_layout(layout: &Path) -> PathBuf {
+    let read = |p: PathBuf| -> Value {
+        serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index = read(layout.join("index.json"));
+    let manifest = read(blob(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .expect("manifest digest"),
+    ));
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(
+        layers.len(),
+        2,
+        "Istio's OCI-artifact fetcher wants two layers"
+    );
+    let layer = layers
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm")
+        .expect("a Wasm content layer");
+    blob(layer["digest"].as_str().expect("layer digest"))
+}
+
+/// The XFCC handling of the inbound connection manager.
+#[derive(Debug, Clone)]
+pub struct Xfcc {
+    /// `forward_client_cert_details`.
+    pub forward: String,
+    /// `set_current_client_cert_details`.
+    pub details: Value,
+}
+
+impl Xfcc {
+    /// Istio's sidecar inbound default.
+    pub fn istio_default() -> Xfcc {
+        Xfcc {
+            forward: "APPEND_FORWARD".into(),
+            details: json!({ "subject": true, "uri": true, "dns": true }),
+        }
+    }
+
+    /// Istio's default with an `EnvoyFilter` MERGE patch applied (the
+    /// `typed_config` of `patch.value`), as istiod merges it.
+    pub fn patched(envoy_filter: &Value) -> Xfcc {
+        let patch = &envoy_filter["spec"]["configPatches"][0]["patch"];
+        assert_eq!(patch["operation"], "MERGE");
+        let hcm = &patch["value"]["typed_config"];
+        let mut xfcc = Xfcc::istio_default();
+        if let Some(f) = hcm["forward_client_cert_details"].as_str() {
+            xfcc.forward = f.to_owned();
+        }
+        if let (Some(base), Some(extra)) = (
+            xfcc.details.as_object_mut(),
+            hcm["set_current_client_cert_details"].as_object(),
+        ) {
+            for (k, v) in extra {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        xfcc
+    }
+}
+
+/// A sidecar-like Envoy: the workload's inbound mTLS listener with the
+/// WasmPlugin filter from ECDS, in front of the echo app.
+pub struct IstioSidecar {
+    /// The Envoy process.
+    pub envoy: Envoy,
+    /// The app.
+    pub upstream: EchoUpstream,
+    /// The mesh CA.
+    pub ca: MeshCa,
+    /// The ECDS resource name of the plugin.
+    pub filter_name: String,
+    _scratch: Scratch,
+}
+
+impl IstioSidecar {
+    /// Starts a sidecar for workload `spiffe://cluster.local/ns/<ns>/sa/<sa>`
+    /// running the WasmPlugin `manifest` (mode `SERVER`) with the module at
+    /// `module` on its inbound listener, and, if given, the `CLIENT` plugin
+    /// `outbound` on an outbound listener (`virtualOutbound`, plaintext from
+    /// the app, routed to the echo app for the test to see what leaves).
+    pub fn start(
+        label: &str,
+        ns: &str,
+        sa: &str,
+        manifest: &Value,
+        outbound: Option<&Value>,
+        module: &Path,
+        xfcc: &Xfcc,
+    ) -> Result<IstioSidecar, StartError> {
+        let scratch = Scratch::new(label);
+        let ca = MeshCa::new();
+        let workload = ca.svid(ns, sa, time::Duration::hours(24), true);
+        let dir = scratch.path();
+        fs::write(dir.join("root-cert.pem"), ca.cert_pem()).expect("write CA");
+        fs::write(dir.join("cert-chain.pem"), &workload.cert_pem).expect("write cert");
+        fs::write(dir.join("key.pem"), &workload.key_pem).expect("write key");
+        let ecds_dir = dir.join("ecds");
+        fs::create_dir_all(&ecds_dir).expect("ecds dir");
+        let filter_name = resource_name(manifest);
+        let publish = |name: &str, manifest: &Value, file: &str| {
+            let resource = json!({
+                "resources": [{
+                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": name,
+                    "typed_config": {
+                        "@type": WASM_TYPE,
+                        "config": wasm_filter_config(manifest, module)["config"],
+                    }
+                }]
+            });
+            atomic_move_into(&ecds_dir, file, &resource.to_string());
+        };
+        publish(&filter_name, manifest, "wasmplugin.json");
+        let ecds_filter = |name: &str, file: &str| {
+            json!({
+                "name": name,
+                "config_discovery": {
+                    "config_source": {
+                        "resource_api_version": "V3",
+                        "initial_fetch_timeout": "0s",
+                        "path_config_source": {
+                            "path": ecds_dir.join(file),
+                            "watched_directory": { "path": ecds_dir }
+                        }
+                    },
+                    "type_urls": [WASM_TYPE, RBAC_TYPE]
+                }
+            })
+        };
+        let upstream = EchoUpstream::start();
+        let mut bootstrap = json!({
+            "node": { "id": format!("sidecar~127.0.0.1~{sa}.{ns}~{ns}.svc.cluster.local"), "cluster": format!("{sa}.{ns}") },
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": {
+                "listeners": [{
+                    // Istio's is `virtualInbound`; the harness looks for this name.
+                    "name": LISTENER,
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                    "traffic_direction": "INBOUND",
+                    "filter_chains": [{
+                        "transport_socket": {
+                            "name": "envoy.transport_sockets.tls",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                                "require_client_certificate": true,
+                                "common_tls_context": {
+                                    "tls_certificates": [{
+                                        "certificate_chain": { "filename": dir.join("cert-chain.pem") },
+                                        "private_key": { "filename": dir.join("key.pem") }
+                                    }],
+                                    "validation_context": {
+                                        "trusted_ca": { "filename": dir.join("root-cert.pem") }
+                                    }
+                                }
+                            }
+                        },
+                        "filters": [{
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                "stat_prefix": "inbound_0.0.0.0_8080",
+                                "server_name": "istio-envoy",
+                                "forward_client_cert_details": xfcc.forward,
+                                "set_current_client_cert_details": xfcc.details,
+                                "normalize_path": true,
+                                "http_filters": [
+                                    ecds_filter(&filter_name, "wasmplugin.json"),
+                                    {
+                                        "name": "envoy.filters.http.router",
+                                        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                                    }
+                                ],
+                                "route_config": {
+                                    "name": "inbound|8080||",
+                                    "virtual_hosts": [{
+                                        "name": "inbound|http|8080",
+                                        "domains": ["*"],
+                                        "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "inbound|8080||" } }]
+                                    }]
+                                }
+                            }
+                        }]
+                    }]
+                }],
+                "clusters": [{
+                    "name": "inbound|8080||",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "inbound|8080||",
+                        "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": upstream.port() } } } }] }]
+                    }
+                }]
+            }
+        });
+        if let Some(outbound) = outbound {
+            let name = resource_name(outbound);
+            publish(&name, outbound, "wasmplugin-outbound.json");
+            let listener = json!({
+                "name": OUTBOUND_LISTENER,
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "traffic_direction": "OUTBOUND",
+                "filter_chains": [{
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "outbound_0.0.0.0_80",
+                            "normalize_path": true,
+                            "http_filters": [
+                                ecds_filter(&name, "wasmplugin-outbound.json"),
+                                { "name": "envoy.filters.http.router", "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }
+                            ],
+                            "route_config": {
+                                "name": "80",
+                                "virtual_hosts": [{ "name": "app", "domains": ["*"], "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "inbound|8080||" } }] }]
+                            }
+                        }
+                    }]
+                }]
+            });
+            if let Some(listeners) = bootstrap["static_resources"]["listeners"].as_array_mut() {
+                listeners.push(listener);
+            }
+        }
+        // Envoy reads JSON as YAML.
+        let envoy = Envoy::start(
+            dir,
+            &serde_json::to_string_pretty(&bootstrap).expect("json"),
+        )?;
+        Ok(IstioSidecar {
+            envoy,
+            upstream,
+            ca,
+            filter_name,
+            _scratch: scratch,
+        })
+    }
+
+    /// The outbound listener's address (`None` without an outbound plugin).
+    pub fn outbound_addr(&self) -> Option<std::net::SocketAddr> {
+        let listeners: Value =
+            serde_json::from_str(&self.envoy.admin_get("/listeners?format=json")).ok()?;
+        listeners["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == OUTBOUND_LISTENER)
+            .and_then(|l| {
+                let sa = &l["local_address"]["socket_address"];
+                Some(std::net::SocketAddr::new(
+                    sa["address"].as_str()?.parse().ok()?,
+                    u16::try_from(sa["port_value"].as_u64()?).ok()?,
+                ))
+            })
+    }
+
+    /// A client presenting `identity` (a peer sidecar's SVID).
+    pub fn client(&self, identity: &Leaf) -> TlsClient {
+        TlsClient::new(self.envoy.listener(), &self.ca.cert_der(), Some(identity))
+    }
+}

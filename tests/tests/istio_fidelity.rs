@@ -1,0 +1,322 @@
+//! Istio fidelity: the manifests `meshward istio` generates, run the way
+//! Istio would run them (see `tests/src/istio.rs` for what istiod and the
+//! istio-agent do, with file references), on the real filter packaged by
+//! `meshward oci`, with Istio-style identities
+//! (`spiffe://cluster.local/ns/NS/sa/SA`) and Istio's
+//! `x-forwarded-client-cert` handling.
+//!
+//! 1. Istio's defaults (`APPEND_FORWARD`, no certificate in XFCC) with
+//!    `--peer-certificate connection-only`: decisions by the connection's
+//!    identity; a forged XFCC (which `APPEND_FORWARD` lets through) changes
+//!    nothing; Istio's `BASE` path normalization (no slash merging) does not
+//!    open a path trick.
+//! 2. The default `--peer-certificate forwarded`, with the generated
+//!    `EnvoyFilter` merged into the inbound connection manager as istiod
+//!    would: the certificate reaches the filter, so the policy's lifetime
+//!    bound is enforced.
+
+use std::fs;
+
+use meshward_e2e::expect::{allowed, app_header, app_header_one, denied};
+use meshward_e2e::istio::{module_from_layout, IstioSidecar, Xfcc};
+use meshward_e2e::workspace::{filter_wasm, Scratch};
+use meshward_e2e::Request;
+use meshward_engine::config::FilterConfig;
+use meshward_policy::compile_source;
+use meshward_policy::istio::{self, IstioOptions, Mode, PeerCertificate};
+use meshward_policy::oci::{Image, ImageFormat};
+use serde::Deserialize;
+use serde_json::Value;
+
+const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
+const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
+
+fn policy(lifetime_bound: Option<&str>) -> String {
+    let bound = lifetime_bound
+        .map(|b| format!("  max_cert_lifetime {b}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+policy "istio-fidelity" {{
+  trust_domains "cluster.local"
+{bound}}}
+intent orders.read {{
+  method GET
+  path "/orders/{{id}}"
+}}
+allow frontend-reads-orders {{
+  subject "{FRONTEND}"
+  intent orders.read
+}}
+"#
+    )
+}
+
+/// What an operator does: package the filter, generate the manifests for the
+/// `orders` workload, apply them. Returns the documents as the API server
+/// would store them (parsed from the YAML) and the module the agent fetched.
+struct Deployed {
+    plugin: Value,
+    outbound: Option<Value>,
+    envoy_filter: Option<Value>,
+    module: std::path::PathBuf,
+    policy_hash: String,
+    _scratch: Scratch,
+}
+
+fn deploy(label: &str, source: &str, peer: PeerCertificate, mode: Mode) -> Deployed {
+    let scratch = Scratch::new(label);
+    let wasm = fs::read(filter_wasm()).unwrap();
+    let image = Image::build(&wasm, ImageFormat::WasmArtifact, "meshward").unwrap();
+    let layout = scratch.path().join("oci");
+    image.write_layout(&layout, "0.1.0").unwrap();
+
+    let compiled = compile_source(source, "istio-fidelity.policy").unwrap();
+    let mut opts = IstioOptions::new(
+        "shop",
+        vec![("app".into(), "orders".into())],
+        "oci://registry.example.com/meshward/filter:0.1.0",
+    );
+    opts.sha256 = Some(image.manifest.digest_hex().to_owned());
+    opts.mode = mode;
+    opts.peer_certificate = peer;
+    let yaml = istio::generate(&compiled, &[], &opts)
+        .unwrap()
+        .to_yaml("istio fidelity")
+        .unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let plugin_for = |mode: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == "WasmPlugin" && d["spec"]["match"][0]["mode"] == mode)
+            .cloned()
+    };
+    let mut plugin = plugin_for("SERVER").unwrap();
+    let mut outbound = plugin_for("CLIENT");
+    let envoy_filter = docs.iter().find(|d| d["kind"] == "EnvoyFilter").cloned();
+
+    // The agent pins the image by its manifest digest and reads the module
+    // out of the layer with the Wasm media type: it is our filter.
+    assert_eq!(
+        plugin["spec"]["sha256"].as_str().unwrap(),
+        image.manifest.digest_hex()
+    );
+    let module = module_from_layout(&layout);
+    assert!(
+        fs::read(&module).unwrap() == wasm,
+        "the image layer is not the filter"
+    );
+
+    // `direction` is part of the plugin configuration contract; a filter
+    // build that does not know it yet refuses the whole configuration.
+    for p in std::iter::once(&mut plugin).chain(outbound.as_mut()) {
+        let config = p["spec"]["pluginConfig"].to_string();
+        if let Err(e) = FilterConfig::from_json(config.as_bytes()) {
+            panic!("the engine refuses the generated pluginConfig: {e}");
+        }
+    }
+    Deployed {
+        plugin,
+        outbound,
+        envoy_filter,
+        module,
+        policy_hash: compiled.hash_hex(),
+        _scratch: scratch,
+    }
+}
+
+#[test]
+fn istio_defaults_with_connection_only_decide_by_the_mtls_identity() {
+    let d = deploy(
+        "istio-default",
+        &policy(None),
+        PeerCertificate::ConnectionOnly,
+        Mode::Both,
+    );
+    assert!(d.envoy_filter.is_none());
+    let sidecar = IstioSidecar::start(
+        "istio-default",
+        "shop",
+        "orders",
+        &d.plugin,
+        d.outbound.as_ref(),
+        &d.module,
+        &Xfcc::istio_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sidecar.filter_name,
+        "extensions.istio.io/wasmplugin/shop.meshward-inbound"
+    );
+    let hour = time::Duration::hours(1);
+    let frontend = sidecar.ca.svid("shop", "frontend", hour, false);
+    let payments = sidecar.ca.svid("shop", "payments", hour, false);
+
+    // Allowed: the app gets the verified identity and Istio's XFCC element.
+    let response = sidecar
+        .client(&frontend)
+        .send(&Request::get("/orders/7").header("x-request-id", "istio-1"))
+        .unwrap();
+    let echo = allowed(&response);
+    assert_eq!(app_header_one(&echo, "x-meshward-peer"), FRONTEND);
+    assert_eq!(app_header_one(&echo, "x-meshward-policy"), d.policy_hash);
+    let xfcc = app_header_one(&echo, "x-forwarded-client-cert");
+    assert!(
+        xfcc.starts_with(&format!("By={ORDERS};Hash="))
+            && xfcc.ends_with(&format!(";Subject=\"\";URI={FRONTEND}")),
+        "not Istio's XFCC form: {xfcc}"
+    );
+    let audit = sidecar.envoy.audit_for("istio-1");
+    assert_eq!(audit.str("peer"), Some(FRONTEND));
+    assert_eq!(audit.str("rule"), Some("frontend-reads-orders"));
+
+    // Denied: another workload of the namespace.
+    let before = sidecar.upstream.count();
+    denied(
+        &sidecar
+            .client(&payments)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+        403,
+        "no_matching_rule",
+    );
+    // APPEND_FORWARD keeps a client-sent XFCC: claiming the frontend in it
+    // changes nothing, the decision is the connection's.
+    let forged = format!("By={ORDERS};URI={FRONTEND}");
+    denied(
+        &sidecar
+            .client(&payments)
+            .send(&Request::get("/orders/7").header("x-forwarded-client-cert", &forged))
+            .unwrap(),
+        403,
+        "no_matching_rule",
+    );
+    // Istio's default normalization does not merge slashes; the filter
+    // still refuses a path it cannot classify canonically.
+    denied(
+        &sidecar
+            .client(&frontend)
+            .send(&Request::get("//orders/7"))
+            .unwrap(),
+        403,
+        "non_canonical_path",
+    );
+    assert_eq!(
+        sidecar.upstream.count(),
+        before,
+        "a denied request reached the app"
+    );
+    // The app saw exactly one XFCC element per allowed request.
+    assert_eq!(app_header(&echo, "x-forwarded-client-cert").len(), 1);
+
+    // The outbound plugin (`CLIENT`, a second WasmPlugin, empty vm_id like
+    // every Istio plugin) verifies the chain the inbound plugin sealed for
+    // the app: the two share the seal key.
+    let chain = app_header_one(&echo, "x-meshward-chain").to_owned();
+    let outbound = sidecar.outbound_addr().expect("outbound listener");
+    let forwarded = plain_send(
+        outbound,
+        &Request::get("/payments/1").header("x-meshward-chain", &chain),
+    );
+    assert_eq!(
+        forwarded.0, 200,
+        "the app's own chain was not forwarded: {}",
+        forwarded.1
+    );
+    // A chain the app edited is not.
+    let mut edited = chain.clone().into_bytes();
+    let at = edited.len() / 2;
+    edited[at] = if edited[at] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(edited).unwrap();
+    let refused = plain_send(
+        outbound,
+        &Request::get("/payments/1").header("x-meshward-chain", &edited),
+    );
+    assert_eq!(
+        refused.0, 403,
+        "an edited chain left the workload: {}",
+        refused.1
+    );
+}
+
+/// One plaintext HTTP/1.1 request (the app talking to its sidecar's
+/// outbound listener); returns the status and the body.
+fn plain_send(addr: std::net::SocketAddr, request: &Request) -> (u16, String) {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&request.to_bytes()).unwrap();
+    let message = meshward_e2e::http::read_message(
+        &mut std::io::BufReader::new(stream),
+        meshward_e2e::http::BodyDefault::UntilClose,
+    )
+    .unwrap()
+    .unwrap();
+    let status = message
+        .start_line
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, String::from_utf8_lossy(&message.body).into_owned())
+}
+
+#[test]
+fn generated_envoy_filter_delivers_the_certificate_for_lifetime_bounds() {
+    let d = deploy(
+        "istio-forwarded",
+        &policy(Some("2h")),
+        PeerCertificate::Forwarded,
+        Mode::Server,
+    );
+    let envoy_filter = d
+        .envoy_filter
+        .as_ref()
+        .expect("forwarded mode adds an EnvoyFilter");
+    let xfcc = Xfcc::patched(envoy_filter);
+    assert_eq!(xfcc.forward, "SANITIZE_SET");
+    let sidecar = IstioSidecar::start(
+        "istio-forwarded",
+        "shop",
+        "orders",
+        &d.plugin,
+        None,
+        &d.module,
+        &xfcc,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let short = sidecar
+        .ca
+        .svid("shop", "frontend", time::Duration::hours(1), false);
+    let echo = allowed(
+        &sidecar
+            .client(&short)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+    );
+    assert_eq!(app_header_one(&echo, "x-meshward-peer"), FRONTEND);
+    let forwarded = app_header_one(&echo, "x-forwarded-client-cert");
+    assert!(
+        forwarded.contains(";Cert=\""),
+        "no certificate in XFCC: {forwarded}"
+    );
+
+    // istiod's default workload certificates live 24h: over this policy's 2h.
+    let long = sidecar
+        .ca
+        .svid("shop", "frontend", time::Duration::hours(24), false);
+    denied(
+        &sidecar
+            .client(&long)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+        401,
+        "cert_lifetime_exceeds_bound",
+    );
+}
