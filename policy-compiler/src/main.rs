@@ -1,4 +1,5 @@
-//! `meshward`: check, compile, explain and test meshward policies.
+//! `meshward`: check, compile, explain and test meshward policies; replay
+//! audit logs against them, diff and draw them, and sign them.
 //!
 //! Exit codes (stable; scripts may rely on them):
 //!
@@ -9,6 +10,7 @@
 //! | 2    | usage, I/O or internal error |
 //! | 3    | `test`: at least one policy test failed |
 //! | 4    | `explain`: the decision is deny |
+//! | 5    | `diff --exit-code`: the policies differ; `replay`: a decision changed as `--fail-on` forbids |
 //!
 //! Everything else lives in the library (`meshward_policy`); this binary only
 //! parses arguments, reads and writes files, and prints.

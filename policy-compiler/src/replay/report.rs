@@ -215,8 +215,10 @@ impl WouldCounts {
     }
 }
 
-/// Dry-run outcomes attributed to one rule: the numbers Envoy's
-/// `meshward.rule.<id>.would_allow` / `would_deny` counters show.
+/// Dry-run outcomes attributed to the rule that decided them. All rows add
+/// up to Envoy's `meshward.decision.would_allow` / `would_deny`; the row of
+/// a `mode dry-run` rule is its `meshward.rule.<id>.would_allow` /
+/// `would_deny` counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WouldRow {
     /// The rule the dry-run outcome names; `None` = no rule (default deny).
@@ -407,7 +409,7 @@ impl ReplayReport {
         if !self.would.is_empty() {
             let _ = writeln!(
                 out,
-                "\ndry-run outcomes by rule (Envoy: meshward.rule.<id>.would_allow / .would_deny)"
+                "\ndry-run outcomes by deciding rule: the rows add up to Envoy's meshward.decision.would_allow\n/ .would_deny; a `mode dry-run` rule's row is its meshward.rule.<id>.would_allow / .would_deny"
             );
             let width = self
                 .would
