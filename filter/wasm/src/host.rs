@@ -123,3 +123,8 @@ pub fn http_call_body(size: usize) -> Result<Option<Vec<u8>>, HostError> {
 pub fn set_tick_period(period: std::time::Duration) {
     let _ = hostcalls::set_tick_period(period);
 }
+
+/// The VM configuration bytes (`vm_config.configuration`), if any.
+pub fn vm_configuration() -> Result<Option<Vec<u8>>, HostError> {
+    hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(|_| HostError)
+}

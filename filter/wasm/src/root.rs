@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use meshward_engine::config::{FetchTarget, FilterConfig};
+use meshward_engine::config::{ConfigError, FetchTarget, FilterConfig};
 use meshward_engine::identity::{
     CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims,
 };
+use meshward_engine::signature::TrustedKeys;
 use meshward_engine::spiffe::SpiffeId;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -60,6 +61,9 @@ struct Fetches {
 pub struct MeshwardRoot {
     shared: Option<Rc<RefCell<Shared>>>,
     fetches: Fetches,
+    /// Signing keys pinned in the VM configuration: whoever can rewrite the
+    /// plugin configuration cannot also drop the signature requirement.
+    pinned_keys: Option<TrustedKeys>,
 }
 
 impl MeshwardRoot {
@@ -157,6 +161,31 @@ impl Context for MeshwardRoot {
     }
 }
 
+/// Reads `{"require_signature": {"keys": [...]}}` from the VM configuration
+/// (`vm_config.configuration`), if any.
+fn pinned_keys() -> Result<Option<TrustedKeys>, String> {
+    let bytes = host::vm_configuration()
+        .map_err(|_| "cannot read the VM configuration".to_owned())?
+        .unwrap_or_default();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the VM configuration is not JSON: {e}"))?;
+    let Some(object) = doc.as_object() else {
+        return Err("the VM configuration must be a JSON object".to_owned());
+    };
+    if let Some(unknown) = object.keys().find(|k| *k != "require_signature") {
+        return Err(format!("unknown VM configuration field `{unknown}`"));
+    }
+    match object.get("require_signature") {
+        None => Ok(None),
+        Some(requirement) => TrustedKeys::from_requirement_json(&requirement.to_string())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 fn fetch_failed(stats: &Stats, what: &str, why: &str) {
     host::increment(stats.keys_fetch_failed);
     host::log(
@@ -167,6 +196,17 @@ fn fetch_failed(stats: &Stats, what: &str, why: &str) {
 
 impl RootContext for MeshwardRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        match pinned_keys() {
+            Ok(keys) => self.pinned_keys = keys,
+            Err(why) => {
+                // A VM that cannot honour its pinned keys must not serve.
+                host::log(
+                    LogLevel::Error,
+                    &format!("meshward: rejected VM configuration: {why}"),
+                );
+                return false;
+            }
+        }
         let shared = self.shared();
         let key = seal_key::get_or_create();
         if let Ok(mut state) = shared.try_borrow_mut() {
@@ -198,7 +238,7 @@ impl RootContext for MeshwardRoot {
             return false;
         };
         let now = host::now_secs().unwrap_or(0);
-        match FilterConfig::from_json(&bytes) {
+        match FilterConfig::from_json_pinned(&bytes, self.pinned_keys.as_ref()) {
             Ok(config) => {
                 host::log(
                     LogLevel::Info,
@@ -240,6 +280,12 @@ impl RootContext for MeshwardRoot {
             }
             Err(err) => {
                 state.stats.config_rejected();
+                if let ConfigError::Signature(sig) = &err {
+                    host::increment(host::define_counter(&format!(
+                        "meshward.config.signature.{}",
+                        sig.code()
+                    )));
+                }
                 host::log(
                     LogLevel::Error,
                     &format!("meshward: rejected configuration: {err}"),

@@ -9,6 +9,9 @@ use meshward_engine::{Decision, Effect, Policy, Reason};
 
 use crate::host;
 
+/// Most rules that get their own would-deny / would-allow counters.
+const MAX_RULE_COUNTERS: usize = 512;
+
 /// Counter ids, defined once per VM (rule counters once per configuration).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -56,10 +59,13 @@ impl Stats {
         }
     }
 
-    /// Defines the per-rule counters of a newly loaded policy's dry-run rules.
+    /// Defines the per-rule counters of a newly loaded policy's dry-run rules
+    /// (in a dry-run policy every rule reports, up to a bound on cardinality).
     pub fn define_rules(&mut self, policy: &Policy) {
+        let every_rule = policy.is_dry_run() && policy.rule_count() <= MAX_RULE_COUNTERS;
         self.by_dry_run_rule = (0..policy.rule_count() as u32)
-            .filter(|i| policy.rule_is_dry_run(*i))
+            .filter(|i| every_rule || policy.rule_is_dry_run(*i))
+            .take(MAX_RULE_COUNTERS)
             .map(|i| {
                 let id = policy.rule_id(i);
                 let deny = host::define_counter(&format!("meshward.rule.{id}.would_deny"));
