@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The demo (README): builds everything, compiles the example shop policy,
 # starts a real Envoy with the meshward filter over mTLS, sends a handful of
-# requests as different workloads, prints who/what/decision/reason, and stops
-# Envoy again. Needs nothing but this repository (and the package registries
+# requests as different workloads, then starts three more Envoys (edge
+# gateway -> frontend -> orders, each with an inbound and an outbound
+# listener and a small app) and sends end-user requests through all three,
+# prints who/what/decision/reason for every hop in one table, and stops the
+# Envoys again. Needs nothing but this repository (and the package registries
 # for the first setup).
 set -euo pipefail
 
@@ -27,5 +30,5 @@ mkdir -p out
 "$MESHWARD" compile policy-compiler/examples/shop.policy -o out/shop.json
 echo "plugin configuration: out/shop.json ($(wc -c <out/shop.json) bytes)" >&2
 
-step "Envoy + meshward, a few workloads calling through it"
+step "Envoy + meshward, a few workloads calling through it; then a user's request across three Envoys"
 "${CARGO_TARGET_DIR:-target}/debug/demo" --plugin-config out/shop.json

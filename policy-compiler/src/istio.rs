@@ -398,6 +398,11 @@ pub fn generate(
         let mut config = base_config.clone();
         if let Value::Object(map) = &mut config {
             map.insert("direction".to_owned(), Value::from(*direction));
+            if opts.mode == Mode::Gateway {
+                // A gateway's router carries the chain into the mesh itself:
+                // hand it on in wire form, not sealed for an app.
+                map.insert("chain".to_owned(), serde_json::json!({"hand_off": "wire"}));
+            }
             map.insert(
                 "peer_certificate".to_owned(),
                 Value::from(match opts.peer_certificate {

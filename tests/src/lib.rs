@@ -27,10 +27,12 @@ pub mod ecds;
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod http2;
 pub mod istio;
 pub mod mesh;
 pub mod pki;
 pub mod policy;
+pub mod topology;
 pub mod upstream;
 pub mod workspace;
 

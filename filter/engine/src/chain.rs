@@ -386,14 +386,11 @@ pub fn inbound(
 }
 
 /// Inbound, after an allow: the chain the app gets (sealed), extended with
-/// this workload so the next hop sees it as the sender.
-pub fn for_app(
-    mut chain: Chain,
-    this_workload: &SpiffeId,
-    intent: Option<&str>,
-    limits: ChainLimits,
-) -> Result<Chain, ChainError> {
-    if chain.hops.len() >= limits.max_depth.min(MAX_CHAIN_DEPTH) {
+/// this workload so the next hop sees it as the sender. The policy's
+/// `max_depth` bounds received chains (the next receiver applies its own);
+/// only the format's hard cap stops the extension here.
+pub fn for_app(mut chain: Chain, this_workload: &SpiffeId, intent: Option<&str>) -> Result<Chain, ChainError> {
+    if chain.hops.len() >= MAX_CHAIN_DEPTH {
         return Err(ChainError::TooDeep);
     }
     chain.hops.push(this_workload.clone());
@@ -555,7 +552,7 @@ mod tests {
     #[test]
     fn app_copy_extends_and_outbound_unseals() {
         let c = inbound(&id(FE), true, &[&sample().to_wire()], 1001, LIMITS).unwrap();
-        let app = for_app(c, &id(OR), Some("orders.get"), LIMITS).unwrap();
+        let app = for_app(c, &id(OR), Some("orders.get")).unwrap();
         assert_eq!(app.depth(), 3);
         assert_eq!(app.purpose.as_deref(), Some("orders.read"));
         let sealed = app.seal(KEY);
@@ -566,12 +563,19 @@ mod tests {
             outbound(&[&sealed, &sealed], KEY, 1002),
             Err(ChainError::Duplicate)
         );
+        // A chain of exactly max_depth hops is accepted, and the app's copy
+        // may hold one more: the next receiver applies its own limit.
         let tight = ChainLimits {
             max_depth: 2,
             ..LIMITS
         };
-        let c = inbound(&id(FE), true, &[&sample().to_wire()], 1001, LIMITS).unwrap();
-        assert_eq!(for_app(c, &id(OR), None, tight), Err(ChainError::TooDeep));
+        let c = inbound(&id(FE), true, &[&sample().to_wire()], 1001, tight).unwrap();
+        assert_eq!(for_app(c, &id(OR), None).map(|c| c.depth()), Ok(3));
+        let mut full = sample();
+        full.hops = (0..MAX_CHAIN_DEPTH)
+            .map(|i| id(&format!("spiffe://shop.example/w{i}")))
+            .collect();
+        assert_eq!(for_app(full, &id(OR), None), Err(ChainError::TooDeep));
     }
 
     mod properties {

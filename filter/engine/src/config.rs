@@ -151,6 +151,20 @@ pub enum OnInvalidChain {
     Drop,
 }
 
+/// How the inbound side hands the chain on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandOff {
+    /// To an app, sealed: the app's calls go through an outbound filter that
+    /// checks the seal (sidecars).
+    #[default]
+    Sealed,
+    /// Straight to the next meshward hop, in wire form: for a proxy whose
+    /// router forwards into the mesh with no app in between (an edge
+    /// gateway).
+    Wire,
+}
+
 /// `chain` as written.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +172,9 @@ pub struct ChainConfig {
     /// Outbound action on an invalid chain.
     #[serde(default)]
     pub on_invalid: OnInvalidChain,
+    /// Inbound: sealed for an app, or wire form for the next hop.
+    #[serde(default)]
+    pub hand_off: HandOff,
 }
 
 /// `jwt_svid` as written.

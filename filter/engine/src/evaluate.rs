@@ -301,8 +301,9 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     };
     let peer = match req.peer {
         Ok(peer) => Some(peer),
-        // Without mTLS, a verified token may still carry the request.
-        Err(_) if jwt_svid.is_some() || user.is_some() => None,
+        // Without mTLS at all, a verified token may still carry the request;
+        // a certificate that was presented and refused is always a deny.
+        Err(Reason::NoPeerCertificate) if jwt_svid.is_some() || user.is_some() => None,
         Err(reason) => return Decision::deny(reason),
     };
     if peer.is_some_and(|p| !policy.trusts_domain(p.trust_domain())) {

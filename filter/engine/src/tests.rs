@@ -424,3 +424,24 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_refused_certificate_is_not_rescued_by_a_token() {
+    let mut b = shop();
+    b.p.rules[0].principal = Principal::JwtSvid;
+    let p = b.build();
+    let jwt = SpiffeId::parse(FRONTEND).unwrap();
+    let no_headers: &[(&str, &str)] = &[];
+    let with_peer_error = |reason| {
+        let mut req = Request::from_peer(Err(reason), "GET", "/orders", "x", &no_headers);
+        req.jwt_svid = Some(Ok(&jwt));
+        evaluate(&p, &req)
+    };
+    // No certificate at all: the token carries the request.
+    assert_eq!(with_peer_error(Reason::NoPeerCertificate).effect, Effect::Allow);
+    // A certificate that was presented and refused is a deny with its reason.
+    for reason in [Reason::CertRevoked, Reason::SpiffeIdRevoked, Reason::CertLifetimeExceedsBound] {
+        let d = with_peer_error(reason);
+        assert_eq!((d.effect, d.reason, d.http_status()), (Effect::Deny, reason, 401));
+    }
+}

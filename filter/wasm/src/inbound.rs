@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use meshward_engine::audit::{audit_line, AuditClaim, AuditFacts, AuditUser};
 use meshward_engine::chain::{self, Chain, CHAIN_HEADER};
-use meshward_engine::config::{AuditLog, FilterConfig};
+use meshward_engine::config::{AuditLog, FilterConfig, HandOff};
 use meshward_engine::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, ClaimValue, IdentityChecks,
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
@@ -18,6 +18,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use crate::host;
 use crate::http::{respond_deny, HeaderMap};
 use crate::root::Shared;
+use crate::stats::Stats;
 
 const XFCC: &str = "x-forwarded-client-cert";
 
@@ -37,6 +38,7 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         seal_key,
         local_id,
         stats,
+        ..
     } = state;
     let Some(config) = config.as_ref() else {
         return respond_deny(None, &Decision::deny(Reason::NoPolicy), None);
@@ -84,6 +86,14 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
             )
         });
 
+    // No certificate and no token where tokens are expected: say which.
+    let user = match (&peer, &jwt_svid, user) {
+        (Err(Reason::NoPeerCertificate), None, None) if config.user_tokens.is_some() => {
+            Some(Err(Reason::UserTokenMissing))
+        }
+        (_, _, user) => user,
+    };
+
     // The caller chain, believed only from peers trusted to forward it.
     let chain_values = headers.all(CHAIN_HEADER);
     let chain: Option<Result<Chain, Reason>> = peer.as_ref().ok().map(|p| {
@@ -100,7 +110,7 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     let method = headers.get_or_empty(":method");
     let path = headers.get_or_empty(":path");
     let authority = headers.get_or_empty(":authority");
-    let decision = evaluate(
+    let mut decision = evaluate(
         policy,
         &Request {
             peer: peer.as_ref().map(|p| &p.id).map_err(|r| *r),
@@ -115,6 +125,29 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
             headers,
         },
     );
+
+    // Allow: hand the app verified facts. Anything that fails here turns the
+    // decision into a deny *before* it is counted and audited.
+    if decision.effect == Effect::Allow {
+        if let Err(reason) = hand_to_app(
+            config,
+            &decision,
+            headers,
+            &peer,
+            &jwt_svid,
+            user.as_ref(),
+            chain.as_ref().and_then(|c| c.as_ref().ok()),
+            local_id,
+            seal_key.as_deref(),
+            stats,
+            now,
+        ) {
+            decision = Decision {
+                would_be: None,
+                ..Decision::deny(reason)
+            };
+        }
+    }
     stats.record(&decision);
 
     let wants_audit = match config.audit_log {
@@ -144,25 +177,49 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     if decision.effect == Effect::Deny {
         return respond_deny(Some(policy), &decision, request_id);
     }
+    Action::Continue
+}
 
-    // Allow: replace every header we own with verified facts.
+/// Replaces every header the filter owns with verified facts and the chain
+/// (sealed for an app, or in wire form for a router that forwards into the
+/// mesh). An error is the deny reason.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's verified facts, passed explicitly"
+)]
+fn hand_to_app(
+    config: &FilterConfig,
+    decision: &Decision,
+    headers: &HeaderMap,
+    peer: &Result<Peer, Reason>,
+    jwt_svid: &Option<Result<SpiffeId, Reason>>,
+    user: Option<&Result<AuditUser, Reason>>,
+    chain: Option<&Chain>,
+    local_id: &mut Option<SpiffeId>,
+    seal_key: Option<&[u8]>,
+    stats: &Stats,
+    now: u64,
+) -> Result<(), Reason> {
+    let policy = &config.policy;
     let intent = decision.intent.map(|i| policy.intent_name(i));
     let this_workload = local_workload(local_id);
-    let app_chain = match chain_for_app(
-        config,
-        chain,
-        user.as_ref(),
-        this_workload.as_ref(),
-        intent,
-        now,
-    ) {
-        Ok(c) => c,
-        Err(reason) => {
-            stats.reason(reason);
-            return respond_deny(Some(policy), &Decision::deny(reason), request_id);
+    let app_chain = match &this_workload {
+        Some(me) => chain_for_app(config, peer.is_ok(), chain, user, me, intent, now)?,
+        None => {
+            // Without our own identity the chain cannot go on: say so, loudly
+            // but once per configuration, and count every occurrence.
+            host::increment(stats.chain_no_local_identity);
+            if stats.warn_no_local_identity_once() {
+                host::log(
+                    LogLevel::Warn,
+                    "meshward: this listener's certificate has no SPIFFE URI SAN and `workload_id` is not set: \
+                     the app gets no caller chain, so the next hop sees a chain that starts here",
+                );
+            }
+            None
         }
     };
-    let peer_text = match (&peer, &jwt_svid) {
+    let peer_text = match (peer, jwt_svid) {
         (Ok(p), _) => p.id.as_str(),
         (Err(_), Some(Ok(j))) => j.as_str(),
         _ => "",
@@ -181,23 +238,22 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     ] {
         ok &= host::set_request_header(name, value).is_ok();
     }
-    match (app_chain, seal_key.as_deref()) {
-        (Some(c), Some(key)) => ok &= host::set_request_header(CHAIN_HEADER, &c.seal(key)).is_ok(),
-        (Some(_), None) => host::log(
-            LogLevel::Warn,
-            "meshward: no chain seal key; the app gets no chain",
-        ),
-        (None, _) => {}
+    if let Some(c) = app_chain {
+        let value = match (config.chain.hand_off, seal_key) {
+            (HandOff::Wire, _) => c.to_wire(),
+            (HandOff::Sealed, Some(key)) => c.seal(key),
+            // No key (the VM could not create one): no chain rather than an
+            // unsealed one the app could edit.
+            (HandOff::Sealed, None) => return Err(Reason::IdentityUnavailable),
+        };
+        ok &= host::set_request_header(CHAIN_HEADER, &value).is_ok();
     }
-    if !ok {
-        // The app must never see a stale or forged identity header: fail closed.
-        return respond_deny(
-            Some(policy),
-            &Decision::deny(Reason::IdentityUnavailable),
-            request_id,
-        );
+    if ok {
+        Ok(())
+    } else {
+        // The app must never see a stale or forged identity header.
+        Err(Reason::IdentityUnavailable)
     }
-    Action::Continue
 }
 
 fn read_peer(
@@ -283,22 +339,21 @@ fn local_workload(cached: &mut Option<SpiffeId>) -> Option<SpiffeId> {
 /// that starts here. A user verified at this hop fills in a chain without one.
 fn chain_for_app(
     config: &FilterConfig,
-    received: Option<Result<Chain, Reason>>,
+    has_peer: bool,
+    received: Option<&Chain>,
     user: Option<&Result<AuditUser, Reason>>,
-    this_workload: Option<&SpiffeId>,
+    me: &SpiffeId,
     intent: Option<&str>,
     now: u64,
 ) -> Result<Option<Chain>, Reason> {
-    let Some(me) = this_workload else {
-        return Ok(None);
-    };
     let limits = config.policy.chain_limits();
-    let mut chain = match received {
-        Some(Ok(chain)) => {
-            chain::for_app(chain, me, intent, limits).map_err(chain::ChainError::reason)?
+    let mut chain = match (received, has_peer) {
+        (Some(chain), _) => {
+            chain::for_app(chain.clone(), me, intent).map_err(chain::ChainError::reason)?
         }
-        Some(Err(_)) => return Ok(None),
-        None => {
+        // A peer whose chain was refused never gets this far (that is a deny).
+        (None, true) => return Ok(None),
+        (None, false) => {
             let mut chain = Chain::start(me.clone(), now, limits.lifetime_secs);
             chain.purpose = intent.map(str::to_owned);
             chain

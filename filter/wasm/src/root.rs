@@ -44,6 +44,8 @@ pub struct Shared {
     pub seal_key: Option<Vec<u8>>,
     /// This workload's SPIFFE ID, once read from the listener certificate.
     pub local_id: Option<SpiffeId>,
+    /// Revocations written in the configuration; a fetched list adds to them.
+    pub configured_revocation: RevocationList,
     /// Counter ids.
     pub stats: Stats,
 }
@@ -78,6 +80,7 @@ impl MeshwardRoot {
                     keys: KeyStore::new(),
                     seal_key: None,
                     local_id: None,
+                    configured_revocation: RevocationList::new(),
                     stats: Stats::define(),
                 }))
             })
@@ -104,6 +107,7 @@ impl Context for MeshwardRoot {
             config,
             keys,
             stats,
+            configured_revocation,
             ..
         } = &mut *state;
         let Some(config) = config.as_mut() else {
@@ -148,7 +152,7 @@ impl Context for MeshwardRoot {
             FetchTarget::Revocation => match RevocationList::from_json(&body) {
                 Ok(list) => {
                     let (ids, serials, jtis) = list.counts();
-                    config.revocation = list;
+                    config.revocation = configured_revocation.union(&list);
                     host::increment(stats.revocation_updated);
                     host::log(
                         LogLevel::Info,
@@ -268,6 +272,7 @@ impl RootContext for MeshwardRoot {
                 state.jwt_svids = TokenCache::new(TOKEN_CACHE_CAPACITY);
                 state.users = TokenCache::new(TOKEN_CACHE_CAPACITY);
                 state.local_id = config.workload_id.clone();
+                state.configured_revocation = config.revocation.clone();
                 self.fetches = Fetches {
                     next_due: vec![now; config.key_fetch.len()],
                     in_flight: HashMap::new(),

@@ -29,6 +29,8 @@ pub struct Stats {
     pub keys_rotated: Option<u32>,
     pub keys_fetch_failed: Option<u32>,
     pub revocation_updated: Option<u32>,
+    pub chain_no_local_identity: Option<u32>,
+    warned_no_local_identity: std::cell::Cell<bool>,
 }
 
 impl Stats {
@@ -56,12 +58,15 @@ impl Stats {
             keys_rotated: host::define_counter("meshward.keys.rotated"),
             keys_fetch_failed: host::define_counter("meshward.keys.fetch_failed"),
             revocation_updated: host::define_counter("meshward.revocation.updated"),
+            chain_no_local_identity: host::define_counter("meshward.chain.no_local_identity"),
+            warned_no_local_identity: std::cell::Cell::new(false),
         }
     }
 
     /// Defines the per-rule counters of a newly loaded policy's dry-run rules
     /// (in a dry-run policy every rule reports, up to a bound on cardinality).
     pub fn define_rules(&mut self, policy: &Policy) {
+        self.warned_no_local_identity.set(false);
         let every_rule = policy.is_dry_run() && policy.rule_count() <= MAX_RULE_COUNTERS;
         self.by_dry_run_rule = (0..policy.rule_count() as u32)
             .filter(|i| every_rule || policy.rule_is_dry_run(*i))
@@ -101,6 +106,11 @@ impl Stats {
         if let Some((_, id)) = self.by_reason.iter().find(|(r, _)| *r == reason) {
             host::increment(*id);
         }
+    }
+
+    /// True the first time it is asked (per configuration).
+    pub fn warn_no_local_identity_once(&self) -> bool {
+        !self.warned_no_local_identity.replace(true)
     }
 
     /// Counts a rejected configuration.

@@ -12,7 +12,13 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use meshward_e2e::client::ClientError;
+use meshward_e2e::topology::app::CHAIN;
+use meshward_e2e::topology::tokens::{self, SigningKey};
+use meshward_e2e::topology::{ThreeHops, ThreeHopsSpec, ISSUER, USER_AUDIENCE};
+use meshward_e2e::workspace::repo_root;
 use meshward_e2e::{Leaf, Mesh, Request};
 use serde_json::Value;
 
@@ -230,16 +236,35 @@ fn main() -> ExitCode {
         rows.push(row);
     }
 
+    let single_envoy_requests = rows.len() - 1;
+
+    // Three hops, each its own Envoy with an inbound and an outbound
+    // listener and an app that calls the next hop, copying the caller chain.
+    println!("\nStarting three more Envoys: edge gateway -> frontend -> orders (the shop policy at frontend and orders)...");
+    let hops = match start_three_hops() {
+        Ok(hops) => hops,
+        Err(e) => {
+            eprintln!("demo: the three-hop Envoys did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rows.push(divider("three hops: user -> gateway -> frontend -> orders"));
+    rows.extend(three_hop_rows(&hops));
+
     println!();
     print_table(&rows);
     println!("* Envoy normalizes the path to /admin/users before the filter classifies it.");
     println!("  Denies never reach the app; the stranger's domain is federated by Envoy but");
     println!("  not trusted by the policy; a peer without a certificate never gets past TLS.");
+    println!("  Below the line, each block is one request at the edge with an end-user token");
+    println!("  (verified by the gateway's filter), then the calls it caused, hop by hop. Orders");
+    println!("  reads orders only for a chain that started at the gateway, for a user with the");
+    println!("  `orders.read` scope; the frontend's app cannot edit the chain it was handed.");
 
     println!(
         "\nThe app (an echo server) received {} of {} requests.",
         mesh.upstream.count(),
-        rows.len() - 1
+        single_envoy_requests
     );
     println!("\nCounters (Envoy admin /stats):");
     for (name, value) in mesh.envoy.stats("wasmcustom.meshward.") {
@@ -256,9 +281,187 @@ fn main() -> ExitCode {
         println!("\nOne audit line from Envoy's log (frontend asking for a refund):");
         println!("  meshward.audit {}", line.json);
     }
-    println!("\nStopping Envoy.");
+    if let Some(chain) = hops
+        .orders
+        .app
+        .requests_with_id("chain-alice")
+        .first()
+        .and_then(|r| r.header(CHAIN).map(str::to_owned))
+    {
+        println!(
+            "\nThe chain the orders app received for alice's request (sealed by orders' Envoy):"
+        );
+        println!("  {CHAIN}: {chain}");
+    }
+    if let Some(line) = hops
+        .orders
+        .envoy
+        .audit_lines()
+        .into_iter()
+        .find(|l| l.json["request_id"] == "chain-alice")
+    {
+        println!("Orders' audit line for it:");
+        println!("  meshward.audit {}", line.json);
+    }
+    println!("\nStopping the Envoys.");
+    drop(hops);
     drop(mesh);
     ExitCode::SUCCESS
+}
+
+/// The edge gateway's policy: signed-in users may load the shop's pages.
+const EDGE_POLICY: &str = r#"
+policy "edge" {
+  trust_domains "shop.example"
+}
+
+intent frontend.pages {
+  method GET HEAD
+  path "/" "/products/**" "/cart"
+}
+
+allow signed-in-users {
+  principal user
+  intent frontend.pages
+  when user present
+}
+"#;
+
+fn start_three_hops() -> Result<ThreeHops, String> {
+    let shop_path = repo_root().join("policy-compiler/examples/shop.policy");
+    let shop = std::fs::read_to_string(&shop_path)
+        .map_err(|e| format!("read {}: {e}", shop_path.display()))?;
+    let hops = ThreeHops::start(&ThreeHopsSpec {
+        label: "demo-chain",
+        gateway_policy: EDGE_POLICY,
+        frontend_policy: &shop,
+        orders_policy: &shop,
+        frontend_on_invalid: "deny",
+        concurrency: 1,
+    })
+    .map_err(|e| e.to_string())?;
+    // The frontend's app serves /cart by fetching the user's order.
+    hops.frontend.app.set_path_map(Arc::new(|path: &str| {
+        if path == "/cart" {
+            "/orders/42".to_owned()
+        } else {
+            path.to_owned()
+        }
+    }));
+    Ok(hops)
+}
+
+fn divider(text: &str) -> [String; 7] {
+    let mut row: [String; 7] = Default::default();
+    row[0] = "----".to_owned();
+    row[1] = text.to_owned();
+    row
+}
+
+/// Sends the three-hop requests and returns one table row per decision
+/// (every hop's inbound filter, and the frontend's outbound seal check).
+fn three_hop_rows(hops: &ThreeHops) -> Vec<[String; 7]> {
+    let alice = hops.user_token("alice", "orders.read profile");
+    let bob = hops.user_token("bob", "profile");
+    let mallory = SigningKey::es256().mint(
+        "idp-1",
+        &tokens::user_claims(ISSUER, "mallory", USER_AUDIENCE, "orders.read", "m-1"),
+    );
+    // (request id, user, what the token says, token, frontend app edits the chain)
+    let cases: [(&str, &str, &str, &str, bool); 4] = [
+        ("chain-alice", "alice", "scope orders.read", &alice, false),
+        ("chain-bob", "bob", "scope profile", &bob, false),
+        ("chain-mallory", "mallory", "forged token", &mallory, false),
+        ("chain-edited", "alice", "scope orders.read", &alice, true),
+    ];
+    let mut rows = Vec::new();
+    for (id, user, token_note, token, edit) in cases {
+        if edit {
+            // A compromised frontend app swaps the user in the chain.
+            hops.frontend
+                .app
+                .set_rewrite(Arc::new(|incoming: &[String]| {
+                    incoming
+                        .iter()
+                        .map(|c| c.replace("user=alice", "user=admin"))
+                        .collect()
+                }));
+        }
+        let sent = hops
+            .edge_client()
+            .send(
+                &Request::get("/cart")
+                    .header("x-request-id", id)
+                    .header("authorization", &format!("Bearer {token}")),
+            )
+            .is_ok();
+        hops.frontend.app.behave();
+        if !sent {
+            continue;
+        }
+        // The gateway always decides; wait for its line, then read the rest.
+        let _ = hops.gateway.envoy.audit_for(id);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for (who, envoy, what) in [
+            (
+                format!("user {user}"),
+                &hops.gateway.envoy,
+                format!("GET /cart -> gateway ({token_note})"),
+            ),
+            (
+                "gateway".to_owned(),
+                &hops.frontend.envoy,
+                "GET /cart -> frontend".to_owned(),
+            ),
+            (
+                "frontend".to_owned(),
+                &hops.orders.envoy,
+                "GET /orders/42 -> orders".to_owned(),
+            ),
+        ] {
+            for line in envoy
+                .audit_lines()
+                .into_iter()
+                .filter(|l| l.json["request_id"] == id && l.json.get("direction").is_none())
+            {
+                let j = &line.json;
+                let field = |k: &str| j[k].as_str().unwrap_or("-").to_owned();
+                rows.push([
+                    who.clone(),
+                    what.clone(),
+                    field("intent"),
+                    j["status"].to_string(),
+                    field("decision"),
+                    field("reason"),
+                    field("rule"),
+                ]);
+            }
+            if who == "gateway" {
+                // The frontend's outbound refusal is in the frontend's log.
+                for line in hops
+                    .frontend
+                    .envoy
+                    .audit_lines()
+                    .into_iter()
+                    .filter(|l| l.json["request_id"] == id && l.json["direction"] == "outbound")
+                {
+                    let j = &line.json;
+                    rows.push([
+                        "frontend app".to_owned(),
+                        "GET /orders/42, chain's user edited -> own outbound".to_owned(),
+                        "-".to_owned(),
+                        "403".to_owned(),
+                        j["decision"].as_str().unwrap_or("-").to_owned(),
+                        j["reason"].as_str().unwrap_or("-").to_owned(),
+                        "(chain seal check)".to_owned(),
+                    ]);
+                }
+            }
+        }
+        rows.push(Default::default());
+    }
+    rows.pop();
+    rows
 }
 
 fn print_table(rows: &[[String; 7]]) {

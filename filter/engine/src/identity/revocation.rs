@@ -70,6 +70,16 @@ pub struct RevocationList {
 }
 
 impl RevocationList {
+    /// Everything revoked by either list: a fetched list adds to the
+    /// configured one and never lifts a revocation written in the config.
+    pub fn union(&self, other: &RevocationList) -> RevocationList {
+        RevocationList {
+            spiffe_ids: self.spiffe_ids.union(&other.spiffe_ids).cloned().collect(),
+            serials: self.serials.union(&other.serials).cloned().collect(),
+            jtis: self.jtis.union(&other.jtis).cloned().collect(),
+        }
+    }
+
     /// An empty list (nothing revoked).
     pub fn new() -> Self {
         RevocationList::default()
