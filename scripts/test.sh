@@ -26,7 +26,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (host, all targets)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# The benchmark crate (Cedar and regorus, ~10 minutes to build cold) is
+# linted and run by scripts/bench*.sh, not on every change.
+cargo clippy --workspace --exclude meshward-bench --all-targets --locked -- -D warnings
 
 step "cargo clippy (filter and engine, wasm32-wasip1)"
 cargo clippy -p meshward-filter -p meshward-engine --target wasm32-wasip1 --locked -- -D warnings
@@ -37,7 +39,7 @@ WASM="${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/meshward_filter.wasm"
 echo "filter: $WASM ($(wc -c <"$WASM") bytes)" >&2
 
 step "cargo test --workspace (unit, compiler, end-to-end with Envoy)"
-cargo test --workspace --locked
+cargo test --workspace --exclude meshward-bench --locked
 
 step "engine tests compiled to wasm32-wasip1, run under node:wasi"
 # --nocapture: wasip1 aborts on the first panic, before libtest could print a

@@ -389,7 +389,11 @@ pub fn inbound(
 /// this workload so the next hop sees it as the sender. The policy's
 /// `max_depth` bounds received chains (the next receiver applies its own);
 /// only the format's hard cap stops the extension here.
-pub fn for_app(mut chain: Chain, this_workload: &SpiffeId, intent: Option<&str>) -> Result<Chain, ChainError> {
+pub fn for_app(
+    mut chain: Chain,
+    this_workload: &SpiffeId,
+    intent: Option<&str>,
+) -> Result<Chain, ChainError> {
     if chain.hops.len() >= MAX_CHAIN_DEPTH {
         return Err(ChainError::TooDeep);
     }

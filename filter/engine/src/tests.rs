@@ -438,10 +438,20 @@ fn a_refused_certificate_is_not_rescued_by_a_token() {
         evaluate(&p, &req)
     };
     // No certificate at all: the token carries the request.
-    assert_eq!(with_peer_error(Reason::NoPeerCertificate).effect, Effect::Allow);
+    assert_eq!(
+        with_peer_error(Reason::NoPeerCertificate).effect,
+        Effect::Allow
+    );
     // A certificate that was presented and refused is a deny with its reason.
-    for reason in [Reason::CertRevoked, Reason::SpiffeIdRevoked, Reason::CertLifetimeExceedsBound] {
+    for reason in [
+        Reason::CertRevoked,
+        Reason::SpiffeIdRevoked,
+        Reason::CertLifetimeExceedsBound,
+    ] {
         let d = with_peer_error(reason);
-        assert_eq!((d.effect, d.reason, d.http_status()), (Effect::Deny, reason, 401));
+        assert_eq!(
+            (d.effect, d.reason, d.http_status()),
+            (Effect::Deny, reason, 401)
+        );
     }
 }
