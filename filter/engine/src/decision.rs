@@ -136,6 +136,9 @@ pub enum Reason {
     UserTokenUntrustedIssuer,
     /// The end-user token's `jti` is on the revocation list.
     UserTokenRevoked,
+    /// A header that a rule condition reads appears more than once: which
+    /// value the app would act on is ambiguous, so no rule is evaluated.
+    DuplicateHeader,
 }
 
 impl Reason {
@@ -202,11 +205,12 @@ impl Reason {
             Reason::UserTokenWrongAudience => "user_token_wrong_audience",
             Reason::UserTokenUntrustedIssuer => "user_token_untrusted_issuer",
             Reason::UserTokenRevoked => "user_token_revoked",
+            Reason::DuplicateHeader => "duplicate_header",
         }
     }
 
     /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 60] = [
+    pub const ALL: [Reason; 61] = [
         Reason::AllowedByRule,
         Reason::DeniedByRule,
         Reason::NoMatchingRule,
@@ -267,6 +271,7 @@ impl Reason {
         Reason::UserTokenWrongAudience,
         Reason::UserTokenUntrustedIssuer,
         Reason::UserTokenRevoked,
+        Reason::DuplicateHeader,
     ];
 
     /// True when the reason means the caller's identity is missing or invalid

@@ -15,6 +15,9 @@ use crate::spiffe::SpiffeId;
 pub trait Headers {
     /// The header's value, if present.
     fn get(&self, lowercase_name: &str) -> Option<&str>;
+
+    /// Whether the header occurs more than once.
+    fn is_repeated(&self, lowercase_name: &str) -> bool;
 }
 
 impl Headers for &[(&str, &str)] {
@@ -23,6 +26,13 @@ impl Headers for &[(&str, &str)] {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
     }
+
+    fn is_repeated(&self, name: &str) -> bool {
+        self.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .nth(1)
+            .is_some()
+    }
 }
 
 impl Headers for Vec<(String, String)> {
@@ -30,6 +40,13 @@ impl Headers for Vec<(String, String)> {
         self.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    fn is_repeated(&self, name: &str) -> bool {
+        self.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .nth(1)
+            .is_some()
     }
 }
 
@@ -314,6 +331,14 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         Some(Ok(chain)) => Some(chain),
         None => None,
     };
+    // A condition must never depend on which copy of a header is read.
+    if policy
+        .condition_headers()
+        .iter()
+        .any(|name| req.headers.is_repeated(name))
+    {
+        return Decision::deny(Reason::DuplicateHeader);
+    }
     let Some(method) = Method::parse(req.method) else {
         return Decision::deny(Reason::BadMethod);
     };

@@ -455,3 +455,42 @@ fn a_refused_certificate_is_not_rescued_by_a_token() {
         );
     }
 }
+
+#[test]
+fn a_repeated_condition_header_is_a_deny() {
+    let mut b = shop();
+    let env = b.s("x-env");
+    let prod = b.s("prod");
+    b.p.rules[0].conditions = vec![Condition::Header {
+        name: env,
+        test: HeaderTest::NotEquals(prod),
+    }];
+    let p = b.build();
+    assert_eq!(
+        decide(&p, FRONTEND, "GET", "/orders", &[("x-env", "dev")]).effect,
+        Effect::Allow
+    );
+    let d = decide(
+        &p,
+        FRONTEND,
+        "GET",
+        "/orders",
+        &[("x-env", "dev"), ("X-Env", "prod")],
+    );
+    assert_eq!(
+        (d.effect, d.reason),
+        (Effect::Deny, Reason::DuplicateHeader)
+    );
+    // Headers no rule reads may repeat freely.
+    assert_eq!(
+        decide(
+            &p,
+            FRONTEND,
+            "GET",
+            "/orders",
+            &[("x-env", "dev"), ("accept", "a"), ("accept", "b")]
+        )
+        .effect,
+        Effect::Allow
+    );
+}

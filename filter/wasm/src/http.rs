@@ -42,6 +42,10 @@ impl Headers for HeaderMap {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    fn is_repeated(&self, name: &str) -> bool {
+        self.0.iter().filter(|(k, _)| k == name).nth(1).is_some()
+    }
 }
 
 impl HeaderMap {

@@ -93,6 +93,13 @@ impl meshward_engine::Headers for RecordedHeaders<'_> {
     fn get(&self, lowercase_name: &str) -> Option<&str> {
         self.0.headers.get(lowercase_name).map(String::as_str)
     }
+
+    // Audit lines record one value per header; a request whose condition
+    // header was repeated was denied `duplicate_header` before any rule ran,
+    // and replays from its recorded reason only as far as this allows.
+    fn is_repeated(&self, _lowercase_name: &str) -> bool {
+        false
+    }
 }
 
 fn reason(code: &str, field: &str) -> Result<Reason, String> {

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# The Envoy comparison of issue 6, end to end: Envoy CPU per request,
+# throughput and latency for
+#
+#   no filter | no-op Rust wasm filter | no-op + XFCC | native RBAC (N rules)
+#   | meshward (N rules)
+#
+# on one machine, in one run, interleaved. Writes bench/results/envoy.md (the
+# table, medians over the repetitions), envoy.tsv (every run) and envoy.png.
+#
+# Topology (loopback only):
+#
+#   wrk ──HTTP/1.1──▶ front Envoy ══mTLS (one SVID per peer identity)══▶ Envoy under test
+#   └────── core LOAD_CORE ──────┘                                        core ENVOY_CORE
+#
+# wrk cannot present client certificates, so a second Envoy on the load
+# generator's core originates mTLS: it routes on `x-bench-peer: I` to a
+# cluster that presents SVID I, so the Envoy under test sees several verified
+# peers over keep-alive connections. The Envoy under test terminates mTLS
+# (SPIFFE validator), runs the filter(s) and answers with a direct_response
+# 200 (no upstream). Its CPU per request comes from /proc/PID/stat
+# (utime+stime, all threads) over the timed run, divided by the requests wrk
+# completed: the stable figure. Latency and throughput are end to end through
+# both proxies: the load-generator core also runs the front Envoy, so when
+# that core saturates first, throughput differences between rows shrink (the
+# table says how busy the Envoy under test was).
+#
+# Environment (all optional):
+#   DURATION=10        seconds per timed run (plus a 2 s warm-up)
+#   REPS=3             interleaved repetitions (medians are reported)
+#   SIZES=10,1000,10000  policy sizes for the RBAC and meshward rows
+#   CONNS=32           wrk connections
+#   ENVOY_CORE=0 LOAD_CORE=1
+#   MESHWARD_WASM=path  use this meshward_filter.wasm instead of building
+#                       target/wasm32-wasip1/release/meshward_filter.wasm
+#   ROWS="none noop …"  run only these rows
+#   KEEP=1             keep the working directory (configs, logs)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${DURATION:-10}"
+REPS="${REPS:-3}"
+SIZES="${SIZES:-10,1000,10000}"
+CONNS="${CONNS:-32}"
+ENVOY_CORE="${ENVOY_CORE:-0}"
+LOAD_CORE="${LOAD_CORE:-1}"
+WARMUP=2
+START_TIMEOUT=180 # seconds; V8 compiles the module and on_configure loads the policy
+OUT="$ROOT/bench/results"
+ENVOY="$ROOT/.venv/bin/envoy"
+
+log() { printf '\033[1m[bench-envoy]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+WORK="$(mktemp -d /tmp/meshward-bench-envoy.XXXXXX)"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  if [ "${KEEP:-0}" = 1 ]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites ------------------------------------------------------------
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq </dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+}
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v taskset >/dev/null 2>&1 || apt_install util-linux
+[ "$(nproc)" -ge 2 ] || die "needs two cores (Envoy on one, the load generator on the other)"
+if [ ! -x "$ENVOY" ]; then
+  log "no $ENVOY: running scripts/setup.sh"
+  bash "$ROOT/scripts/setup.sh"
+fi
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+# --- builds -------------------------------------------------------------------
+if [ -n "${MESHWARD_WASM:-}" ]; then
+  WASM="$MESHWARD_WASM"
+else
+  log "building the meshward filter (release, wasm32-wasip1)"
+  cargo build -q -p meshward-filter --target wasm32-wasip1 --release
+  WASM="$ROOT/target/wasm32-wasip1/release/meshward_filter.wasm"
+fi
+[ -f "$WASM" ] || die "no filter at $WASM"
+log "building the no-op filter (bench/noop-filter)"
+CARGO_TARGET_DIR="$ROOT/target/bench-noop-filter" \
+  cargo build -q --release --target wasm32-wasip1 --manifest-path "$ROOT/bench/noop-filter/Cargo.toml"
+NOOP="$ROOT/target/bench-noop-filter/wasm32-wasip1/release/meshward_bench_noop_filter.wasm"
+log "building envoy-fixtures"
+cargo build -q -p meshward-bench --release --bin envoy-fixtures
+FIXTURES="${CARGO_TARGET_DIR:-$ROOT/target}/release/envoy-fixtures"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+TARGET_PORT="$(free_port)"; TARGET_ADMIN="$(free_port)"
+FRONT_PORT="$(free_port)"; FRONT_ADMIN="$(free_port)"
+
+log "writing fixtures (certificates, policies, Envoy configs, request mixes) to $WORK"
+"$FIXTURES" write --out "$WORK" --wasm "$WASM" --noop-wasm "$NOOP" --sizes "$SIZES" \
+  --target-port "$TARGET_PORT" --target-admin-port "$TARGET_ADMIN" \
+  --front-port "$FRONT_PORT" --front-admin-port "$FRONT_ADMIN" 2>&1 | sed 's/^/  /' >&2
+
+LARGEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | tail -1)"
+if [ -n "${ROWS:-}" ]; then
+  read -r -a ROW_LIST <<<"$ROWS"
+else
+  ROW_LIST=(none noop noop-xfcc)
+  for n in ${SIZES//,/ }; do ROW_LIST+=("rbac-$n"); done
+  for n in ${SIZES//,/ }; do ROW_LIST+=("meshward-$n"); done
+  # meshward without audit lines, at the smallest size: what the logging costs.
+  ROW_LIST+=("quiet-$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)")
+fi
+
+# --- processes ----------------------------------------------------------------
+admin_get() { # port path
+  python3 - "$1" "$2" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=2) as r:
+        print(r.read().decode().strip())
+except Exception:
+    print("")
+EOF
+}
+
+# start_envoy NAME CONFIG CORE ADMIN_PORT -> sets STARTED_PID
+start_envoy() {
+  local name="$1" config="$2" core="$3" admin="$4"
+  taskset -c "$core" "$ENVOY" -c "$config" --concurrency 1 --use-dynamic-base-id \
+    -l warning --component-log-level wasm:info --log-path "$WORK/$name.log" \
+    </dev/null >>"$WORK/$name.out" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    kill -0 "$STARTED_PID" 2>/dev/null || { tail -30 "$WORK/$name.log" "$WORK/$name.out" >&2 || true; die "$name exited during start-up"; }
+    [ "$(admin_get "$admin" /ready)" = "LIVE" ] && return 0
+    sleep 0.2
+  done
+  tail -30 "$WORK/$name.log" >&2 || true
+  die "$name not ready within ${START_TIMEOUT}s"
+}
+
+stop_pid() {
+  local pid="$1"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local kept=()
+  for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
+cpu_ticks() { # utime + stime of all threads
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+rss_kib() {
+  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
+start_envoy front "$WORK/front.json" "$LOAD_CORE" "$FRONT_ADMIN"
+FRONT_PID="$STARTED_PID"
+log "front Envoy (pid $FRONT_PID) on core $LOAD_CORE, port $FRONT_PORT"
+
+mix_of() { # row -> size whose request mix it uses
+  case "$1" in
+    rbac-*|meshward-*|quiet-*) echo "${1#*-}" ;;
+    *) echo "$LARGEST" ;;
+  esac
+}
+
+RAW="$WORK/runs.tsv"
+printf 'rep\trow\trequests\tseconds\trps\tp50_us\tp99_us\tnon2xx\terrors\tcpu_us_per_req\tenvoy_util\trss_kib\n' >"$RAW"
+declare -A CHECKED=()
+
+run_row() { # rep row
+  local rep="$1" row="$2" size
+  size="$(mix_of "$row")"
+  start_envoy "target-$row" "$WORK/target-$row.json" "$ENVOY_CORE" "$TARGET_ADMIN"
+  local pid="$STARTED_PID"
+  if [[ "$row" == rbac-* || "$row" == meshward-* || "$row" == quiet-* ]] && [ -z "${CHECKED[$row]:-}" ]; then
+    log "$row: checking every request of the mix against meshward's native decision"
+    "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/requests-$size.tsv" \
+      --expected "$WORK/expected-$size.txt" >&2 || die "$row decides differently from the engine"
+    CHECKED[$row]=1
+  fi
+  taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$WORK/requests-$size.lua" \
+    "http://127.0.0.1:$FRONT_PORT/" >/dev/null 2>&1 || true
+  local t0 c0 t1 c1 out
+  c0="$(cpu_ticks "$pid")"; t0="$(date +%s.%N)"
+  out="$(taskset -c "$LOAD_CORE" timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+    -s "$WORK/requests-$size.lua" "http://127.0.0.1:$FRONT_PORT/" 2>&1)" || die "wrk failed: $out"
+  c1="$(cpu_ticks "$pid")"; t1="$(date +%s.%N)"
+  local rss; rss="$(rss_kib "$pid")"
+  stop_pid "$pid"
+  local line; line="$(grep '^WRK_RESULT' <<<"$out")" || die "no result from wrk: $out"
+  python3 - "$rep" "$row" "$line" "$c0" "$c1" "$t0" "$t1" "$CLK_TCK" "$rss" >>"$RAW" <<'EOF'
+import sys
+rep, row, line, c0, c1, t0, t1, tck, rss = sys.argv[1:]
+f = dict(kv.split("=") for kv in line.split()[1:])
+req = int(f["requests"]); secs = int(f["duration_us"]) / 1e6
+cpu_s = (int(c1) - int(c0)) / int(tck)
+wall = float(t1) - float(t0)
+print("\t".join(str(x) for x in [rep, row, req, f"{secs:.2f}", f"{req/secs:.0f}", f["p50_us"], f["p99_us"],
+      f["non2xx"], f["errors"], f"{cpu_s*1e6/max(req,1):.2f}", f"{cpu_s/wall:.2f}", rss]))
+EOF
+  log "rep $rep $(tail -1 "$RAW" | awk -F'\t' '{printf "%-15s %7s req/s  p50 %6s µs  p99 %6s µs  %6s µs CPU/req  util %s  non-2xx %s", $2, $5, $6, $7, $10, $11, $8}')"
+}
+
+for rep in $(seq 1 "$REPS"); do
+  # Interleave: each repetition starts at a different row.
+  n="${#ROW_LIST[@]}"
+  for i in $(seq 0 $((n - 1))); do
+    run_row "$rep" "${ROW_LIST[$(((i + rep - 1) % n))]}"
+  done
+done
+stop_pid "$FRONT_PID"
+
+# --- report -------------------------------------------------------------------
+mkdir -p "$OUT"
+cp "$RAW" "$OUT/envoy.tsv"
+WASM_BYTES="$(stat -c %s "$WASM")"
+NOOP_BYTES="$(stat -c %s "$NOOP")"
+"$ROOT/.venv/bin/python" -c 'import matplotlib' 2>/dev/null || {
+  log "installing matplotlib into .venv"
+  "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib </dev/null
+}
+"$ROOT/.venv/bin/python" "$ROOT/bench/envoy_report.py" "$OUT" "$DURATION" "$REPS" "$CONNS" "$WASM_BYTES" "$NOOP_BYTES" "$(nproc)" \
+  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1)"
+log "wrote $OUT/envoy.md, $OUT/envoy.tsv and $OUT/envoy.png"
