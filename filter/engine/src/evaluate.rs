@@ -342,14 +342,11 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     let Some(method) = Method::parse(req.method) else {
         return Decision::deny(Reason::BadMethod);
     };
-    let Ok(segments) = path::canonical_segments(req.path) else {
+    let Ok(rest) = path::canonical_rest(req.path) else {
         return Decision::deny(Reason::NonCanonicalPath);
     };
     let host = authority_host(req.authority);
-    let intent: Option<IntentIdx> =
-        policy
-            .router()
-            .classify(segments.as_slice(), method.bit(), host);
+    let intent: Option<IntentIdx> = policy.router().classify_rest(rest, method.bit(), host);
 
     // The user at this hop: a directly verified token wins over the chain's.
     let chain_user = chain.and_then(|c| {

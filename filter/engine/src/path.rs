@@ -120,6 +120,28 @@ pub fn canonical_segments(raw: &str) -> Result<Segments<'_>, PathError> {
     Ok(segments)
 }
 
+/// Validates `raw` like [`canonical_segments`] and returns the path after its
+/// leading `/` (query dropped), without materializing the segments.
+pub fn canonical_rest(raw: &str) -> Result<&str, PathError> {
+    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    if rest.is_empty() {
+        return Ok(rest);
+    }
+    let mut n = 0usize;
+    for seg in rest.split('/') {
+        check_segment(seg)?;
+        n += 1;
+        if n > MAX_SEGMENTS {
+            return Err(PathError::TooLong);
+        }
+    }
+    Ok(rest)
+}
+
 /// True when `raw` would be classified (a helper for tests and tools).
 pub fn is_canonical(raw: &str) -> bool {
     canonical_segments(raw).is_ok()

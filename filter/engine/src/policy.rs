@@ -2,6 +2,31 @@
 //! per-request path uses (route trie, per-intent subject indexes).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FxHash (rustc's): keys are policy strings; lookups cannot grow the table.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
 
 use crate::chain::ChainLimits;
 use crate::codec::{self, DecodeError};
@@ -54,8 +79,8 @@ pub enum PolicyError {
 /// Rules of one intent (or of unclassified requests), indexed by subject kind.
 #[derive(Debug, Default, Clone)]
 struct SubjectIndex {
-    exact: HashMap<Box<str>, Vec<RuleIdx>>,
-    domain: HashMap<Box<str>, Vec<RuleIdx>>,
+    exact: FxMap<Box<str>, Vec<RuleIdx>>,
+    domain: FxMap<Box<str>, Vec<RuleIdx>>,
     patterns: Vec<(PatternIdx, RuleIdx)>,
     any: Vec<RuleIdx>,
 }
@@ -129,7 +154,7 @@ pub struct Policy {
     compiled: CompiledPolicy,
     hash: [u8; 32],
     hash_hex: String,
-    trust_domains: HashSet<Box<str>>,
+    trust_domains: FxSet<Box<str>>,
     router: Router,
     patterns: Vec<Pattern>,
     /// One per intent, then one for unclassified requests.
@@ -160,7 +185,7 @@ impl Policy {
         }
         str_of(compiled.name)?;
 
-        let mut trust_domains = HashSet::new();
+        let mut trust_domains = FxSet::default();
         for td in &compiled.trust_domains {
             let td = str_of(*td)?;
             spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;

@@ -32,6 +32,8 @@ impl Entry {
 struct Node {
     /// Literal children, sorted by segment for binary search.
     literals: Vec<(Box<str>, usize)>,
+    /// For wide nodes (a root with thousands of services): literal -> child.
+    index: Option<crate::policy::FxMap<Box<str>, usize>>,
     /// `{param}` child.
     param: Option<usize>,
     /// Intents whose template ends exactly here.
@@ -107,22 +109,49 @@ impl Router {
                 }
             }
         }
+        for node in &mut nodes {
+            if node.literals.len() > 16 {
+                node.index = Some(node.literals.iter().cloned().collect());
+            }
+        }
         Router { nodes }
     }
 
-    /// The intent of a request, if any. `host` is the authority without port.
+    /// The intent of a request given as segments (tests).
+    #[cfg(test)]
     pub(crate) fn classify(
         &self,
         segments: &[&str],
         method_bit: u16,
         host: &str,
     ) -> Option<IntentIdx> {
-        self.walk(0, segments, method_bit, host)
+        self.walk_iter(0, segments.iter().copied(), method_bit, host)
+    }
+
+    /// The intent of a request, if any, from the output of
+    /// `path::canonical_rest`. `host` is the authority without port.
+    pub(crate) fn classify_rest(
+        &self,
+        rest: &str,
+        method_bit: u16,
+        host: &str,
+    ) -> Option<IntentIdx> {
+        let mut segs = rest.split('/');
+        if rest.is_empty() {
+            segs.next();
+        }
+        self.walk_iter(0, segs, method_bit, host)
     }
 
     // Depth is bounded by the number of path segments (at most
     // `path::MAX_SEGMENTS`), and each trie node is visited at most once.
-    fn walk(&self, at: usize, segments: &[&str], method_bit: u16, host: &str) -> Option<IntentIdx> {
+    fn walk_iter<'s, I: Iterator<Item = &'s str> + Clone>(
+        &self,
+        at: usize,
+        segs: I,
+        method_bit: u16,
+        host: &str,
+    ) -> Option<IntentIdx> {
         let node = self.nodes.get(at)?;
         let first_match = |entries: &[Entry]| {
             entries
@@ -130,19 +159,24 @@ impl Router {
                 .find(|e| e.accepts(method_bit, host))
                 .map(|e| e.intent)
         };
-        let Some((first, rest)) = segments.split_first() else {
+        let mut rest = segs;
+        let Some(first) = rest.next() else {
             return first_match(&node.exact).or_else(|| first_match(&node.rest));
         };
-        let literal = node
-            .literals
-            .binary_search_by(|(s, _)| (**s).cmp(first))
-            .ok()
-            .and_then(|i| node.literals.get(i))
-            .and_then(|(_, child)| self.walk(*child, rest, method_bit, host));
+        let child = match &node.index {
+            Some(index) => index.get(first).copied(),
+            None => node
+                .literals
+                .binary_search_by(|(s, _)| (**s).cmp(first))
+                .ok()
+                .and_then(|i| node.literals.get(i))
+                .map(|(_, c)| *c),
+        };
+        let literal = child.and_then(|child| self.walk_iter(child, rest.clone(), method_bit, host));
         literal
             .or_else(|| {
                 node.param
-                    .and_then(|child| self.walk(child, rest, method_bit, host))
+                    .and_then(|child| self.walk_iter(child, rest.clone(), method_bit, host))
             })
             .or_else(|| first_match(&node.rest))
     }
