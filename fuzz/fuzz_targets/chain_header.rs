@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
     check_parsed(&text);
     // Nobody but the proxy holds KEY: a fuzzed MAC never verifies.
     assert!(
-        !matches!(Chain::unseal(&text, KEY, NOW, LIMITS.max_depth), Ok(_)),
+        Chain::unseal(&text, KEY, NOW, LIMITS.max_depth).is_err(),
         "a chain with a forged seal was accepted: {text}"
     );
     let values: Vec<&str> = text.split('\n').filter(|v| !v.is_empty()).collect();
