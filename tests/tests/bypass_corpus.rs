@@ -307,9 +307,13 @@ fn rows() -> Vec<Row> {
         row("?", get("/orders/42%3F/../../admin/users"), denied("denied_by_rule"), NORMALIZE),
         row("?", get("/orders/42?x=%2e%2e%2fadmin"), allowed("orders.read", "/orders/42?x=%2e%2e%2fadmin"), QUERY),
         // ---- overlong UTF-8 and double encoding ---------------------------
-        row("overlong UTF-8", get("/orders/%c0%ae%c0%ae/admin/users"), denied("unclassified"), DEFAULT_DENY),
-        row("overlong UTF-8", get("/%c0%ae%c0%ae/admin/users"), denied("unclassified"), DEFAULT_DENY),
-        row("overlong UTF-8", get("/public/%c0%ae%c0%ae/admin/x"), allowed("public.read", "/public/%c0%ae%c0%ae/admin/x"), AS_SENT),
+        row("overlong UTF-8", get("/orders/%c0%ae%c0%ae/admin/users"), denied("non_canonical_path"), CANONICAL),
+        row("overlong UTF-8", get("/%c0%ae%c0%ae/admin/users"), denied("non_canonical_path"), CANONICAL),
+        row("overlong UTF-8", get("/public/%c0%ae%c0%ae/admin/x"), denied("non_canonical_path"), CANONICAL),
+        row("overlong UTF-8", get("/public/%e0%80%ae%e0%80%ae/admin/x"), denied("non_canonical_path"), CANONICAL),
+        row("invalid UTF-8", get("/public/%ed%a0%80/x"), denied("non_canonical_path"), CANONICAL),
+        row("invalid UTF-8", get("/public/%ff/x"), denied("non_canonical_path"), CANONICAL),
+        row("valid UTF-8", get("/public/caf%C3%A9"), allowed("public.read", "/public/caf%C3%A9"), AS_SENT),
         row("double encoding", get("/public/%252e%252e/admin/x"), allowed("public.read", "/public/%252e%252e/admin/x"), AS_SENT),
         row("raw non-ASCII", get("/public/caf\u{e9}"), Expect::Envoy(400), CODEC),
         // ---- request-target forms and authority -------------------------

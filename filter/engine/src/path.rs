@@ -26,6 +26,11 @@ pub enum PathError {
     /// `%41`...): the same path could be spelled another way.
     #[error("path has a percent-encoded character that should not be encoded")]
     AmbiguousEncoding,
+    /// Percent-encoded bytes that do not decode to valid UTF-8: overlong
+    /// forms (`%c0%ae` is a disguised `.`), surrogates, bytes `%f5`-`%ff`,
+    /// truncated or stray continuation bytes. Some decoders accept them.
+    #[error("path has percent-encoded bytes that are not valid UTF-8")]
+    InvalidUtf8,
     /// `%` not followed by two hex digits.
     #[error("path has a malformed percent-encoding")]
     BadEncoding,
@@ -64,6 +69,52 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Validates the UTF-8 formed by a segment's percent-encoded bytes (raw
+/// bytes are visible ASCII only), following Unicode's table of well-formed
+/// sequences so that overlong forms and surrogates are refused, not decoded.
+#[derive(Default)]
+struct Utf8Run {
+    /// Continuation bytes still expected.
+    pending: u8,
+    /// Allowed range of the next continuation byte.
+    lo: u8,
+    hi: u8,
+}
+
+impl Utf8Run {
+    fn byte(&mut self, b: u8) -> Result<(), PathError> {
+        if self.pending > 0 {
+            if b < self.lo || b > self.hi {
+                return Err(PathError::InvalidUtf8);
+            }
+            self.pending -= 1;
+            (self.lo, self.hi) = (0x80, 0xbf);
+            return Ok(());
+        }
+        let (pending, lo, hi) = match b {
+            0x00..=0x7f => return Ok(()),
+            0xc2..=0xdf => (1, 0x80, 0xbf),
+            0xe0 => (2, 0xa0, 0xbf),
+            0xe1..=0xec | 0xee..=0xef => (2, 0x80, 0xbf),
+            0xed => (2, 0x80, 0x9f),
+            0xf0 => (3, 0x90, 0xbf),
+            0xf1..=0xf3 => (3, 0x80, 0xbf),
+            0xf4 => (3, 0x80, 0x8f),
+            // Stray continuation bytes, `%c0`/`%c1` (always overlong), `%f5`+.
+            _ => return Err(PathError::InvalidUtf8),
+        };
+        *self = Utf8Run { pending, lo, hi };
+        Ok(())
+    }
+
+    fn ascii(&self) -> Result<(), PathError> {
+        if self.pending > 0 {
+            return Err(PathError::InvalidUtf8);
+        }
+        Ok(())
+    }
+}
+
 fn check_segment(seg: &str) -> Result<(), PathError> {
     if seg.is_empty() {
         return Err(PathError::EmptySegment);
@@ -71,6 +122,7 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
     if seg == "." || seg == ".." {
         return Err(PathError::DotSegment);
     }
+    let mut utf8 = Utf8Run::default();
     let mut bytes = seg.bytes();
     while let Some(b) = bytes.next() {
         match b {
@@ -84,13 +136,14 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
                 if is_unreserved(decoded) || matches!(decoded, b'/' | b'\\') {
                     return Err(PathError::AmbiguousEncoding);
                 }
+                utf8.byte(decoded)?;
             }
             b'\\' | b';' | b'#' => return Err(PathError::ForbiddenChar),
-            0x21..=0x7e => {}
+            0x21..=0x7e => utf8.ascii()?,
             _ => return Err(PathError::ForbiddenChar),
         }
     }
-    Ok(())
+    utf8.ascii()
 }
 
 /// Splits `raw` (an HTTP `:path`, query allowed) into canonical segments.
@@ -205,13 +258,50 @@ mod tests {
     }
 
     #[test]
-    fn overlong_utf8_dots_stay_opaque() {
-        // `%C0%AE` is an overlong encoding of `.`; it is not unreserved as a
-        // byte, so it stays an opaque segment that only a `{param}` or `**`
-        // could match, and no literal segment ever equals it.
+    fn percent_encoded_utf8_must_be_well_formed() {
+        use PathError::InvalidUtf8;
+        // Valid UTF-8 stays an opaque segment.
+        assert_eq!(segs("/caf%C3%A9"), Ok(vec!["caf%C3%A9"]));
         assert_eq!(
-            segs("/%C0%AE%C0%AE/admin"),
-            Ok(vec!["%C0%AE%C0%AE", "admin"])
+            segs("/%E2%82%AC/%F0%9F%98%80"),
+            Ok(vec!["%E2%82%AC", "%F0%9F%98%80"])
         );
+        assert_eq!(
+            segs("/%ED%9F%BF%F4%8F%BF%BF"),
+            Ok(vec!["%ED%9F%BF%F4%8F%BF%BF"])
+        );
+        for bad in [
+            "/%C0%AE%C0%AE/admin", // overlong `.` (the classic traversal)
+            "/%c0%af",             // overlong `/`
+            "/%C1%9C",             // overlong `\`
+            "/%E0%80%AE",          // 3-byte overlong
+            "/%F0%80%80%AE",       // 4-byte overlong
+            "/%ED%A0%80",          // surrogate U+D800
+            "/%F4%90%80%80",       // above U+10FFFF
+            "/%F5%80%80%80",
+            "/%FF",
+            "/%80",       // stray continuation
+            "/%C3",       // truncated at the end of the segment
+            "/%C3/%A9",   // split across segments
+            "/%C3a",      // interrupted by a raw byte
+            "/%E2%82%20", // interrupted by an encoded ASCII byte
+        ] {
+            assert_eq!(segs(bad), Err(InvalidUtf8), "{bad:?}");
+            assert_eq!(canonical_rest(bad), Err(InvalidUtf8), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn utf8_check_agrees_with_std_on_every_two_byte_sequence() {
+        for a in 0x80u8..=0xff {
+            for b in 0x00u8..=0xff {
+                if is_unreserved(b) || matches!(b, b'/' | b'\\') {
+                    continue;
+                }
+                let path = format!("/%{a:02X}%{b:02X}");
+                let std_ok = std::str::from_utf8(&[a, b]).is_ok();
+                assert_eq!(is_canonical(&path), std_ok, "{path}");
+            }
+        }
     }
 }
