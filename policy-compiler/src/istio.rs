@@ -492,7 +492,9 @@ fn metadata(
 /// The `EnvoyFilter` that makes the selected workloads' inbound connection
 /// managers put the peer certificate into `x-forwarded-client-cert`
 /// (`SANITIZE_SET` replaces Istio's `APPEND_FORWARD`; `MERGE` keeps Istio's
-/// `subject`/`dns` flags and adds `cert`).
+/// `subject`/`dns` flags and adds `cert`), and that strips a trailing dot
+/// from the host (`shop.example.` and `shop.example` are one name to the app,
+/// so they must be one name to the policy too).
 fn xfcc_envoy_filter(labels: &BTreeMap<String, String>, context: &str) -> Value {
     serde_json::json!({
         "workloadSelector": { "labels": labels },
@@ -512,7 +514,8 @@ fn xfcc_envoy_filter(labels: &BTreeMap<String, String>, context: &str) -> Value 
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "forward_client_cert_details": "SANITIZE_SET",
-                        "set_current_client_cert_details": { "cert": true, "uri": true }
+                        "set_current_client_cert_details": { "cert": true, "uri": true },
+                        "strip_trailing_host_dot": true
                     }
                 }
             }

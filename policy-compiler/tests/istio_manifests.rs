@@ -307,6 +307,7 @@ fn forwarded_mode_adds_the_xfcc_envoy_filter_for_the_same_workloads() {
     let hcm = &patch["patch"]["value"]["typed_config"];
     assert_eq!(hcm["forward_client_cert_details"], "SANITIZE_SET");
     assert_eq!(hcm["set_current_client_cert_details"]["cert"], true);
+    assert_eq!(hcm["strip_trailing_host_dot"], true);
     // Client-only enforcement has no inbound side to patch.
     assert_eq!(generate(Mode::Client, PeerCertificate::Forwarded).len(), 1);
 }

@@ -265,6 +265,8 @@ pub struct Xfcc {
     pub forward: String,
     /// `set_current_client_cert_details`.
     pub details: Value,
+    /// `strip_trailing_host_dot` (Istio leaves it off; our patch sets it).
+    pub strip_trailing_host_dot: bool,
 }
 
 impl Xfcc {
@@ -273,6 +275,7 @@ impl Xfcc {
         Xfcc {
             forward: "APPEND_FORWARD".into(),
             details: json!({ "subject": true, "uri": true, "dns": true }),
+            strip_trailing_host_dot: false,
         }
     }
 
@@ -285,6 +288,9 @@ impl Xfcc {
         let mut xfcc = Xfcc::istio_default();
         if let Some(f) = hcm["forward_client_cert_details"].as_str() {
             xfcc.forward = f.to_owned();
+        }
+        if let Some(strip) = hcm["strip_trailing_host_dot"].as_bool() {
+            xfcc.strip_trailing_host_dot = strip;
         }
         if let (Some(base), Some(extra)) = (
             xfcc.details.as_object_mut(),
@@ -402,6 +408,7 @@ impl IstioSidecar {
                                 "server_name": "istio-envoy",
                                 "forward_client_cert_details": xfcc.forward,
                                 "set_current_client_cert_details": xfcc.details,
+                                "strip_trailing_host_dot": xfcc.strip_trailing_host_dot,
                                 "normalize_path": true,
                                 "http_filters": [
                                     ecds_filter(&filter_name, "wasmplugin.json"),

@@ -208,6 +208,7 @@ const ESCAPED: &str = "Envoy `path_with_escaped_slashes_action: REJECT_REQUEST`"
 const CANONICAL: &str = "the filter: `non_canonical_path`";
 const DEFAULT_DENY: &str = "the filter: no intent matches, default deny";
 const DENY_RULE: &str = "the filter: deny rule";
+const TRAILING_DOT: &str = "Envoy `strip_trailing_host_dot`: the filter, the router and the app all see `files.shop.example`";
 const CODEC: &str = "Envoy's HTTP/1 codec";
 const H2_CODEC: &str = "Envoy's HTTP/2 codec";
 const LIMITS: &str = "Envoy's header limits (`max_request_headers_kb` 60, `max_headers_count` 100)";
@@ -219,7 +220,8 @@ const QUERY: &str =
     "not a bypass: the query is not the path; the app gets the path the filter classified";
 const CONTROL: &str = "control: a legitimate request";
 const F1: &str = "the filter (FINDING F1, fixed): a header a rule condition reads may not repeat, since the app might act on another copy; `duplicate_header` (docs/hardening.md)";
-const OVERRIDE: &str = "not stopped: meshward classifies by the real method; an app that honours override headers must have them removed (docs/hardening.md)";
+const OVERRIDE: &str = "the filter: a method-override header naming another method than the one judged is denied `method_override` (or removed, with `\"method_override\": \"strip\"`)";
+const OVERRIDE_QUERY: &str = "not stopped: meshward classifies by the real method; an app that honours `_method` in the query must not (docs/hardening.md)";
 
 fn rows() -> Vec<Row> {
     let long = "a".repeat(70 * 1024);
@@ -332,7 +334,9 @@ fn rows() -> Vec<Row> {
         ),
         row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example")), allowed("files.read", "/files/a"), CONTROL),
         row("host", Send::H1(Request::get("/files/a").header("host", "FILES.Shop.Example:443")), allowed("files.read", "/files/a"), CONTROL),
-        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example.")), denied("unclassified"), DEFAULT_DENY),
+        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example.")), allowed("files.read", "/files/a"), TRAILING_DOT),
+        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example.:443")), allowed("files.read", "/files/a"), TRAILING_DOT),
+        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example..")), denied("unclassified"), DEFAULT_DENY),
         row(
             "host",
             Send::H1(Request::get("/files/a").header("host", "files.shop.example").header("host", "other.example")),
@@ -434,7 +438,7 @@ fn rows() -> Vec<Row> {
         row(
             "method override",
             Send::H1(Request::get("/orders/42").header("x-http-method-override", "DELETE")),
-            allowed("orders.read", "/orders/42"),
+            denied("method_override"),
             OVERRIDE,
         ),
         row(
@@ -444,10 +448,16 @@ fn rows() -> Vec<Row> {
                     .header("x-http-method", "DELETE")
                     .header("x-method-override", "DELETE"),
             ),
-            allowed("orders.read", "/orders/42"),
+            denied("method_override"),
             OVERRIDE,
         ),
-        row("method override", get("/orders/42?_method=DELETE"), allowed("orders.read", "/orders/42?_method=DELETE"), OVERRIDE),
+        row(
+            "method override (same method)",
+            Send::H1(Request::get("/orders/42").header("X-HTTP-Method-Override", "get")),
+            allowed("orders.read", "/orders/42"),
+            "not a bypass: the override names the method the policy judged",
+        ),
+        row("method override", get("/orders/42?_method=DELETE"), allowed("orders.read", "/orders/42?_method=DELETE"), OVERRIDE_QUERY),
         row("method", Send::H1(Request::new("DELETE", "/orders/42")), denied("denied_by_rule"), DENY_RULE),
         row("method", Send::H1(Request::new("get", "/orders/42")), Expect::Envoy(400), "Envoy's HTTP/1 codec (unknown method; the filter would say `bad_method`)"),
         row("method", Send::H1(Request::new("FOO", "/orders/42")), Expect::Envoy(400), "Envoy's HTTP/1 codec (unknown method; the filter would say `bad_method`)"),
@@ -679,7 +689,7 @@ fn rows() -> Vec<Row> {
         row(
             "HTTP/2 method override",
             h2(H2Request::get("/orders/42").field("x-http-method-override", "DELETE")),
-            allowed("orders.read", "/orders/42"),
+            denied("method_override"),
             OVERRIDE,
         ),
         row(
@@ -1100,4 +1110,39 @@ fn duplicated_condition_headers_are_refused() {
         );
     }
     assert_eq!(mesh.upstream.count(), 0);
+}
+
+/// With `"method_override": "strip"` the request is judged by its real method
+/// and the app never sees the override headers.
+#[test]
+fn method_override_headers_can_be_stripped_instead() {
+    let compiled = meshward_e2e::policy::plugin_config(POLICY, "bypass-strip.policy", &[]);
+    let mut config: Value = serde_json::from_str(&compiled).expect("plugin config JSON");
+    config["method_override"] = Value::from("strip");
+    let mesh = Mesh::builder_with_raw_config(&config.to_string())
+        .label("bypass-strip")
+        .start();
+    let frontend = mesh.pki.workload("shop", "frontend");
+    let response = mesh.send(
+        Some(&frontend),
+        &Request::get("/orders/42")
+            .header("x-http-method-override", "DELETE")
+            .header("x-http-method", "DELETE")
+            .header("x-method-override", "DELETE")
+            .header("x-other", "kept"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = mesh.upstream.requests();
+    let [seen] = seen.as_slice() else {
+        panic!("the app got {} requests", seen.len());
+    };
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.header("x-other"), Some("kept"));
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        assert_eq!(seen.header(name), None, "{name} reached the app");
+    }
 }

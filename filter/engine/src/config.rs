@@ -10,6 +10,7 @@
 //!   "revoked_serials": ["0a1b2c"],
 //!   "peer_certificate": "forwarded",
 //!   "audit_log": "all",
+//!   "method_override": "deny",
 //!   "jwt_svid": {
 //!     "header": "x-jwt-svid",
 //!     "audiences": ["spiffe://shop.example/ns/shop/sa/orders"],
@@ -92,6 +93,19 @@ pub enum AuditLog {
     None,
 }
 
+/// What the inbound filter does with a method-override header that names
+/// another method than the request's (see [`crate::method_override`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodOverride {
+    /// Deny the request (`method_override`, 403).
+    #[default]
+    Deny,
+    /// Remove every method-override header before the app sees the request;
+    /// the decision stands on the real method.
+    Strip,
+}
+
 /// The plugin configuration as written in JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +117,8 @@ struct RawConfig {
     peer_certificate: PeerCertificateSource,
     #[serde(default)]
     audit_log: AuditLog,
+    #[serde(default)]
+    method_override: MethodOverride,
     #[serde(default)]
     jwt_svid: Option<RawJwtSvid>,
     #[serde(default)]
@@ -407,6 +423,8 @@ pub struct FilterConfig {
     pub peer_certificate: PeerCertificateSource,
     /// Which decisions to log.
     pub audit_log: AuditLog,
+    /// Inbound: how method-override headers are handled.
+    pub method_override: MethodOverride,
     /// JWT-SVID settings; `None`: JWT-SVIDs are not read.
     pub jwt_svid: Option<JwtSvidSettings>,
     /// End-user token settings; `None`: user tokens are not read.
@@ -521,6 +539,7 @@ impl FilterConfig {
             revoked_serials,
             peer_certificate: raw.peer_certificate,
             audit_log: raw.audit_log,
+            method_override: raw.method_override,
             jwt_svid,
             user_tokens,
             key_sets,
@@ -873,6 +892,18 @@ mod tests {
             key["use"] = serde_json::json!(u);
         }
         serde_json::json!({ "keys": [key] })
+    }
+
+    #[test]
+    fn method_override_defaults_to_deny() {
+        let default = config_with(serde_json::json!({})).unwrap();
+        assert_eq!(default.method_override, MethodOverride::Deny);
+        let strip = config_with(serde_json::json!({"method_override": "strip"})).unwrap();
+        assert_eq!(strip.method_override, MethodOverride::Strip);
+        assert!(matches!(
+            config_with(serde_json::json!({"method_override": "pass"})),
+            Err(ConfigError::Json(_))
+        ));
     }
 
     #[test]

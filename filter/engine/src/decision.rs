@@ -139,6 +139,10 @@ pub enum Reason {
     /// A header that a rule condition reads appears more than once: which
     /// value the app would act on is ambiguous, so no rule is evaluated.
     DuplicateHeader,
+    /// The request carries a method-override header (`x-http-method-override`,
+    /// `x-http-method`, `x-method-override`) naming another method than the
+    /// one the policy judged; an app that honours it would act on that one.
+    MethodOverride,
 }
 
 impl Reason {
@@ -206,11 +210,12 @@ impl Reason {
             Reason::UserTokenUntrustedIssuer => "user_token_untrusted_issuer",
             Reason::UserTokenRevoked => "user_token_revoked",
             Reason::DuplicateHeader => "duplicate_header",
+            Reason::MethodOverride => "method_override",
         }
     }
 
     /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 61] = [
+    pub const ALL: [Reason; 62] = [
         Reason::AllowedByRule,
         Reason::DeniedByRule,
         Reason::NoMatchingRule,
@@ -272,6 +277,7 @@ impl Reason {
         Reason::UserTokenUntrustedIssuer,
         Reason::UserTokenRevoked,
         Reason::DuplicateHeader,
+        Reason::MethodOverride,
     ];
 
     /// True when the reason means the caller's identity is missing or invalid

@@ -19,6 +19,7 @@ pub mod config;
 pub mod decision;
 mod evaluate;
 pub mod identity;
+pub mod method_override;
 pub mod model;
 pub mod path;
 mod policy;

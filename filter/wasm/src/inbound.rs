@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use meshward_engine::audit::{audit_line, AuditClaim, AuditFacts, AuditUser};
 use meshward_engine::chain::{self, Chain, CHAIN_HEADER};
-use meshward_engine::config::{AuditLog, FilterConfig, HandOff};
+use meshward_engine::config::{AuditLog, FilterConfig, HandOff, MethodOverride};
 use meshward_engine::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, ClaimValue, IdentityChecks,
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
 };
+use meshward_engine::method_override::{conflicting_override, METHOD_OVERRIDE_HEADERS};
 use meshward_engine::spiffe::SpiffeId;
 use meshward_engine::{evaluate, Decision, Effect, Headers, Reason, Request, UserInfo};
 use proxy_wasm::types::{Action, LogLevel};
@@ -126,6 +127,19 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         },
     );
 
+    // An enforced allow judged the real method; an override header naming
+    // another one would make the app act on a method nobody authorized.
+    if decision.effect == Effect::Allow
+        && decision.reason != Reason::PolicyDryRun
+        && config.method_override == MethodOverride::Deny
+        && conflicting_override(headers, method).is_some()
+    {
+        decision = Decision {
+            intent: decision.intent,
+            ..Decision::deny(Reason::MethodOverride)
+        };
+    }
+
     // Allow: hand the app verified facts. Anything that fails here turns the
     // decision into a deny *before* it is counted and audited.
     if decision.effect == Effect::Allow {
@@ -230,6 +244,13 @@ fn hand_to_app(
         "allow"
     };
     let mut ok = headers.strip_owned();
+    if config.method_override == MethodOverride::Strip {
+        for name in METHOD_OVERRIDE_HEADERS {
+            if Headers::get(headers, name).is_some() {
+                ok &= host::remove_request_header(name).is_ok();
+            }
+        }
+    }
     for (name, value) in [
         ("x-meshward-peer", peer_text),
         ("x-meshward-intent", intent.unwrap_or("unclassified")),
