@@ -16,6 +16,7 @@ order = [r for r in ["none", "noop", "noop-xfcc"] if r in by]
 sizes = sorted({int(r.split("-")[1]) for r in by if r.startswith(("rbac-", "meshward-"))})
 order += [f"rbac-{n}" for n in sizes if f"rbac-{n}" in by] + [f"meshward-{n}" for n in sizes if f"meshward-{n}" in by]
 order += sorted((r for r in by if r.startswith("quiet-")), key=lambda r: int(r.split("-")[1]))
+order += sorted((r for r in by if r.startswith("jwt-")), key=lambda r: int(r.split("-")[1]))
 label = {"none": "no filter", "noop": "no-op Rust wasm filter", "noop-xfcc": "no-op wasm + XFCC (SANITIZE_SET, cert)"}
 for n in sizes:
     label[f"rbac-{n}"] = f"native RBAC, {n:,} rules"
@@ -23,6 +24,8 @@ for n in sizes:
 for r in by:
     if r.startswith("quiet-"):
         label[r] = f"meshward, {int(r.split('-')[1]):,} rules, audit log off"
+    if r.startswith("jwt-"):
+        label[r] = f"meshward, {int(r.split('-')[1]):,} rules, + JWT-SVID (cache hit)"
 base_rps = med("none", "rps") if "none" in by else None
 noop_rps = med("noop", "rps") if "noop" in by else None
 noop_cpu = med("noop", "cpu_us_per_req") if "noop" in by else None
@@ -51,6 +54,17 @@ lines.append("Envoy CPU µs/req = (utime+stime of the Envoy under test over the 
              "capacity ratios do not. p50/p99 are end to end (wrk → front Envoy → Envoy under test). "
              "non-2xx = HTTP 403/401 denies (gRPC denies are HTTP 200 with grpc-status 7 and are not counted). RSS (VmRSS) after the run. "
              "Every run is in `envoy.tsv`.")
+import os
+if os.path.exists(f"{out}/envoy-load.tsv"):
+    loads = defaultdict(list)
+    for rep, row, ms in (l.split("\t") for l in open(f"{out}/envoy-load.tsv").read().splitlines() if l):
+        loads[row].append(float(ms))
+    lines.append("")
+    lines.append("Loading the configuration inside Envoy's V8 (`on_configure`: JSON, base64, signature if any, decoding, validating and indexing the policy), as the filter logs it; median over the starts:\n")
+    lines.append("| configuration | on_configure |")
+    lines.append("|---|---:|")
+    for row in [r for r in order if r in loads]:
+        lines.append(f"| {label.get(row, row)} | {statistics.median(loads[row]):.1f} ms |")
 open(f"{out}/envoy.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 

@@ -3,7 +3,7 @@
 # throughput and latency for
 #
 #   no filter | no-op Rust wasm filter | no-op + XFCC | native RBAC (N rules)
-#   | meshward (N rules)
+#   | meshward (N rules) | meshward without audit lines | meshward + JWT-SVID
 #
 # on one machine, in one run, interleaved. Writes bench/results/envoy.md (the
 # table, medians over the repetitions), envoy.tsv (every run) and envoy.png.
@@ -134,8 +134,10 @@ else
   ROW_LIST=(none noop noop-xfcc)
   for n in ${SIZES//,/ }; do ROW_LIST+=("rbac-$n"); done
   for n in ${SIZES//,/ }; do ROW_LIST+=("meshward-$n"); done
-  # meshward without audit lines, at the smallest size: what the logging costs.
-  ROW_LIST+=("quiet-$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)")
+  # At the smallest size: meshward without audit lines (what the logging
+  # costs), and with a JWT-SVID on every request (a verified-token cache hit).
+  SMALLEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)"
+  ROW_LIST+=("quiet-$SMALLEST" "jwt-$SMALLEST")
 fi
 
 # --- processes ----------------------------------------------------------------
@@ -196,7 +198,7 @@ log "front Envoy (pid $FRONT_PID) on core $LOAD_CORE, port $FRONT_PORT"
 
 mix_of() { # row -> size whose request mix it uses
   case "$1" in
-    rbac-*|meshward-*|quiet-*) echo "${1#*-}" ;;
+    rbac-*|meshward-*|quiet-*|jwt-*) echo "${1#*-}" ;;
     *) echo "$LARGEST" ;;
   esac
 }
@@ -206,22 +208,28 @@ printf 'rep\trow\trequests\tseconds\trps\tp50_us\tp99_us\tnon2xx\terrors\tcpu_us
 declare -A CHECKED=()
 
 run_row() { # rep row
-  local rep="$1" row="$2" size
+  local rep="$1" row="$2" size requests
   size="$(mix_of "$row")"
+  requests="requests-$size"
+  [[ "$row" == jwt-* ]] && requests="requests-jwt-$size"
   start_envoy "target-$row" "$WORK/target-$row.json" "$ENVOY_CORE" "$TARGET_ADMIN"
   local pid="$STARTED_PID"
-  if [[ "$row" == rbac-* || "$row" == meshward-* || "$row" == quiet-* ]] && [ -z "${CHECKED[$row]:-}" ]; then
+  # How long on_configure took inside V8 (the filter logs it when it loads).
+  local load_ms
+  load_ms="$(grep -ao 'meshward: loaded policy.* in [0-9.]* ms' "$WORK/target-$row.log" | head -1 | grep -o '[0-9.]* ms$' | cut -d' ' -f1 || true)"
+  [ -n "$load_ms" ] && printf '%s\t%s\t%s\n' "$rep" "$row" "$load_ms" >>"$WORK/load.tsv"
+  if [[ "$row" == rbac-* || "$row" == meshward-* || "$row" == quiet-* || "$row" == jwt-* ]] && [ -z "${CHECKED[$row]:-}" ]; then
     log "$row: checking every request of the mix against meshward's native decision"
-    "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/requests-$size.tsv" \
+    "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/$requests.tsv" \
       --expected "$WORK/expected-$size.txt" >&2 || die "$row decides differently from the engine"
     CHECKED[$row]=1
   fi
-  taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$WORK/requests-$size.lua" \
+  taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$WORK/$requests.lua" \
     "http://127.0.0.1:$FRONT_PORT/" >/dev/null 2>&1 || true
   local t0 c0 t1 c1 out
   c0="$(cpu_ticks "$pid")"; t0="$(date +%s.%N)"
   out="$(taskset -c "$LOAD_CORE" timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" \
-    -s "$WORK/requests-$size.lua" "http://127.0.0.1:$FRONT_PORT/" 2>&1)" || die "wrk failed: $out"
+    -s "$WORK/$requests.lua" "http://127.0.0.1:$FRONT_PORT/" 2>&1)" || die "wrk failed: $out"
   c1="$(cpu_ticks "$pid")"; t1="$(date +%s.%N)"
   local rss; rss="$(rss_kib "$pid")"
   stop_pid "$pid"
@@ -251,6 +259,7 @@ stop_pid "$FRONT_PID"
 # --- report -------------------------------------------------------------------
 mkdir -p "$OUT"
 cp "$RAW" "$OUT/envoy.tsv"
+if [ -f "$WORK/load.tsv" ]; then cp "$WORK/load.tsv" "$OUT/envoy-load.tsv"; else rm -f "$OUT/envoy-load.tsv"; fi
 WASM_BYTES="$(stat -c %s "$WASM")"
 NOOP_BYTES="$(stat -c %s "$NOOP")"
 "$ROOT/.venv/bin/python" -c 'import matplotlib' 2>/dev/null || {

@@ -14,11 +14,14 @@
 //! * `target-ROW.json`: one Envoy bootstrap per row (mTLS listener with the
 //!   SPIFFE validator, `direct_response` 200): `none`, `noop`, `noop-xfcc`,
 //!   `rbac-N`, `meshward-N` (audit log of denies), `quiet-N` (meshward
-//!   without audit lines);
+//!   without audit lines), `jwt-N` (as `meshward-N`, and every request also
+//!   carries a valid ES256 JWT-SVID of its peer, verified once and then
+//!   answered from the verified-token cache);
 //! * `front.json`: the load generator's Envoy — a plain-HTTP listener that
 //!   routes on `x-bench-peer: I` to a cluster originating mTLS with SVID `I`;
 //! * `requests-N.lua` / `requests-N.tsv`: the Envoy request mix for the
 //!   N-rule policy (wrk script cycling through it; plain list);
+//!   `requests-jwt-N.*`: the same requests with each peer's JWT-SVID;
 //! * `expected-N.txt`: meshward's native decision (`allow`/`deny`) on each
 //!   request of that mix.
 //!
@@ -50,6 +53,75 @@ use time::OffsetDateTime;
 const ENVOY_MIX_LEN: usize = 256;
 /// SNI / DNS name of the Envoy under test.
 const SERVER_NAME: &str = "inbound.bench";
+/// The JWT-SVID audience of the Envoy under test.
+const JWT_AUDIENCE: &str = "spiffe://mesh.example/ns/bench/sa/inbound";
+/// How long the minted JWT-SVIDs live (a full benchmark run fits in it).
+const JWT_LIFETIME_SECS: u64 = 4 * 3600;
+
+/// One ES256 key (a fixed scalar: fixtures, not secrets) that signs a
+/// JWT-SVID per peer; its JWKS is the bundle of both trust domains.
+struct JwtFixture {
+    jwks: Value,
+    tokens: Vec<String>,
+}
+
+impl JwtFixture {
+    fn new() -> JwtFixture {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).expect("P-256 scalar");
+        let point = key.verifying_key().to_encoded_point(false);
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            panic!("uncompressed point");
+        };
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "bench", "use": "jwt-svid",
+            "x": b64(x), "y": b64(y),
+        }]});
+        let now = OffsetDateTime::now_utc().unix_timestamp().unsigned_abs();
+        let header = b64(br#"{"alg":"ES256","kid":"bench","typ":"JWT"}"#);
+        let tokens = ENVOY_PEERS
+            .iter()
+            .map(|peer| {
+                let claims = json!({
+                    "sub": peer, "aud": [JWT_AUDIENCE],
+                    "iat": now - 60, "exp": now + JWT_LIFETIME_SECS,
+                });
+                let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+                let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
+                format!("{input}.{}", b64(&signature.to_bytes()))
+            })
+            .collect();
+        JwtFixture { jwks, tokens }
+    }
+
+    /// The plugin configuration members that turn JWT-SVID verification on.
+    fn configure(&self, plugin: &mut Value) {
+        plugin["jwt_svid"] = json!({
+            "header": "x-jwt-svid",
+            "audiences": [JWT_AUDIENCE],
+            "max_lifetime_secs": JWT_LIFETIME_SECS + 120,
+        });
+        plugin["trust_bundles"] = json!({
+            "mesh.example": self.jwks,
+            "partner.example": self.jwks,
+        });
+    }
+
+    /// The mix with each request carrying its peer's token.
+    fn mix(&self, mix: &[(usize, RequestSpec)]) -> Vec<(usize, RequestSpec)> {
+        mix.iter()
+            .map(|(peer, spec)| {
+                let mut spec = spec.clone();
+                let token = self.tokens.get(*peer).expect("a token per peer").clone();
+                spec.headers.push(("x-jwt-svid".to_owned(), token));
+                (*peer, spec)
+            })
+            .collect()
+    }
+}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -393,6 +465,7 @@ fn write(args: &[String]) {
         put(&certs.join(format!("peer{i}.key")), &key);
     }
 
+    let jwt = JwtFixture::new();
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json");
     put(
         &out.join("target-none.json"),
@@ -451,6 +524,29 @@ fn write(args: &[String]) {
         put(
             &out.join(format!("meshward-{n}.plugin.json")),
             &plugin.to_string(),
+        );
+        // The same with a JWT-SVID on every request (`jwt-N`): the decisions
+        // stay the peer's, the token adds a header and a cache hit.
+        let mut with_jwt = plugin.clone();
+        jwt.configure(&mut with_jwt);
+        put(
+            &out.join(format!("target-jwt-{n}.json")),
+            &pretty(&target_config(
+                &certs,
+                port,
+                admin,
+                vec![wasm_filter(&wasm, Some(with_jwt.to_string()))],
+                true,
+            )),
+        );
+        let jwt_mix = jwt.mix(&mix);
+        put(
+            &out.join(format!("requests-jwt-{n}.lua")),
+            &wrk_script(&jwt_mix),
+        );
+        put(
+            &out.join(format!("requests-jwt-{n}.tsv")),
+            &requests_tsv(&jwt_mix),
         );
         // The same without audit lines (`quiet-N`), to attribute their cost.
         plugin["audit_log"] = json!("none");

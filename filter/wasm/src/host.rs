@@ -35,6 +35,13 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(|_| HostError)
 }
 
+/// Adds a request header value. Cheaper than [`set_request_header`] (no
+/// lookup and removal first): only for names known to be absent, such as the
+/// filter's own headers after every incoming copy was removed.
+pub fn add_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(|_| HostError)
+}
+
 /// Answers the request locally; the filter then returns `Action::Pause`.
 pub fn send_response(status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), HostError> {
     hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
@@ -51,6 +58,14 @@ pub fn now_secs() -> Result<u64, HostError> {
     let now = hostcalls::get_current_time().map_err(|_| HostError)?;
     now.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .map_err(|_| HostError)
+}
+
+/// Current Unix time in nanoseconds, from the host clock (for timing).
+pub fn now_nanos() -> Result<u128, HostError> {
+    let now = hostcalls::get_current_time().map_err(|_| HostError)?;
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
         .map_err(|_| HostError)
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use meshward_engine::audit::{audit_line, AuditClaim, AuditFacts, AuditUser};
 use meshward_engine::chain::{self, Chain, CHAIN_HEADER};
-use meshward_engine::config::{AuditLog, FilterConfig, HandOff, MethodOverride};
+use meshward_engine::config::{
+    AuditLog, FilterConfig, HandOff, MethodOverride, PeerCertificateSource,
+};
 use meshward_engine::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, ClaimValue, IdentityChecks,
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
@@ -243,6 +245,23 @@ fn hand_to_app(
     } else {
         "allow"
     };
+    let chain_value = match (app_chain, config.chain.hand_off, seal_key) {
+        (None, _, _) => None,
+        (Some(c), HandOff::Wire, _) => Some(c.to_wire()),
+        (Some(c), HandOff::Sealed, Some(key)) => Some(c.seal(key)),
+        // No key (the VM could not create one): no chain rather than an
+        // unsealed one the app could edit.
+        (Some(_), HandOff::Sealed, None) => return Err(Reason::IdentityUnavailable),
+    };
+    let facts = [
+        ("x-meshward-peer", peer_text),
+        ("x-meshward-intent", intent.unwrap_or("unclassified")),
+        ("x-meshward-decision", verdict),
+        ("x-meshward-policy", policy.hash_hex()),
+    ];
+    // One host call per header: measured under callgrind in Envoy, this is
+    // cheaper than replacing the whole map in one call (`set_map`: +9k
+    // instructions per request), which re-adds every incoming header.
     let mut ok = headers.strip_owned();
     if config.method_override == MethodOverride::Strip {
         for name in METHOD_OVERRIDE_HEADERS {
@@ -251,23 +270,11 @@ fn hand_to_app(
             }
         }
     }
-    for (name, value) in [
-        ("x-meshward-peer", peer_text),
-        ("x-meshward-intent", intent.unwrap_or("unclassified")),
-        ("x-meshward-decision", verdict),
-        ("x-meshward-policy", policy.hash_hex()),
-    ] {
-        ok &= host::set_request_header(name, value).is_ok();
+    for (name, value) in facts {
+        ok &= host::add_request_header(name, value).is_ok();
     }
-    if let Some(c) = app_chain {
-        let value = match (config.chain.hand_off, seal_key) {
-            (HandOff::Wire, _) => c.to_wire(),
-            (HandOff::Sealed, Some(key)) => c.seal(key),
-            // No key (the VM could not create one): no chain rather than an
-            // unsealed one the app could edit.
-            (HandOff::Sealed, None) => return Err(Reason::IdentityUnavailable),
-        };
-        ok &= host::set_request_header(CHAIN_HEADER, &value).is_ok();
+    if let Some(value) = &chain_value {
+        ok &= host::add_request_header(CHAIN_HEADER, value).is_ok();
     }
     if ok {
         Ok(())
@@ -285,8 +292,16 @@ fn read_peer(
 ) -> Result<Peer, Reason> {
     let digest = host::property(&["connection", "sha256_peer_certificate_digest"])
         .map_err(|_| Reason::IdentityUnavailable)?;
-    let uri_san = host::property(&["connection", "uri_san_peer_certificate"])
-        .map_err(|_| Reason::IdentityUnavailable)?;
+    // Forwarded mode binds the XFCC certificate to the connection by its
+    // SHA-256 digest, so its URI SAN is the connection's: asking Envoy for
+    // the URI SAN as well would only cost another property read (~7 µs).
+    let uri_san = match config.peer_certificate {
+        PeerCertificateSource::Forwarded => None,
+        PeerCertificateSource::ConnectionOnly => {
+            host::property(&["connection", "uri_san_peer_certificate"])
+                .map_err(|_| Reason::IdentityUnavailable)?
+        }
+    };
     let xfcc = match headers.all(XFCC).as_slice() {
         [] => None,
         [one] => Some(*one),

@@ -242,12 +242,19 @@ impl RootContext for MeshwardRoot {
             return false;
         };
         let now = host::now_secs().unwrap_or(0);
-        match FilterConfig::from_json_pinned(&bytes, self.pinned_keys.as_ref()) {
+        let started = host::now_nanos().ok();
+        let parsed = FilterConfig::from_json_pinned(&bytes, self.pinned_keys.as_ref());
+        // Decoding, validating and indexing the policy, inside the VM.
+        let load_ms = match (started, host::now_nanos().ok()) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+            _ => f64::NAN,
+        };
+        match parsed {
             Ok(config) => {
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "meshward: loaded policy `{}` ({} rules, hash {}, mode {}, {:?}{})",
+                        "meshward: loaded policy `{}` ({} rules, hash {}, mode {}, {:?}{}) in {load_ms:.1} ms",
                         config.policy.name(),
                         config.policy.rule_count(),
                         config.policy.hash_hex(),

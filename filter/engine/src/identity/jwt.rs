@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::jwks::{Alg, AlgSet, Jwk, KeySet, KeyStore, PublicKey};
 use super::revocation::RevocationList;
-use super::token_cache::{token_key, TokenCache};
+use super::token_cache::TokenCache;
 use crate::decision::Reason;
 use crate::spiffe::SpiffeId;
 
@@ -202,8 +202,8 @@ pub fn verify_jwt_svid<'c>(
     let kind = Kind::Svid;
     let rules = &ctx.settings.rules;
     let token = bare_token(rules, header_value).map_err(|f| kind.reason(f))?;
-    let key = token_key(token);
-    if cache.lookup(&key, now_secs) {
+    let key = cache.key(token);
+    if cache.lookup(&key, token, now_secs) {
         let svid = cache.peek(&key).ok_or(Reason::IdentityUnavailable)?;
         let jwk = svid.check(ctx, now_secs)?;
         // The kid now names another key: the cached signature says nothing.
@@ -253,7 +253,7 @@ pub fn verify_jwt_svid<'c>(
     }
     svid.key_fingerprint = *jwk.fingerprint();
     let expires_at = svid.expires_at.saturating_add(rules.clock_skew_secs);
-    Ok(cache.insert(key, svid, expires_at))
+    Ok(cache.insert(key, token, svid, expires_at))
 }
 
 impl JwtSvid {

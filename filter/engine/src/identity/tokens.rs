@@ -15,7 +15,7 @@ use super::jwt::{
     verify_signature, Fail, Kind, Parsed, Times, TokenRules,
 };
 use super::revocation::RevocationList;
-use super::token_cache::{token_key, TokenCache};
+use super::token_cache::TokenCache;
 use crate::decision::Reason;
 
 /// Default header carrying the end-user token.
@@ -134,8 +134,8 @@ pub fn verify_user_token<'c>(
     let kind = Kind::User;
     let rules = &ctx.settings.rules;
     let token = bare_token(rules, header_value).map_err(|f| kind.reason(f))?;
-    let key = token_key(token);
-    if cache.lookup(&key, now_secs) {
+    let key = cache.key(token);
+    if cache.lookup(&key, token, now_secs) {
         let user = cache.peek(&key).ok_or(Reason::IdentityUnavailable)?;
         let jwk = user.check(ctx, now_secs)?;
         if jwk.fingerprint() != &user.key_fingerprint {
@@ -190,7 +190,7 @@ pub fn verify_user_token<'c>(
     }
     user.key_fingerprint = *jwk.fingerprint();
     let expires_at = user.expires_at.saturating_add(rules.clock_skew_secs);
-    Ok(cache.insert(key, user, expires_at))
+    Ok(cache.insert(key, token, user, expires_at))
 }
 
 impl UserClaims {
