@@ -11,7 +11,8 @@
 //! Arguments: rules, passes over the 256-request mix (default 20). Only
 //! `decide_passes` is collected, so total instructions / (passes × 256) is
 //! the cost per decision. `--dump` instead prints every decision of a
-//! 4,096-request mix (to compare before and after a change).
+//! 4,096-request mix (to compare before and after a change); `--time` times
+//! decisions as `report` does (400k samples), for quick checks.
 
 use std::hint::black_box;
 
@@ -38,6 +39,27 @@ fn main() {
         for (i, r) in w.engine_requests().iter().enumerate() {
             println!("{i} {:?}", evaluate(&w.policy, r));
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--time") {
+        use meshward_bench::stats::{fmt_ns, shuffled, time_decisions, timer_overhead_ns};
+        let w = Workload::new(rules);
+        let reqs = w.engine_requests();
+        let overhead = timer_overhead_ns();
+        let order = shuffled(reqs.len(), 7);
+        let s = time_decisions(
+            &order,
+            400_000,
+            std::time::Duration::from_secs(1),
+            overhead,
+            |i| evaluate(&w.policy, &reqs[i]).effect == meshward_engine::Effect::Allow,
+        );
+        println!(
+            "{rules} rules: median {} p99 {} mean {}",
+            fmt_ns(s.median_ns),
+            fmt_ns(s.p99_ns),
+            fmt_ns(s.mean_ns)
+        );
         return;
     }
     let passes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);

@@ -7,7 +7,7 @@ use crate::model::{
     ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, UserTest,
 };
 use crate::path;
-use crate::policy::{FoundBy, Policy};
+use crate::policy::{FoundBy, Policy, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
 use crate::routes::{authority_host, SplitPath};
 use crate::spiffe::SpiffeId;
 
@@ -43,36 +43,31 @@ fn eq_lowercase(k: &[u8], lower: &[u8]) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
-/// One pass over `(name, value)` pairs for [`Headers::read_all`]; `names`
-/// are lowercase (the policy checks it).
+/// Bit `n` set when some name is `n` bytes long (names of 64 bytes or more
+/// set no bit and are always compared).
 #[inline]
-fn read_all_pairs<'s>(
-    pairs: impl Iterator<Item = (&'s str, &'s str)>,
-    names: &[String],
-    values: &mut [Option<&'s str>],
-) -> bool {
-    for v in values.iter_mut() {
-        *v = None;
-    }
-    // Most headers are skipped by their length alone.
-    let mut lengths = 0u64;
-    for name in names {
-        lengths |= 1u64.checked_shl(name.len() as u32).unwrap_or(0);
-    }
-    for (k, v) in pairs {
-        if k.len() < 64 && (lengths >> k.len()) & 1 == 0 {
-            continue;
-        }
-        for (i, name) in names.iter().enumerate() {
-            if eq_lowercase(k.as_bytes(), name.as_bytes()) {
-                let Some(value) = values.get_mut(i) else {
-                    continue;
-                };
-                if value.is_some() {
-                    return false;
-                }
-                *value = Some(v);
+fn length_bits(names: &[String]) -> u64 {
+    names.iter().fold(0u64, |acc, name| {
+        acc | 1u64.checked_shl(name.len() as u32).unwrap_or(0)
+    })
+}
+
+/// Whether a header of this length can be one of the names of `bits`.
+#[inline]
+fn may_match(bits: u64, len: usize) -> bool {
+    len >= 64 || (bits >> len) & 1 != 0
+}
+
+/// Records header `k` = `v` for [`Headers::read_all`]; `false` if a name
+/// already had a value.
+#[inline]
+fn record<'s>(k: &str, v: &'s str, names: &[String], values: &mut [Option<&'s str>]) -> bool {
+    for (name, value) in names.iter().zip(values.iter_mut()) {
+        if eq_lowercase(k.as_bytes(), name.as_bytes()) {
+            if value.is_some() {
+                return false;
             }
+            *value = Some(v);
         }
     }
     true
@@ -93,7 +88,11 @@ impl Headers for &[(&str, &str)] {
     }
 
     fn read_all<'s>(&'s self, names: &[String], values: &mut [Option<&'s str>]) -> bool {
-        read_all_pairs(self.iter().map(|(k, v)| (*k, *v)), names, values)
+        values.fill(None);
+        let bits = length_bits(names);
+        self.iter()
+            .filter(|(k, _)| may_match(bits, k.len()))
+            .all(|(k, v)| record(k, v, names, values))
     }
 }
 
@@ -112,11 +111,11 @@ impl Headers for Vec<(String, String)> {
     }
 
     fn read_all<'s>(&'s self, names: &[String], values: &mut [Option<&'s str>]) -> bool {
-        read_all_pairs(
-            self.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            names,
-            values,
-        )
+        values.fill(None);
+        let bits = length_bits(names);
+        self.iter()
+            .filter(|(k, _)| may_match(bits, k.len()))
+            .all(|(k, v)| record(k, v, names, values))
     }
 }
 
@@ -468,19 +467,27 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     let mut found = Matches::default();
     let rules = &policy.compiled().rules;
     let mut consider = |idx: RuleIdx| {
-        let Some(rule) = rules.get(idx as usize) else {
-            return;
-        };
-        if !principal_holds(policy, rule, &facts)
-            || !conditions_hold(policy, &rule.conditions, &facts)
-        {
-            return;
+        let meta = policy.rule_meta(idx);
+        if meta & RULE_PEER_ONLY != 0 {
+            // Principal `Peer`, no conditions: the rule itself is not read.
+            if facts.peer.is_none() {
+                return;
+            }
+        } else {
+            let Some(rule) = rules.get(idx as usize) else {
+                return;
+            };
+            if !principal_holds(policy, rule, &facts)
+                || !conditions_hold(policy, &rule.conditions, &facts)
+            {
+                return;
+            }
         }
-        let slot = match (rule.effect, rule.dry_run) {
-            (Effect::Deny, false) => &mut found.enforced_deny,
-            (Effect::Allow, false) => &mut found.enforced_allow,
-            (Effect::Deny, true) => &mut found.dry_run_deny,
-            (Effect::Allow, true) => &mut found.dry_run_allow,
+        let slot = match (meta & RULE_DENY != 0, meta & RULE_DRY_RUN != 0) {
+            (true, false) => &mut found.enforced_deny,
+            (false, false) => &mut found.enforced_allow,
+            (true, true) => &mut found.dry_run_deny,
+            (false, true) => &mut found.dry_run_allow,
         };
         keep_lowest(slot, idx);
     };

@@ -31,11 +31,11 @@ use crate::chain::ChainLimits;
 use crate::codec::{self, DecodeError};
 use crate::decision::RuleIdx;
 use crate::model::{
-    ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
-    Subject, UserTest,
+    ClaimTest, CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, Method, Principal,
+    Segment, StrId, Subject, UserTest,
 };
 use crate::routes::{Router, Template};
-use crate::spiffe::{self, text_hash, SpiffeId};
+use crate::spiffe::{self, eq_bytes, text_hash, SpiffeId};
 
 /// Why a decoded policy is inconsistent (a compiler bug or tampering: the
 /// hash matched, so these bytes were written this way).
@@ -83,10 +83,22 @@ pub(crate) const NO_ID: u32 = u32::MAX;
 /// (a parsed [`SpiffeId`] carries its own) and never insert.
 #[derive(Debug, Clone, Default)]
 struct StrTable {
-    /// `(hash, id)`; `id == NO_ID` marks an empty slot.
-    slots: Vec<(u64, u32)>,
+    slots: Vec<StrSlot>,
     mask: usize,
-    texts: Vec<Box<str>>,
+    /// Number of ids.
+    len: usize,
+    /// Every string, back to back.
+    arena: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StrSlot {
+    hash: u64,
+    /// `NO_ID` marks an empty slot.
+    id: u32,
+    /// The text: `arena[start..start + len]`.
+    start: u32,
+    len: u32,
 }
 
 /// Builds a [`StrTable`], deduplicating.
@@ -110,21 +122,35 @@ impl StrTableBuilder {
     fn finish(self) -> StrTable {
         let size = (self.texts.len() * 2).next_power_of_two().max(4);
         let mask = size - 1;
-        let mut slots = vec![(0u64, NO_ID); size];
+        let empty = StrSlot {
+            hash: 0,
+            id: NO_ID,
+            start: 0,
+            len: 0,
+        };
+        let mut slots = vec![empty; size];
+        let mut arena = String::new();
         for (id, text) in self.texts.iter().enumerate() {
             let hash = text_hash(text.as_bytes());
             let mut i = (hash >> 32) as usize & mask;
-            while slots.get(i).is_some_and(|s| s.1 != NO_ID) {
+            while slots.get(i).is_some_and(|s| s.id != NO_ID) {
                 i = (i + 1) & mask;
             }
             if let Some(slot) = slots.get_mut(i) {
-                *slot = (hash, id as u32);
+                *slot = StrSlot {
+                    hash,
+                    id: id as u32,
+                    start: arena.len() as u32,
+                    len: text.len() as u32,
+                };
             }
+            arena.push_str(text);
         }
         StrTable {
             slots,
             mask,
-            texts: self.texts,
+            len: self.texts.len(),
+            arena,
         }
     }
 }
@@ -136,14 +162,21 @@ impl StrTable {
         let mut i = (hash >> 32) as usize & self.mask;
         // At most half full: an empty slot ends every probe.
         for _ in 0..self.slots.len() {
-            let Some(&(h, id)) = self.slots.get(i) else {
+            let Some(slot) = self.slots.get(i) else {
                 return NO_ID;
             };
-            if id == NO_ID {
+            if slot.id == NO_ID {
                 return NO_ID;
             }
-            if h == hash && self.texts.get(id as usize).is_some_and(|t| **t == *text) {
-                return id;
+            let (start, len) = (slot.start as usize, slot.len as usize);
+            if slot.hash == hash
+                && self
+                    .arena
+                    .as_bytes()
+                    .get(start..start + len)
+                    .is_some_and(|t| eq_bytes(t, text.as_bytes()))
+            {
+                return slot.id;
             }
             i = (i + 1) & self.mask;
         }
@@ -162,6 +195,12 @@ pub(crate) struct SubjectKey {
 }
 
 type PatternIdx = u32;
+
+/// `Policy::rule_meta` bits.
+pub(crate) const RULE_DENY: u8 = 1;
+pub(crate) const RULE_DRY_RUN: u8 = 2;
+/// Principal `Peer` and no conditions: holds whenever the peer index found it.
+pub(crate) const RULE_PEER_ONLY: u8 = 4;
 
 /// How a candidate's key is compared (sort order within a slot's section).
 const TAG_EXACT: u8 = 0;
@@ -270,6 +309,9 @@ pub struct Policy {
     slot_ranges: Vec<[u32; SLOT_BOUNDS]>,
     /// Candidates, sorted by (slot, kind, tag, key, rule).
     candidates: Vec<Candidate>,
+    /// Per rule: `RULE_*` bits (what most candidates need, without reading
+    /// the rule itself).
+    rule_meta: Vec<u8>,
     condition_headers: Vec<String>,
     /// Header-name string id -> index in `condition_headers`, sorted.
     header_slots: Vec<(StrId, u32)>,
@@ -353,8 +395,21 @@ impl Policy {
         let mut candidates: Vec<(u32, u8, u8, u32, RuleIdx)> = Vec::new();
         let mut condition_headers: Vec<String> = Vec::new();
         let mut header_slots: Vec<(StrId, u32)> = Vec::new();
+        let mut rule_meta = Vec::with_capacity(compiled.rules.len());
         for (rule_idx, rule) in compiled.rules.iter().enumerate() {
             let rule_idx = rule_idx as RuleIdx;
+            rule_meta.push(
+                if rule.effect == Effect::Deny {
+                    RULE_DENY
+                } else {
+                    0
+                } | if rule.dry_run { RULE_DRY_RUN } else { 0 }
+                    | if rule.principal == Principal::Peer && rule.conditions.is_empty() {
+                        RULE_PEER_ONLY
+                    } else {
+                        0
+                    },
+            );
             let rule_id = str_of(rule.id)?;
             let is_user_rule = rule.principal == Principal::User;
             if rule.subjects.is_empty() != is_user_rule
@@ -455,7 +510,7 @@ impl Policy {
             .collect();
 
         let domains = domains.finish();
-        let mut trusted = vec![false; domains.texts.len()];
+        let mut trusted = vec![false; domains.len];
         for id in trusted_ids {
             if let Some(t) = trusted.get_mut(id as usize) {
                 *t = true;
@@ -474,6 +529,7 @@ impl Policy {
             patterns,
             slot_ranges,
             candidates,
+            rule_meta,
             condition_headers,
             header_slots,
         })
@@ -568,6 +624,12 @@ impl Policy {
             .get(key.domain as usize)
             .copied()
             .unwrap_or(false)
+    }
+
+    /// `RULE_*` bits of rule `idx` (0 if out of range).
+    #[inline]
+    pub(crate) fn rule_meta(&self, idx: RuleIdx) -> u8 {
+        self.rule_meta.get(idx as usize).copied().unwrap_or(0)
     }
 
     /// Index in [`Policy::condition_headers`] of a header name's string id.

@@ -43,8 +43,6 @@ struct Node {
     exact: (u32, u32),
     /// Intents whose template ends here with `**`.
     rest: (u32, u32),
-    /// The literal on the edge into this node.
-    label: Box<str>,
 }
 
 /// One literal edge in the open-addressed edge table.
@@ -55,6 +53,8 @@ struct Edge {
     parent: u32,
     /// `NONE` = empty slot.
     child: u32,
+    /// The literal: `labels[label.0..label.0 + label.1]`.
+    label: (u32, u32),
 }
 
 /// The compiled route index: trie nodes, the intents waiting at them, and
@@ -67,6 +67,8 @@ pub(crate) struct Router {
     edges: Vec<Edge>,
     /// `edges.len() - 1` (a power of two minus one).
     mask: usize,
+    /// Every edge's literal, back to back (close together in memory).
+    labels: String,
 }
 
 /// One template to insert: resolved literal strings, method bits, host.
@@ -194,10 +196,11 @@ impl Router {
                 key: 0,
                 parent: NONE,
                 child: NONE,
+                label: (0, 0),
             };
             slots
         ];
-        let mut labels: Vec<Box<str>> = vec![Box::from(""); nodes.len()];
+        let mut labels = String::new();
         let mut entries = Vec::new();
         let mut flat = Vec::with_capacity(nodes.len());
         for (parent, node) in nodes.into_iter().enumerate() {
@@ -212,11 +215,10 @@ impl Router {
                         key,
                         parent: parent as u32,
                         child: *child as u32,
+                        label: (labels.len() as u32, text.len() as u32),
                     };
                 }
-                if let Some(label) = labels.get_mut(*child) {
-                    *label = text.clone();
-                }
+                labels.push_str(text);
             }
             let mut range = |list: Vec<Entry>| {
                 let start = entries.len() as u32;
@@ -230,17 +232,14 @@ impl Router {
                 param: node.param.map_or(NONE, |p| p as u32),
                 exact,
                 rest,
-                label: Box::from(""),
             });
-        }
-        for (node, label) in flat.iter_mut().zip(labels) {
-            node.label = label;
         }
         Router {
             nodes: flat,
             entries,
             edges,
             mask,
+            labels,
         }
     }
 
@@ -255,12 +254,14 @@ impl Router {
             if e.child == NONE {
                 return None;
             }
+            let (start, len) = (e.label.0 as usize, e.label.1 as usize);
             if e.key == key
                 && e.parent == parent
                 && self
-                    .nodes
-                    .get(e.child as usize)
-                    .is_some_and(|n| eq_bytes(n.label.as_bytes(), segment.as_bytes()))
+                    .labels
+                    .as_bytes()
+                    .get(start..start + len)
+                    .is_some_and(|label| eq_bytes(label, segment.as_bytes()))
             {
                 return Some(e.child);
             }
