@@ -4,7 +4,9 @@
 //! issue 6, and the native footprint numbers (compile time, bytes per rule,
 //! `FilterConfig::from_json` time, release `.wasm` size).
 //!
-//! `cargo run -p meshward-bench --release --bin report [-- --sizes 10,1000] [--quick]`
+//! `cargo run -p meshward-bench --release --bin report [-- --sizes 10,1000] [--quick] [--meshward-only]`
+//!
+//! `--meshward-only` times meshward alone, prints it and writes nothing.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -71,6 +73,7 @@ fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let meshward_only = args.iter().any(|a| a == "--meshward-only");
     let sizes: Vec<usize> = args
         .iter()
         .position(|a| a == "--sizes")
@@ -99,6 +102,14 @@ fn main() {
             fmt_ns(meshward.median_ns),
             fmt_ns(meshward.p99_ns)
         );
+        if meshward_only {
+            eprintln!(
+                "{rules:>6} rules  meshward  mean {}  ({} samples)",
+                fmt_ns(meshward.mean_ns),
+                meshward.samples
+            );
+            continue;
+        }
         let t = Instant::now();
         let mut alts = Alternatives::new(&w);
         eprintln!("{rules:>6} rules  alternatives loaded in {:?}", t.elapsed());
@@ -212,6 +223,9 @@ fn main() {
         );
     }
 
+    if meshward_only {
+        return;
+    }
     let mut md = String::new();
     let _ = writeln!(md, "# Engine benchmarks (native)\n");
     let _ = writeln!(

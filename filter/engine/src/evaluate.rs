@@ -7,8 +7,8 @@ use crate::model::{
     ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, UserTest,
 };
 use crate::path;
-use crate::policy::{FoundBy, Policy};
-use crate::routes::authority_host;
+use crate::policy::{FoundBy, Policy, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
+use crate::routes::{authority_host, SplitPath};
 use crate::spiffe::SpiffeId;
 
 /// Request headers, looked up by lowercase name.
@@ -18,6 +18,59 @@ pub trait Headers {
 
     /// Whether the header occurs more than once.
     fn is_repeated(&self, lowercase_name: &str) -> bool;
+
+    /// Reads every header of `lowercase_names` into `values` (same order):
+    /// `false` if any of them occurs more than once. Implementations may do
+    /// this in one pass over the headers; the default asks `is_repeated`
+    /// then `get` for each name.
+    fn read_all<'s>(&'s self, lowercase_names: &[String], values: &mut [Option<&'s str>]) -> bool {
+        if lowercase_names.iter().any(|name| self.is_repeated(name)) {
+            return false;
+        }
+        for (name, value) in lowercase_names.iter().zip(values) {
+            *value = self.get(name);
+        }
+        true
+    }
+}
+
+/// `k` equals `lower` (a name without ASCII uppercase) ignoring ASCII case.
+#[inline]
+fn eq_lowercase(k: &[u8], lower: &[u8]) -> bool {
+    k.len() == lower.len()
+        && k.iter()
+            .zip(lower)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+}
+
+/// Bit `n` set when some name is `n` bytes long (names of 64 bytes or more
+/// set no bit and are always compared).
+#[inline]
+fn length_bits(names: &[String]) -> u64 {
+    names.iter().fold(0u64, |acc, name| {
+        acc | 1u64.checked_shl(name.len() as u32).unwrap_or(0)
+    })
+}
+
+/// Whether a header of this length can be one of the names of `bits`.
+#[inline]
+fn may_match(bits: u64, len: usize) -> bool {
+    len >= 64 || (bits >> len) & 1 != 0
+}
+
+/// Records header `k` = `v` for [`Headers::read_all`]; `false` if a name
+/// already had a value.
+#[inline]
+fn record<'s>(k: &str, v: &'s str, names: &[String], values: &mut [Option<&'s str>]) -> bool {
+    for (name, value) in names.iter().zip(values.iter_mut()) {
+        if eq_lowercase(k.as_bytes(), name.as_bytes()) {
+            if value.is_some() {
+                return false;
+            }
+            *value = Some(v);
+        }
+    }
+    true
 }
 
 impl Headers for &[(&str, &str)] {
@@ -32,6 +85,14 @@ impl Headers for &[(&str, &str)] {
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .nth(1)
             .is_some()
+    }
+
+    fn read_all<'s>(&'s self, names: &[String], values: &mut [Option<&'s str>]) -> bool {
+        values.fill(None);
+        let bits = length_bits(names);
+        self.iter()
+            .filter(|(k, _)| may_match(bits, k.len()))
+            .all(|(k, v)| record(k, v, names, values))
     }
 }
 
@@ -48,7 +109,19 @@ impl Headers for Vec<(String, String)> {
             .nth(1)
             .is_some()
     }
+
+    fn read_all<'s>(&'s self, names: &[String], values: &mut [Option<&'s str>]) -> bool {
+        values.fill(None);
+        let bits = length_bits(names);
+        self.iter()
+            .filter(|(k, _)| may_match(bits, k.len()))
+            .all(|(k, v)| record(k, v, names, values))
+    }
 }
+
+/// Condition headers read up front into slots when the policy has at most
+/// this many (otherwise each condition asks [`Headers::get`]).
+const HEADER_SLOTS: usize = 8;
 
 /// A claim value of a user token.
 #[derive(Debug, Clone, Copy)]
@@ -141,8 +214,10 @@ struct Facts<'a> {
     jwt_svid: Option<&'a SpiffeId>,
     user: Option<&'a dyn UserInfo>,
     chain: Option<&'a Chain>,
-    intent: Option<&'a str>,
+    intent: Option<IntentIdx>,
     headers: &'a dyn Headers,
+    /// Values of `Policy::condition_headers`, when read up front.
+    header_values: Option<&'a [Option<&'a str>]>,
 }
 
 impl Facts<'_> {
@@ -250,10 +325,19 @@ fn user_holds(user: Option<&dyn UserInfo>, test: &UserTest, policy: &Policy) -> 
     }
 }
 
+fn header_value<'a>(policy: &Policy, name: u32, facts: &Facts<'a>) -> Option<&'a str> {
+    if let Some(values) = facts.header_values {
+        if let Some(value) = policy.header_slot(name).and_then(|i| values.get(i)) {
+            return *value;
+        }
+    }
+    facts.headers.get(policy.string(name))
+}
+
 fn conditions_hold(policy: &Policy, conditions: &[Condition], facts: &Facts<'_>) -> bool {
     conditions.iter().all(|cond| match cond {
         Condition::Header { name, test } => {
-            header_holds(facts.headers.get(policy.string(*name)), test, policy)
+            header_holds(header_value(policy, *name, facts), test, policy)
         }
         Condition::Origin(subjects) => facts
             .hops()
@@ -276,7 +360,7 @@ fn conditions_hold(policy: &Policy, conditions: &[Condition], facts: &Facts<'_>)
             let purpose = facts
                 .chain
                 .and_then(|c| c.purpose.as_deref())
-                .or(facts.intent);
+                .or(facts.intent.map(|i| policy.intent_name(i)));
             purpose.is_some_and(|p| names.iter().any(|n| policy.string(*n) == p))
         }
         Condition::User(test) => user_holds(facts.user, test, policy),
@@ -323,7 +407,8 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         Err(Reason::NoPeerCertificate) if jwt_svid.is_some() || user.is_some() => None,
         Err(reason) => return Decision::deny(reason),
     };
-    if peer.is_some_and(|p| !policy.trusts_domain(p.trust_domain())) {
+    let peer_key = peer.map(|p| policy.subject_key(p));
+    if peer_key.is_some_and(|k| !policy.trusts_key(&k)) {
         return Decision::deny(Reason::UntrustedTrustDomain);
     }
     let chain = match req.chain {
@@ -332,21 +417,36 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         None => None,
     };
     // A condition must never depend on which copy of a header is read.
-    if policy
-        .condition_headers()
-        .iter()
-        .any(|name| req.headers.is_repeated(name))
-    {
-        return Decision::deny(Reason::DuplicateHeader);
-    }
+    let names = policy.condition_headers();
+    let mut slots: [Option<&str>; HEADER_SLOTS] = [None; HEADER_SLOTS];
+    let header_values = match slots.get_mut(..names.len()) {
+        Some(values) => {
+            if !req.headers.read_all(names, values) {
+                return Decision::deny(Reason::DuplicateHeader);
+            }
+            Some(&*values)
+        }
+        None => {
+            if names.iter().any(|name| req.headers.is_repeated(name)) {
+                return Decision::deny(Reason::DuplicateHeader);
+            }
+            None
+        }
+    };
     let Some(method) = Method::parse(req.method) else {
         return Decision::deny(Reason::BadMethod);
     };
-    let Ok(rest) = path::canonical_rest(req.path) else {
+    let mut ends = [0u16; path::MAX_SEGMENTS];
+    let Ok((rest, count)) = path::split_canonical(req.path, &mut ends) else {
         return Decision::deny(Reason::NonCanonicalPath);
     };
     let host = authority_host(req.authority);
-    let intent: Option<IntentIdx> = policy.router().classify_rest(rest, method.bit(), host);
+    let split = SplitPath {
+        rest,
+        ends: &ends,
+        count,
+    };
+    let intent: Option<IntentIdx> = policy.router().classify_split(&split, method.bit(), host);
 
     // The user at this hop: a directly verified token wins over the chain's.
     let chain_user = chain.and_then(|c| {
@@ -359,31 +459,42 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         jwt_svid,
         user: user.or(chain_user.as_ref().map(|u| u as &dyn UserInfo)),
         chain,
-        intent: intent.map(|i| policy.intent_name(i)),
+        intent,
         headers: req.headers,
+        header_values,
     };
 
     let mut found = Matches::default();
     let rules = &policy.compiled().rules;
     let mut consider = |idx: RuleIdx| {
-        let Some(rule) = rules.get(idx as usize) else {
-            return;
-        };
-        if !principal_holds(policy, rule, &facts)
-            || !conditions_hold(policy, &rule.conditions, &facts)
-        {
-            return;
+        let meta = policy.rule_meta(idx);
+        if meta & RULE_PEER_ONLY != 0 {
+            // Principal `Peer`, no conditions: the rule itself is not read.
+            if facts.peer.is_none() {
+                return;
+            }
+        } else {
+            let Some(rule) = rules.get(idx as usize) else {
+                return;
+            };
+            if !principal_holds(policy, rule, &facts)
+                || !conditions_hold(policy, &rule.conditions, &facts)
+            {
+                return;
+            }
         }
-        let slot = match (rule.effect, rule.dry_run) {
-            (Effect::Deny, false) => &mut found.enforced_deny,
-            (Effect::Allow, false) => &mut found.enforced_allow,
-            (Effect::Deny, true) => &mut found.dry_run_deny,
-            (Effect::Allow, true) => &mut found.dry_run_allow,
+        let slot = match (meta & RULE_DENY != 0, meta & RULE_DRY_RUN != 0) {
+            (true, false) => &mut found.enforced_deny,
+            (false, false) => &mut found.enforced_allow,
+            (true, true) => &mut found.dry_run_deny,
+            (false, true) => &mut found.dry_run_allow,
         };
         keep_lowest(slot, idx);
     };
-    policy.for_each_candidate(intent, FoundBy::Peer, peer, &mut consider);
-    policy.for_each_candidate(intent, FoundBy::JwtSvid, jwt_svid, &mut consider);
+    let peer_id = peer.zip(peer_key);
+    policy.for_each_candidate(intent, FoundBy::Peer, peer_id, &mut consider);
+    let jwt_id = jwt_svid.map(|j| (j, policy.subject_key(j)));
+    policy.for_each_candidate(intent, FoundBy::JwtSvid, jwt_id, &mut consider);
     if facts.user.is_some() {
         policy.for_each_candidate(intent, FoundBy::User, None, &mut consider);
     }

@@ -115,20 +115,99 @@ impl Utf8Run {
     }
 }
 
-fn check_segment(seg: &str) -> Result<(), PathError> {
-    if seg.is_empty() {
-        return Err(PathError::EmptySegment);
+/// Byte classes of the validating scan.
+const PLAIN: u8 = 0;
+const SLASH: u8 = 1;
+const PERCENT: u8 = 2;
+const QUERY: u8 = 3;
+const FORBIDDEN: u8 = 4;
+
+/// Byte classes: `PLAIN` for visible ASCII that may appear raw in a segment.
+// Evaluated at compile time: an index out of range cannot reach run time.
+#[allow(clippy::indexing_slicing)]
+static CLASS: [u8; 256] = {
+    let mut t = [FORBIDDEN; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        t[b] = PLAIN;
+        b += 1;
     }
-    if seg == "." || seg == ".." {
-        return Err(PathError::DotSegment);
+    t[b'/' as usize] = SLASH;
+    t[b'%' as usize] = PERCENT;
+    t[b'?' as usize] = QUERY;
+    t[b'\\' as usize] = FORBIDDEN;
+    t[b';' as usize] = FORBIDDEN;
+    t[b'#' as usize] = FORBIDDEN;
+    t
+};
+
+/// The class of a path byte (a table lookup; `u8` is always in range).
+#[inline(always)]
+fn class(b: u8) -> u8 {
+    CLASS.get(usize::from(b)).copied().unwrap_or(FORBIDDEN)
+}
+
+/// End offsets (relative to the path after its leading `/`) of the segments
+/// of a canonical path, filled by [`split_canonical`].
+pub(crate) type SegmentEnds = [u16; MAX_SEGMENTS];
+
+fn end_segment(seg: &[u8], utf8: &Utf8Run) -> Result<(), PathError> {
+    match seg {
+        [] => Err(PathError::EmptySegment),
+        [b'.'] | [b'.', b'.'] => Err(PathError::DotSegment),
+        _ => utf8.ascii(),
+    }
+}
+
+/// Validates `raw` (an HTTP `:path`, query allowed) in one pass and records
+/// where each segment ends. Returns the path after its leading `/` (query
+/// dropped) and the number of segments (`/` has none). Errors are the same,
+/// and in the same order, as a segment-by-segment check from the left.
+pub(crate) fn split_canonical<'a>(
+    raw: &'a str,
+    ends: &mut SegmentEnds,
+) -> Result<(&'a str, usize), PathError> {
+    if raw.len() > MAX_PATH_LEN {
+        let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+        if path.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong);
+        }
+    }
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
     }
     let mut utf8 = Utf8Run::default();
-    let mut bytes = seg.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'%' => {
-                let hi = bytes.next().and_then(hex_value);
-                let lo = bytes.next().and_then(hex_value);
+    let mut n = 0usize;
+    let mut seg_start = 1usize;
+    let mut i = 1usize;
+    let stop = loop {
+        let Some(&b) = bytes.get(i) else { break i };
+        match class(b) {
+            PLAIN => {
+                if utf8.pending > 0 {
+                    return Err(PathError::InvalidUtf8);
+                }
+                i += 1;
+                // The common case: a run of plain bytes.
+                while let Some(&b) = bytes.get(i) {
+                    if class(b) != PLAIN {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            SLASH => {
+                end_segment(bytes.get(seg_start..i).unwrap_or(&[]), &utf8)?;
+                let slot = ends.get_mut(n).ok_or(PathError::TooLong)?;
+                *slot = (i - 1) as u16;
+                n += 1;
+                i += 1;
+                seg_start = i;
+            }
+            PERCENT => {
+                let hi = bytes.get(i + 1).and_then(|b| hex_value(*b));
+                let lo = bytes.get(i + 2).and_then(|b| hex_value(*b));
                 let (Some(hi), Some(lo)) = (hi, lo) else {
                     return Err(PathError::BadEncoding);
                 };
@@ -137,38 +216,36 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
                     return Err(PathError::AmbiguousEncoding);
                 }
                 utf8.byte(decoded)?;
+                i += 3;
             }
-            b'\\' | b';' | b'#' => return Err(PathError::ForbiddenChar),
-            0x21..=0x7e => utf8.ascii()?,
+            QUERY => break i,
             _ => return Err(PathError::ForbiddenChar),
         }
+    };
+    let rest = raw.get(1..stop).unwrap_or("");
+    if rest.is_empty() {
+        return Ok((rest, 0));
     }
-    utf8.ascii()
+    end_segment(bytes.get(seg_start..stop).unwrap_or(&[]), &utf8)?;
+    let slot = ends.get_mut(n).ok_or(PathError::TooLong)?;
+    *slot = (stop - 1) as u16;
+    Ok((rest, n + 1))
 }
 
 /// Splits `raw` (an HTTP `:path`, query allowed) into canonical segments.
 /// `/` has no segments. The query string is ignored for classification.
 pub fn canonical_segments(raw: &str) -> Result<Segments<'_>, PathError> {
-    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
-    if path.len() > MAX_PATH_LEN {
-        return Err(PathError::TooLong);
-    }
-    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut ends = [0u16; MAX_SEGMENTS];
+    let (rest, n) = split_canonical(raw, &mut ends)?;
     let mut segments = Segments {
         buf: [""; MAX_SEGMENTS],
-        len: 0,
+        len: n,
     };
-    if rest.is_empty() {
-        return Ok(segments);
-    }
-    for seg in rest.split('/') {
-        check_segment(seg)?;
-        let slot = segments
-            .buf
-            .get_mut(segments.len)
-            .ok_or(PathError::TooLong)?;
-        *slot = seg;
-        segments.len += 1;
+    let mut start = 0usize;
+    for (slot, end) in segments.buf.iter_mut().zip(&ends).take(n) {
+        let end = usize::from(*end);
+        *slot = rest.get(start..end).unwrap_or("");
+        start = end + 1;
     }
     Ok(segments)
 }
@@ -176,23 +253,8 @@ pub fn canonical_segments(raw: &str) -> Result<Segments<'_>, PathError> {
 /// Validates `raw` like [`canonical_segments`] and returns the path after its
 /// leading `/` (query dropped), without materializing the segments.
 pub fn canonical_rest(raw: &str) -> Result<&str, PathError> {
-    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
-    if path.len() > MAX_PATH_LEN {
-        return Err(PathError::TooLong);
-    }
-    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    if rest.is_empty() {
-        return Ok(rest);
-    }
-    let mut n = 0usize;
-    for seg in rest.split('/') {
-        check_segment(seg)?;
-        n += 1;
-        if n > MAX_SEGMENTS {
-            return Err(PathError::TooLong);
-        }
-    }
-    Ok(rest)
+    let mut ends = [0u16; MAX_SEGMENTS];
+    split_canonical(raw, &mut ends).map(|(rest, _)| rest)
 }
 
 /// True when `raw` would be classified (a helper for tests and tools).

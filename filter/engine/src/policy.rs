@@ -1,7 +1,7 @@
 //! A loaded policy: the wire model, checked once, plus the lookup indexes the
 //! per-request path uses (route trie, per-intent subject indexes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// FxHash (rustc's): keys are policy strings; lookups cannot grow the table.
@@ -26,17 +26,16 @@ impl Hasher for Fx {
     }
 }
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
-type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
 
 use crate::chain::ChainLimits;
 use crate::codec::{self, DecodeError};
 use crate::decision::RuleIdx;
 use crate::model::{
-    ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
-    Subject, UserTest,
+    ClaimTest, CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, Method, Principal,
+    Segment, StrId, Subject, UserTest,
 };
 use crate::routes::{Router, Template};
-use crate::spiffe::{self, SpiffeId};
+use crate::spiffe::{self, eq_bytes, text_hash, SpiffeId};
 
 /// Why a decoded policy is inconsistent (a compiler bug or tampering: the
 /// hash matched, so these bytes were written this way).
@@ -76,26 +75,156 @@ pub enum PolicyError {
     TooLarge,
 }
 
-/// Rules of one intent (or of unclassified requests), indexed by subject kind.
-#[derive(Debug, Default, Clone)]
-struct SubjectIndex {
-    exact: FxMap<Box<str>, Vec<RuleIdx>>,
-    domain: FxMap<Box<str>, Vec<RuleIdx>>,
-    patterns: Vec<(PatternIdx, RuleIdx)>,
-    any: Vec<RuleIdx>,
+/// "No id": a string the policy never mentions.
+pub(crate) const NO_ID: u32 = u32::MAX;
+
+/// A read-only string -> id table (open addressing on [`text_hash`]), built
+/// once from policy strings. Lookups take the hash precomputed by the caller
+/// (a parsed [`SpiffeId`] carries its own) and never insert.
+#[derive(Debug, Clone, Default)]
+struct StrTable {
+    slots: Vec<StrSlot>,
+    mask: usize,
+    /// Number of ids.
+    len: usize,
+    /// Every string, back to back.
+    arena: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StrSlot {
+    hash: u64,
+    /// `NO_ID` marks an empty slot.
+    id: u32,
+    /// The text: `arena[start..start + len]`.
+    start: u32,
+    len: u32,
+}
+
+/// Builds a [`StrTable`], deduplicating.
+#[derive(Default)]
+struct StrTableBuilder {
+    ids: FxMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
+
+impl StrTableBuilder {
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.texts.len() as u32;
+        self.ids.insert(text.into(), id);
+        self.texts.push(text.into());
+        id
+    }
+
+    fn finish(self) -> StrTable {
+        let size = (self.texts.len() * 2).next_power_of_two().max(4);
+        let mask = size - 1;
+        let empty = StrSlot {
+            hash: 0,
+            id: NO_ID,
+            start: 0,
+            len: 0,
+        };
+        let mut slots = vec![empty; size];
+        let mut arena = String::new();
+        for (id, text) in self.texts.iter().enumerate() {
+            let hash = text_hash(text.as_bytes());
+            let mut i = (hash >> 32) as usize & mask;
+            while slots.get(i).is_some_and(|s| s.id != NO_ID) {
+                i = (i + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = StrSlot {
+                    hash,
+                    id: id as u32,
+                    start: arena.len() as u32,
+                    len: text.len() as u32,
+                };
+            }
+            arena.push_str(text);
+        }
+        StrTable {
+            slots,
+            mask,
+            len: self.texts.len(),
+            arena,
+        }
+    }
+}
+
+impl StrTable {
+    /// The id of `text` (whose `text_hash` is `hash`), or [`NO_ID`].
+    #[inline]
+    fn find(&self, hash: u64, text: &str) -> u32 {
+        let mut i = (hash >> 32) as usize & self.mask;
+        // At most half full: an empty slot ends every probe.
+        for _ in 0..self.slots.len() {
+            let Some(slot) = self.slots.get(i) else {
+                return NO_ID;
+            };
+            if slot.id == NO_ID {
+                return NO_ID;
+            }
+            let (start, len) = (slot.start as usize, slot.len as usize);
+            if slot.hash == hash
+                && self
+                    .arena
+                    .as_bytes()
+                    .get(start..start + len)
+                    .is_some_and(|t| eq_bytes(t, text.as_bytes()))
+            {
+                return slot.id;
+            }
+            i = (i + 1) & self.mask;
+        }
+        NO_ID
+    }
+}
+
+/// A verified identity's ids in the policy's tables, looked up once per
+/// request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SubjectKey {
+    /// Id of the full SPIFFE ID among exact subjects, or [`NO_ID`].
+    exact: u32,
+    /// Id of its trust domain among the policy's trust domains, or [`NO_ID`].
+    domain: u32,
 }
 
 type PatternIdx = u32;
 
-/// The rules of one intent slot, by the credential they match.
-#[derive(Debug, Default, Clone)]
-struct IntentRules {
-    /// Rules matched against the mTLS peer.
-    peer: SubjectIndex,
-    /// Rules matched against the JWT-SVID subject.
-    jwt_svid: SubjectIndex,
-    /// Rules that need only a verified end user.
-    user: Vec<RuleIdx>,
+/// `Policy::rule_meta` bits.
+pub(crate) const RULE_DENY: u8 = 1;
+pub(crate) const RULE_DRY_RUN: u8 = 2;
+/// Principal `Peer` and no conditions: holds whenever the peer index found it.
+pub(crate) const RULE_PEER_ONLY: u8 = 4;
+
+/// How a candidate's key is compared (sort order within a slot's section).
+const TAG_EXACT: u8 = 0;
+const TAG_DOMAIN: u8 = 1;
+const TAG_PATTERN: u8 = 2;
+const TAG_ANY: u8 = 3;
+
+/// Candidate kinds, in the order of a slot's sections.
+const KIND_PEER: u8 = 0;
+const KIND_JWT_SVID: u8 = 1;
+const KIND_USER: u8 = 2;
+/// `slot_ranges[s][k]..slot_ranges[s][k + 1]`: slot `s`'s section of kind `k`.
+const SLOT_BOUNDS: usize = 4;
+
+/// Sections up to this long are scanned; longer ones are searched by key.
+const SCAN_MAX: usize = 16;
+
+/// One candidate rule of an intent slot.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    /// Exact-subject id, domain id, pattern index, or 0 (per `tag`).
+    key: u32,
+    rule: RuleIdx,
+    tag: u8,
 }
 
 /// Which verified identity a candidate rule was found by.
@@ -112,7 +241,8 @@ pub(crate) enum FoundBy {
 /// A SPIFFE ID pattern with its strings resolved.
 #[derive(Debug, Clone)]
 struct Pattern {
-    trust_domain: Box<str>,
+    /// Trust domain id.
+    domain: u32,
     segments: Vec<PatternSeg>,
 }
 
@@ -124,27 +254,39 @@ enum PatternSeg {
 }
 
 impl Pattern {
-    fn matches(&self, id: &SpiffeId) -> bool {
-        if *self.trust_domain != *id.trust_domain() {
+    /// Whether `id`, whose trust domain has id `domain`, matches.
+    #[inline]
+    fn matches(&self, domain: u32, id: &SpiffeId) -> bool {
+        if domain != self.domain || domain == NO_ID {
             return false;
         }
-        let mut actual = id.segments();
+        // `rest` is "" or starts with `/`; SPIFFE ID segments are never empty.
+        let mut rest = id.path().as_bytes();
         for seg in &self.segments {
             match seg {
                 PatternSeg::Rest => return true,
                 PatternSeg::Any => {
-                    if actual.next().is_none() {
+                    let Some(after) = rest.strip_prefix(b"/") else {
                         return false;
-                    }
+                    };
+                    let end = after.iter().position(|b| *b == b'/').unwrap_or(after.len());
+                    rest = after.get(end..).unwrap_or(&[]);
                 }
                 PatternSeg::Literal(want) => {
-                    if actual.next() != Some(want) {
+                    let Some(after) = rest
+                        .strip_prefix(b"/")
+                        .and_then(|r| r.strip_prefix(want.as_bytes()))
+                    else {
+                        return false;
+                    };
+                    if !(after.is_empty() || after.first() == Some(&b'/')) {
                         return false;
                     }
+                    rest = after;
                 }
             }
         }
-        actual.next().is_none()
+        rest.is_empty()
     }
 }
 
@@ -154,12 +296,25 @@ pub struct Policy {
     compiled: CompiledPolicy,
     hash: [u8; 32],
     hash_hex: String,
-    trust_domains: FxSet<Box<str>>,
+    /// Every trust domain the policy names (trusted, subjects, patterns).
+    domains: StrTable,
+    /// Per domain id: listed in `trust_domains`.
+    trusted: Vec<bool>,
+    /// Every exact SPIFFE ID subject.
+    exact_ids: StrTable,
     router: Router,
     patterns: Vec<Pattern>,
-    /// One per intent, then one for unclassified requests.
-    by_intent: Vec<IntentRules>,
+    /// One row of section bounds per intent, then one for unclassified
+    /// requests (see `KIND_*`).
+    slot_ranges: Vec<[u32; SLOT_BOUNDS]>,
+    /// Candidates, sorted by (slot, kind, tag, key, rule).
+    candidates: Vec<Candidate>,
+    /// Per rule: `RULE_*` bits (what most candidates need, without reading
+    /// the rule itself).
+    rule_meta: Vec<u8>,
     condition_headers: Vec<String>,
+    /// Header-name string id -> index in `condition_headers`, sorted.
+    header_slots: Vec<(StrId, u32)>,
 }
 
 impl Policy {
@@ -185,12 +340,14 @@ impl Policy {
         }
         str_of(compiled.name)?;
 
-        let mut trust_domains = FxSet::default();
+        let mut domains = StrTableBuilder::default();
+        let mut trusted_ids = Vec::new();
         for td in &compiled.trust_domains {
             let td = str_of(*td)?;
             spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
-            trust_domains.insert(Box::from(td));
+            trusted_ids.push(domains.intern(td));
         }
+        let mut exact_ids = StrTableBuilder::default();
 
         let all_methods = Method::ALL.iter().fold(0u16, |acc, m| acc | m.bit());
         let mut templates = Vec::new();
@@ -234,10 +391,25 @@ impl Policy {
         );
 
         let mut patterns = Vec::new();
-        let mut by_intent = vec![IntentRules::default(); compiled.intents.len() + 1];
+        // (slot, kind, tag, key, rule), sorted below into per-slot sections.
+        let mut candidates: Vec<(u32, u8, u8, u32, RuleIdx)> = Vec::new();
         let mut condition_headers: Vec<String> = Vec::new();
+        let mut header_slots: Vec<(StrId, u32)> = Vec::new();
+        let mut rule_meta = Vec::with_capacity(compiled.rules.len());
         for (rule_idx, rule) in compiled.rules.iter().enumerate() {
             let rule_idx = rule_idx as RuleIdx;
+            rule_meta.push(
+                if rule.effect == Effect::Deny {
+                    RULE_DENY
+                } else {
+                    0
+                } | if rule.dry_run { RULE_DRY_RUN } else { 0 }
+                    | if rule.principal == Principal::Peer && rule.conditions.is_empty() {
+                        RULE_PEER_ONLY
+                    } else {
+                        0
+                    },
+            );
             let rule_id = str_of(rule.id)?;
             let is_user_rule = rule.principal == Principal::User;
             if rule.subjects.is_empty() != is_user_rule
@@ -255,6 +427,15 @@ impl Policy {
             }
             for cond in &rule.conditions {
                 validate_condition(cond, &str_of, &mut condition_headers)?;
+                if let Condition::Header { name, .. } = cond {
+                    let text = str_of(*name)?;
+                    let slot = condition_headers.iter().position(|h| h == text);
+                    if let (Some(slot), Err(at)) =
+                        (slot, header_slots.binary_search_by_key(name, |(id, _)| *id))
+                    {
+                        header_slots.insert(at, (*name, slot as u32));
+                    }
+                }
             }
             let mut slots: Vec<usize> = Vec::with_capacity(rule.intents.len() + 1);
             for intent in &rule.intents {
@@ -271,32 +452,26 @@ impl Policy {
             }
             slots.sort_unstable();
             slots.dedup();
-            for slot in &slots {
-                if let (true, Some(rules)) = (is_user_rule, by_intent.get_mut(*slot)) {
-                    rules.user.push(rule_idx);
+            if is_user_rule {
+                for slot in &slots {
+                    candidates.push((*slot as u32, KIND_USER, TAG_ANY, 0, rule_idx));
                 }
             }
             for subject in &rule.subjects {
                 let resolved = resolve_subject(subject, &str_of, &mut patterns)?;
+                let kind = match rule.principal {
+                    Principal::Peer | Principal::PeerBoundJwtSvid => KIND_PEER,
+                    Principal::JwtSvid | Principal::JwtSvidVia(_) => KIND_JWT_SVID,
+                    Principal::User => continue,
+                };
+                let (tag, key) = match &resolved {
+                    Resolved::Any => (TAG_ANY, 0),
+                    Resolved::Domain(td) => (TAG_DOMAIN, domains.intern(td)),
+                    Resolved::Exact(id) => (TAG_EXACT, exact_ids.intern(id)),
+                    Resolved::Pattern(p) => (TAG_PATTERN, *p),
+                };
                 for slot in &slots {
-                    let Some(rules) = by_intent.get_mut(*slot) else {
-                        continue;
-                    };
-                    let index = match rule.principal {
-                        Principal::Peer | Principal::PeerBoundJwtSvid => &mut rules.peer,
-                        Principal::JwtSvid | Principal::JwtSvidVia(_) => &mut rules.jwt_svid,
-                        Principal::User => continue,
-                    };
-                    match &resolved {
-                        Resolved::Any => index.any.push(rule_idx),
-                        Resolved::Domain(td) => {
-                            index.domain.entry(td.clone()).or_default().push(rule_idx)
-                        }
-                        Resolved::Exact(id) => {
-                            index.exact.entry(id.clone()).or_default().push(rule_idx)
-                        }
-                        Resolved::Pattern(p) => index.patterns.push((*p, rule_idx)),
-                    }
+                    candidates.push((*slot as u32, kind, tag, key, rule_idx));
                 }
             }
         }
@@ -305,16 +480,58 @@ impl Policy {
             validate_subject(subject, &str_of)?;
         }
 
+        // Patterns by domain id (their domains join the domain table).
+        let patterns = patterns
+            .into_iter()
+            .map(|(td, segments): (Box<str>, Vec<PatternSeg>)| Pattern {
+                domain: domains.intern(&td),
+                segments,
+            })
+            .collect();
+
+        candidates.sort_unstable();
+        let slot_count = compiled.intents.len() + 1;
+        let mut slot_ranges = Vec::with_capacity(slot_count);
+        for slot in 0..slot_count as u32 {
+            let mut bounds = [0u32; SLOT_BOUNDS];
+            for (kind, bound) in bounds.iter_mut().enumerate() {
+                let kind = kind as u8;
+                *bound = candidates.partition_point(|c| (c.0, c.1) < (slot, kind)) as u32;
+            }
+            slot_ranges.push(bounds);
+        }
+        let candidates = candidates
+            .iter()
+            .map(|c| Candidate {
+                key: c.3,
+                rule: c.4,
+                tag: c.2,
+            })
+            .collect();
+
+        let domains = domains.finish();
+        let mut trusted = vec![false; domains.len];
+        for id in trusted_ids {
+            if let Some(t) = trusted.get_mut(id as usize) {
+                *t = true;
+            }
+        }
+
         let hash_hex = codec::hex(&hash);
         Ok(Policy {
             compiled,
             hash,
             hash_hex,
-            trust_domains,
+            domains,
+            trusted,
+            exact_ids: exact_ids.finish(),
             router,
             patterns,
-            by_intent,
+            slot_ranges,
+            candidates,
+            rule_meta,
             condition_headers,
+            header_slots,
         })
     }
 
@@ -385,7 +602,44 @@ impl Policy {
 
     /// Whether workloads of this trust domain may be subjects.
     pub fn trusts_domain(&self, trust_domain: &str) -> bool {
-        self.trust_domains.contains(trust_domain)
+        let id = self
+            .domains
+            .find(text_hash(trust_domain.as_bytes()), trust_domain);
+        self.trusted.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// `id`'s exact-subject and trust-domain ids (hashes precomputed in `id`).
+    #[inline]
+    pub(crate) fn subject_key(&self, id: &SpiffeId) -> SubjectKey {
+        SubjectKey {
+            exact: self.exact_ids.find(id.id_hash(), id.as_str()),
+            domain: self.domains.find(id.td_hash(), id.trust_domain()),
+        }
+    }
+
+    /// Whether the trust domain of `key` is trusted.
+    #[inline]
+    pub(crate) fn trusts_key(&self, key: &SubjectKey) -> bool {
+        self.trusted
+            .get(key.domain as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// `RULE_*` bits of rule `idx` (0 if out of range).
+    #[inline]
+    pub(crate) fn rule_meta(&self, idx: RuleIdx) -> u8 {
+        self.rule_meta.get(idx as usize).copied().unwrap_or(0)
+    }
+
+    /// Index in [`Policy::condition_headers`] of a header name's string id.
+    #[inline]
+    pub(crate) fn header_slot(&self, name: StrId) -> Option<usize> {
+        self.header_slots
+            .binary_search_by_key(&name, |(id, _)| *id)
+            .ok()
+            .and_then(|i| self.header_slots.get(i))
+            .map(|(_, slot)| *slot as usize)
     }
 
     /// Number of route trie nodes (size reports).
@@ -408,43 +662,75 @@ impl Policy {
     /// unclassified) whose subjects match `id` for the credential `by`
     /// (for [`FoundBy::User`], every user rule). A rule may be visited more
     /// than once when several of its subjects match.
+    #[inline]
     pub(crate) fn for_each_candidate(
         &self,
         intent: Option<u32>,
         by: FoundBy,
-        id: Option<&SpiffeId>,
+        id: Option<(&SpiffeId, SubjectKey)>,
         mut visit: impl FnMut(RuleIdx),
     ) {
         let slot = intent.map_or(self.compiled.intents.len(), |i| i as usize);
-        let Some(rules) = self.by_intent.get(slot) else {
+        let Some(bounds) = self.slot_ranges.get(slot) else {
             return;
         };
-        let index = match (by, id) {
+        let section = |kind: u8| -> &[Candidate] {
+            let kind = usize::from(kind);
+            match (bounds.get(kind), bounds.get(kind + 1)) {
+                (Some(a), Some(b)) => self.candidates.get(*a as usize..*b as usize).unwrap_or(&[]),
+                _ => &[],
+            }
+        };
+        let (kind, id, key) = match (by, id) {
             (FoundBy::User, _) => {
-                rules.user.iter().copied().for_each(visit);
+                section(KIND_USER).iter().for_each(|c| visit(c.rule));
                 return;
             }
             (_, None) => return,
-            (FoundBy::Peer, Some(_)) => &rules.peer,
-            (FoundBy::JwtSvid, Some(_)) => &rules.jwt_svid,
+            (FoundBy::Peer, Some((id, key))) => (KIND_PEER, id, key),
+            (FoundBy::JwtSvid, Some((id, key))) => (KIND_JWT_SVID, id, key),
         };
-        let Some(id) = id else { return };
-        if let Some(found) = index.exact.get(id.as_str()) {
-            found.iter().copied().for_each(&mut visit);
+        let cands = section(kind);
+        let pattern_matches = |c: &Candidate| {
+            self.patterns
+                .get(c.key as usize)
+                .is_some_and(|p| p.matches(key.domain, id))
+        };
+        if cands.len() <= SCAN_MAX {
+            for c in cands {
+                let hit = match c.tag {
+                    TAG_EXACT => c.key == key.exact,
+                    TAG_DOMAIN => c.key == key.domain,
+                    TAG_PATTERN => pattern_matches(c),
+                    _ => true,
+                };
+                if hit {
+                    visit(c.rule);
+                }
+            }
+            return;
         }
-        if let Some(found) = index.domain.get(id.trust_domain()) {
-            found.iter().copied().for_each(&mut visit);
-        }
-        for (pattern, rule) in &index.patterns {
-            if self
-                .patterns
-                .get(*pattern as usize)
-                .is_some_and(|p| p.matches(id))
-            {
-                visit(*rule);
+        // A long section: binary-search the keyed parts.
+        let mut keyed = |tag: u8, want: u32| {
+            if want == NO_ID {
+                return;
+            }
+            let from = cands.partition_point(|c| (c.tag, c.key) < (tag, want));
+            for c in cands.get(from..).unwrap_or(&[]) {
+                if (c.tag, c.key) != (tag, want) {
+                    break;
+                }
+                visit(c.rule);
+            }
+        };
+        keyed(TAG_EXACT, key.exact);
+        keyed(TAG_DOMAIN, key.domain);
+        let from = cands.partition_point(|c| c.tag < TAG_PATTERN);
+        for c in cands.get(from..).unwrap_or(&[]) {
+            if c.tag == TAG_ANY || (c.tag == TAG_PATTERN && pattern_matches(c)) {
+                visit(c.rule);
             }
         }
-        index.any.iter().copied().for_each(visit);
     }
 
     /// Whether `id` matches `subject` (used for conditions and forwarders,
@@ -575,7 +861,7 @@ enum Resolved {
 fn resolve_subject<'a>(
     subject: &Subject,
     str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
-    patterns: &mut Vec<Pattern>,
+    patterns: &mut Vec<(Box<str>, Vec<PatternSeg>)>,
 ) -> Result<Resolved, PolicyError> {
     Ok(match subject {
         Subject::AnyAuthenticated => Resolved::Any,
@@ -615,10 +901,7 @@ fn resolve_subject<'a>(
                 });
             }
             let idx = patterns.len() as PatternIdx;
-            patterns.push(Pattern {
-                trust_domain: td.into(),
-                segments: resolved,
-            });
+            patterns.push((td.into(), resolved));
             Resolved::Pattern(idx)
         }
     })

@@ -7,6 +7,8 @@
 //! the most specific match is also the only one.
 
 use crate::model::{IntentIdx, Segment};
+use crate::path::SegmentEnds;
+use crate::spiffe::{eq_bytes, text_hash};
 
 /// An intent waiting at a trie node.
 #[derive(Debug, Clone)]
@@ -19,33 +21,54 @@ struct Entry {
 }
 
 impl Entry {
+    #[inline]
     fn accepts(&self, method_bit: u16, host: &str) -> bool {
         (self.methods == 0 || self.methods & method_bit != 0)
-            && self
-                .host
-                .as_deref()
-                .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            && self.host.as_deref().is_none_or(|h| {
+                // `h` is lowercase; most requests spell the host that way too.
+                eq_bytes(h.as_bytes(), host.as_bytes()) || h.eq_ignore_ascii_case(host)
+            })
     }
 }
 
-#[derive(Debug, Default, Clone)]
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
 struct Node {
-    /// Literal children, sorted by segment for binary search.
-    literals: Vec<(Box<str>, usize)>,
-    /// For wide nodes (a root with thousands of services): literal -> child.
-    index: Option<crate::policy::FxMap<Box<str>, usize>>,
-    /// `{param}` child.
-    param: Option<usize>,
-    /// Intents whose template ends exactly here.
-    exact: Vec<Entry>,
+    /// Number of literal children (found through `Router::edges`).
+    literals: u32,
+    /// `{param}` child, or `NONE`.
+    param: u32,
+    /// Intents whose template ends exactly here: `entries[exact.0..exact.1]`.
+    exact: (u32, u32),
     /// Intents whose template ends here with `**`.
-    rest: Vec<Entry>,
+    rest: (u32, u32),
 }
 
-/// The compiled route index.
+/// One literal edge in the open-addressed edge table.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    /// `edge_key(parent, text_hash(label))`.
+    key: u64,
+    parent: u32,
+    /// `NONE` = empty slot.
+    child: u32,
+    /// The literal: `labels[label.0..label.0 + label.1]`.
+    label: (u32, u32),
+}
+
+/// The compiled route index: trie nodes, the intents waiting at them, and
+/// one hash table of every literal edge keyed by (parent node, segment), so a
+/// node with thousands of literal children costs the same as one with two.
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
     nodes: Vec<Node>,
+    entries: Vec<Entry>,
+    edges: Vec<Edge>,
+    /// `edges.len() - 1` (a power of two minus one).
+    mask: usize,
+    /// Every edge's literal, back to back (close together in memory).
+    labels: String,
 }
 
 /// One template to insert: resolved literal strings, method bits, host.
@@ -56,6 +79,61 @@ pub(crate) struct Template<'a> {
     pub host: Option<&'a str>,
 }
 
+#[inline]
+fn edge_key(parent: u32, segment_hash: u64) -> u64 {
+    let k = (segment_hash ^ u64::from(parent).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    k ^ (k >> 31)
+}
+
+/// The segments of a request path, as the walk reads them.
+pub(crate) trait Segs {
+    fn count(&self) -> usize;
+    fn segment(&self, i: usize) -> &str;
+}
+
+impl Segs for [&str] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn segment(&self, i: usize) -> &str {
+        self.get(i).copied().unwrap_or("")
+    }
+}
+
+/// A validated path after its leading `/` and its segment end offsets (from
+/// [`crate::path::split_canonical`]).
+pub(crate) struct SplitPath<'a> {
+    pub rest: &'a str,
+    pub ends: &'a SegmentEnds,
+    pub count: usize,
+}
+
+impl Segs for SplitPath<'_> {
+    #[inline]
+    fn count(&self) -> usize {
+        self.count
+    }
+    #[inline]
+    fn segment(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).map_or(0, |e| usize::from(*e) + 1),
+            None => 0,
+        };
+        let end = self.ends.get(i).map_or(0, |e| usize::from(*e));
+        self.rest.get(start..end).unwrap_or("")
+    }
+}
+
+/// The trie while it is built (children as sorted lists).
+#[derive(Default)]
+struct BuildNode {
+    literals: Vec<(Box<str>, usize)>,
+    param: Option<usize>,
+    exact: Vec<Entry>,
+    rest: Vec<Entry>,
+}
+
 impl Router {
     /// Builds the trie. `resolve` maps a literal's `StrId` to its text; the
     /// caller has checked every id and that `Rest` is only last.
@@ -63,7 +141,7 @@ impl Router {
         templates: impl IntoIterator<Item = Template<'a>>,
         resolve: impl Fn(u32) -> &'a str,
     ) -> Router {
-        let mut nodes = vec![Node::default()];
+        let mut nodes = vec![BuildNode::default()];
         for t in templates {
             let mut at = 0usize;
             let entry = Entry {
@@ -82,7 +160,7 @@ impl Router {
                             Ok(i) => node.literals.get(i).map_or(0, |(_, n)| *n),
                             Err(i) => {
                                 node.literals.insert(i, (text.into(), next_len));
-                                nodes.push(Node::default());
+                                nodes.push(BuildNode::default());
                                 next_len
                             }
                         }
@@ -91,7 +169,7 @@ impl Router {
                         Some(n) => n,
                         None => {
                             node.param = Some(next_len);
-                            nodes.push(Node::default());
+                            nodes.push(BuildNode::default());
                             next_len
                         }
                     },
@@ -109,12 +187,87 @@ impl Router {
                 }
             }
         }
-        for node in &mut nodes {
-            if node.literals.len() > 16 {
-                node.index = Some(node.literals.iter().cloned().collect());
+
+        let edge_count: usize = nodes.iter().map(|n| n.literals.len()).sum();
+        let slots = (edge_count * 2).next_power_of_two().max(8);
+        let mask = slots - 1;
+        let mut edges = vec![
+            Edge {
+                key: 0,
+                parent: NONE,
+                child: NONE,
+                label: (0, 0),
+            };
+            slots
+        ];
+        let mut labels = String::new();
+        let mut entries = Vec::new();
+        let mut flat = Vec::with_capacity(nodes.len());
+        for (parent, node) in nodes.into_iter().enumerate() {
+            for (text, child) in &node.literals {
+                let key = edge_key(parent as u32, text_hash(text.as_bytes()));
+                let mut i = (key >> 32) as usize & mask;
+                while edges.get(i).is_some_and(|e| e.child != NONE) {
+                    i = (i + 1) & mask;
+                }
+                if let Some(slot) = edges.get_mut(i) {
+                    *slot = Edge {
+                        key,
+                        parent: parent as u32,
+                        child: *child as u32,
+                        label: (labels.len() as u32, text.len() as u32),
+                    };
+                }
+                labels.push_str(text);
             }
+            let mut range = |list: Vec<Entry>| {
+                let start = entries.len() as u32;
+                entries.extend(list);
+                (start, entries.len() as u32)
+            };
+            let exact = range(node.exact);
+            let rest = range(node.rest);
+            flat.push(Node {
+                literals: node.literals.len() as u32,
+                param: node.param.map_or(NONE, |p| p as u32),
+                exact,
+                rest,
+            });
         }
-        Router { nodes }
+        Router {
+            nodes: flat,
+            entries,
+            edges,
+            mask,
+            labels,
+        }
+    }
+
+    /// The literal child of `parent` for `segment`, if any.
+    #[inline]
+    fn literal_child(&self, parent: u32, segment: &str) -> Option<u32> {
+        let key = edge_key(parent, text_hash(segment.as_bytes()));
+        let mut i = (key >> 32) as usize & self.mask;
+        // The table is at most half full, so an empty slot ends every probe.
+        for _ in 0..self.edges.len() {
+            let e = self.edges.get(i)?;
+            if e.child == NONE {
+                return None;
+            }
+            let (start, len) = (e.label.0 as usize, e.label.1 as usize);
+            if e.key == key
+                && e.parent == parent
+                && self
+                    .labels
+                    .as_bytes()
+                    .get(start..start + len)
+                    .is_some_and(|label| eq_bytes(label, segment.as_bytes()))
+            {
+                return Some(e.child);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
     }
 
     /// The intent of a request given as segments (tests).
@@ -125,60 +278,73 @@ impl Router {
         method_bit: u16,
         host: &str,
     ) -> Option<IntentIdx> {
-        self.walk_iter(0, segments.iter().copied(), method_bit, host)
+        self.walk(0, segments, 0, method_bit, host)
     }
 
     /// The intent of a request, if any, from the output of
-    /// `path::canonical_rest`. `host` is the authority without port.
-    pub(crate) fn classify_rest(
+    /// `path::split_canonical`. `host` is the authority without port.
+    #[inline]
+    pub(crate) fn classify_split(
         &self,
-        rest: &str,
+        path: &SplitPath<'_>,
         method_bit: u16,
         host: &str,
     ) -> Option<IntentIdx> {
-        let mut segs = rest.split('/');
-        if rest.is_empty() {
-            segs.next();
-        }
-        self.walk_iter(0, segs, method_bit, host)
+        self.walk(0, path, 0, method_bit, host)
     }
 
-    // Depth is bounded by the number of path segments (at most
-    // `path::MAX_SEGMENTS`), and each trie node is visited at most once.
-    fn walk_iter<'s, I: Iterator<Item = &'s str> + Clone>(
+    #[inline]
+    fn first_match(&self, range: (u32, u32), method_bit: u16, host: &str) -> Option<IntentIdx> {
+        self.entries
+            .get(range.0 as usize..range.1 as usize)?
+            .iter()
+            .find(|e| e.accepts(method_bit, host))
+            .map(|e| e.intent)
+    }
+
+    // Precedence: the literal child, then the `{param}` child, then this
+    // node's `**` intents. The walk loops while a node leaves nothing to fall
+    // back to and recurses only where it does; depth is bounded by the number
+    // of path segments (at most `path::MAX_SEGMENTS`).
+    fn walk<S: Segs + ?Sized>(
         &self,
-        at: usize,
-        segs: I,
+        mut at: u32,
+        segs: &S,
+        mut i: usize,
         method_bit: u16,
         host: &str,
     ) -> Option<IntentIdx> {
-        let node = self.nodes.get(at)?;
-        let first_match = |entries: &[Entry]| {
-            entries
-                .iter()
-                .find(|e| e.accepts(method_bit, host))
-                .map(|e| e.intent)
-        };
-        let mut rest = segs;
-        let Some(first) = rest.next() else {
-            return first_match(&node.exact).or_else(|| first_match(&node.rest));
-        };
-        let child = match &node.index {
-            Some(index) => index.get(first).copied(),
-            None => node
-                .literals
-                .binary_search_by(|(s, _)| (**s).cmp(first))
-                .ok()
-                .and_then(|i| node.literals.get(i))
-                .map(|(_, c)| *c),
-        };
-        let literal = child.and_then(|child| self.walk_iter(child, rest.clone(), method_bit, host));
-        literal
-            .or_else(|| {
-                node.param
-                    .and_then(|child| self.walk_iter(child, rest.clone(), method_bit, host))
-            })
-            .or_else(|| first_match(&node.rest))
+        loop {
+            let node = self.nodes.get(at as usize)?;
+            if i >= segs.count() {
+                return self
+                    .first_match(node.exact, method_bit, host)
+                    .or_else(|| self.first_match(node.rest, method_bit, host));
+            }
+            let literal = if node.literals > 0 {
+                self.literal_child(at, segs.segment(i))
+            } else {
+                None
+            };
+            let next = match (literal, node.param != NONE) {
+                (Some(child), false) => child,
+                (None, true) => node.param,
+                (None, false) => return self.first_match(node.rest, method_bit, host),
+                (Some(child), true) => {
+                    if let Some(found) = self.walk(child, segs, i + 1, method_bit, host) {
+                        return Some(found);
+                    }
+                    node.param
+                }
+            };
+            if node.rest.0 != node.rest.1 {
+                return self
+                    .walk(next, segs, i + 1, method_bit, host)
+                    .or_else(|| self.first_match(node.rest, method_bit, host));
+            }
+            at = next;
+            i += 1;
+        }
     }
 
     /// Number of trie nodes (for size reports).
@@ -195,7 +361,16 @@ pub fn authority_host(authority: &str) -> &str {
             .and_then(|end| authority.get(..=end))
             .unwrap_or(authority);
     }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    // The last `:` (ports are short, so scan from the end).
+    let bytes = authority.as_bytes();
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        if bytes.get(i) == Some(&b':') {
+            return authority.get(..i).unwrap_or(authority);
+        }
+    }
+    authority
 }
 
 #[cfg(test)]

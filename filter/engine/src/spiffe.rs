@@ -82,6 +82,84 @@ pub fn check_path_segment(seg: &str) -> Result<(), SpiffeIdError> {
     Ok(())
 }
 
+/// A fixed, unkeyed 64-bit hash of a byte string (FxHash over 8-byte words).
+/// Used only to look up strings in tables built from the policy: lookups
+/// never insert, so a crafted input can at most land in a crowded bucket of
+/// a table whose contents it does not choose.
+#[inline]
+pub(crate) fn text_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let len = bytes.len();
+    let mut h = mix(0, len as u64);
+    if len >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            h = mix(h, word8(c));
+        }
+        if !chunks.remainder().is_empty() {
+            // The last 8 bytes, overlapping the previous chunk.
+            h = mix(h, word8(bytes.get(len - 8..).unwrap_or(&[])));
+        }
+    } else if len >= 4 {
+        let lo = word4(bytes.get(..4).unwrap_or(&[]));
+        let hi = word4(bytes.get(len - 4..).unwrap_or(&[]));
+        h = mix(h, lo | (hi << 32));
+    } else if let (Some(a), Some(b), Some(c)) = (bytes.first(), bytes.get(len / 2), bytes.last()) {
+        h = mix(
+            h,
+            u64::from(*a) | (u64::from(*b) << 8) | (u64::from(*c) << 16),
+        );
+    }
+    // A multiply only carries differences upward: fold the high half down so
+    // that every bit of the table index depends on every input byte.
+    h ^= h >> 32;
+    h = h.wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+/// The first 8 bytes of `b` (zero-padded) as a little-endian word.
+#[inline]
+fn word8(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if let (Some(dst), Some(src)) = (w.get_mut(..), b.get(..8)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// The first 4 bytes of `b` (zero-padded) as a little-endian word.
+#[inline]
+fn word4(b: &[u8]) -> u64 {
+    let mut w = [0u8; 4];
+    if let (Some(dst), Some(src)) = (w.get_mut(..), b.get(..4)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from(u32::from_le_bytes(w))
+}
+
+/// Byte equality, without a `memcmp` call for short strings.
+#[inline]
+pub(crate) fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    match len {
+        0 => true,
+        1..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=8 => {
+            word4(a) == word4(b)
+                && word4(a.get(len - 4..).unwrap_or(&[])) == word4(b.get(len - 4..).unwrap_or(&[]))
+        }
+        9..=16 => {
+            word8(a) == word8(b)
+                && word8(a.get(len - 8..).unwrap_or(&[])) == word8(b.get(len - 8..).unwrap_or(&[]))
+        }
+        _ => a == b,
+    }
+}
+
 /// A syntactically valid SPIFFE ID. Only [`SpiffeId::parse`] constructs one.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
@@ -89,6 +167,10 @@ pub struct SpiffeId {
     text: String,
     /// Byte offset where the path starts (== text.len() when there is no path).
     path_start: usize,
+    /// `text_hash` of the whole ID and of the trust domain, computed once at
+    /// parse time so that a decision looks the peer up without hashing it.
+    id_hash: u64,
+    td_hash: u64,
 }
 
 impl SpiffeId {
@@ -115,6 +197,8 @@ impl SpiffeId {
         Ok(SpiffeId {
             text: s.to_owned(),
             path_start: SCHEME.len() + td.len(),
+            id_hash: text_hash(s.as_bytes()),
+            td_hash: text_hash(td.as_bytes()),
         })
     }
 
@@ -131,6 +215,16 @@ impl SpiffeId {
     /// The path including its leading `/`, or `""`.
     pub fn path(&self) -> &str {
         self.text.get(self.path_start..).unwrap_or("")
+    }
+
+    /// `text_hash` of [`SpiffeId::as_str`].
+    pub(crate) fn id_hash(&self) -> u64 {
+        self.id_hash
+    }
+
+    /// `text_hash` of [`SpiffeId::trust_domain`].
+    pub(crate) fn td_hash(&self) -> u64 {
+        self.td_hash
     }
 
     /// The path segments, without slashes.
@@ -168,6 +262,32 @@ mod tests {
         assert_eq!(bare.trust_domain(), "prod.example");
         assert_eq!(bare.path(), "");
         assert_eq!(bare.segments().count(), 0);
+    }
+
+    #[test]
+    fn eq_bytes_agrees_with_slice_equality() {
+        let base: Vec<u8> = (0u8..40).map(|i| b'a' + i % 26).collect();
+        for len in 0..base.len() {
+            let a = &base[..len];
+            assert!(eq_bytes(a, a));
+            assert!(!eq_bytes(a, &base[..len + 1]));
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!eq_bytes(a, &b), "len {len}, byte {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_hash_spreads_last_byte_differences() {
+        // Fx-style mixing alone keeps the low bits of `svc-1` .. `svc-9999`
+        // identical (the difference sits in the top byte of a word).
+        let mut buckets = std::collections::HashSet::new();
+        for k in 0..4096 {
+            buckets.insert((text_hash(format!("svc-{k}").as_bytes()) >> 32) & 0xfff);
+        }
+        assert!(buckets.len() > 2048, "{}", buckets.len());
     }
 
     #[test]
