@@ -115,11 +115,15 @@ impl Message {
     }
 }
 
+/// Reads one line; bytes that are not UTF-8 (obs-text in header values)
+/// are kept as U+FFFD rather than failing the whole message.
 fn read_line(r: &mut impl BufRead, buf: &mut String) -> io::Result<usize> {
-    let n = r.take(MAX_HEAD as u64).read_line(buf)?;
-    if n > 0 && !buf.ends_with('\n') {
+    let mut bytes = Vec::new();
+    let n = r.take(MAX_HEAD as u64).read_until(b'\n', &mut bytes)?;
+    if n > 0 && bytes.last() != Some(&b'\n') {
         return Err(invalid("line too long or stream ended mid-line"));
     }
+    buf.push_str(&String::from_utf8_lossy(&bytes));
     Ok(n)
 }
 

@@ -1146,3 +1146,30 @@ fn method_override_headers_can_be_stripped_instead() {
         assert_eq!(seen.header(name), None, "{name} reached the app");
     }
 }
+
+/// Header values may carry obs-text bytes (0x80-0xFF) that are not UTF-8;
+/// Envoy's HTTP/1 codec passes them on. The filter must decide such a
+/// request like any other, never trap on it: a trap answers 503 and
+/// restarts the VM, so one request could deny service to everyone else.
+#[test]
+fn non_utf8_header_values_are_decided_not_trapped_on() {
+    let mesh = Mesh::builder(POLICY).label("bypass-obs-text").start();
+    let frontend = mesh.pki.workload("shop", "frontend");
+    let client = mesh.client(Some(&frontend));
+    for (name, value) in [
+        ("x-note", &b"caf\xe9"[..]),
+        ("x-env", &b"pr\xf6d"[..]),
+        ("x-request-id", &b"\xff\xfe"[..]),
+    ] {
+        let mut raw = b"GET /orders/42 HTTP/1.1\r\nhost: localhost\r\n".to_vec();
+        raw.extend_from_slice(name.as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value);
+        raw.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+        let response = client.send_bytes(&raw).expect("a response");
+        assert_eq!(response.status, 200, "{name}: {}", response.text());
+        // And the next request is decided normally (no VM restart).
+        let next = mesh.send(Some(&frontend), &Request::get("/orders/42"));
+        assert_eq!(next.status, 200, "after {name}: {}", next.text());
+    }
+}

@@ -223,10 +223,130 @@ pub fn audit_record(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>
     }
 }
 
-/// Renders the audit line for one decision as compact JSON.
+/// Renders the audit line for one decision as compact JSON: the same
+/// document as serializing [`audit_record`], written straight from borrowed
+/// facts. The filter writes one per deny: building the owned record first
+/// cost it ~20 allocations per line inside V8.
 pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) -> String {
+    let code = |r: Reason| r.code();
+    let headers = ConditionHeaders {
+        names: policy.condition_headers(),
+        headers: facts.headers,
+    };
+    let line = AuditLine {
+        request_id: facts.request_id,
+        peer: facts.peer.ok().map(SpiffeId::as_str),
+        peer_error: facts.peer.err().map(code),
+        cert: facts.cert_window.map(|(not_before, not_after)| AuditCert {
+            not_before,
+            not_after,
+        }),
+        jwt_svid: facts.jwt_svid.and_then(Result::ok).map(SpiffeId::as_str),
+        jwt_svid_error: facts.jwt_svid.and_then(Result::err).map(code),
+        user: facts.user.and_then(Result::ok),
+        user_error: facts.user.and_then(Result::err).map(code),
+        chain: facts.chain.and_then(Result::ok).map(Chain::to_wire),
+        chain_error: facts.chain.and_then(Result::err).map(code),
+        headers,
+        method: facts.method,
+        path: facts.path,
+        authority: facts.authority,
+        time: facts.time,
+        intent: decision.intent.map(|i| policy.intent_name(i)),
+        rule: decision.rule.map(|r| policy.rule_id(r)),
+        decision: decision.effect.as_str(),
+        reason: decision.reason.code(),
+        status: decision.http_status(),
+        mode: if policy.is_dry_run() {
+            "dry-run"
+        } else {
+            "enforce"
+        },
+        would: decision.would_be.map(|w| AuditWouldLine {
+            decision: w.effect.as_str(),
+            reason: w.reason.code(),
+            rule: w.rule.map(|r| policy.rule_id(r)),
+        }),
+        policy: policy.hash_hex(),
+    };
     // INVARIANT: serializing strings, numbers and maps of strings cannot fail.
-    serde_json::to_string(&audit_record(policy, decision, facts)).unwrap_or_default()
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// [`AuditRecord`] over borrowed data: same members, same order, same
+/// omissions (a test holds the two to the same output).
+#[derive(Serialize)]
+struct AuditLine<'a> {
+    request_id: Option<&'a str>,
+    peer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert: Option<AuditCert>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_svid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_svid_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a AuditUser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "ConditionHeaders::is_empty")]
+    headers: ConditionHeaders<'a>,
+    method: &'a str,
+    path: &'a str,
+    authority: &'a str,
+    time: u64,
+    intent: Option<&'a str>,
+    rule: Option<&'a str>,
+    decision: &'static str,
+    reason: &'static str,
+    status: u16,
+    mode: &'static str,
+    would: Option<AuditWouldLine<'a>>,
+    policy: &'a str,
+}
+
+#[derive(Serialize)]
+struct AuditWouldLine<'a> {
+    decision: &'static str,
+    reason: &'static str,
+    rule: Option<&'a str>,
+}
+
+/// The condition headers present, as a JSON object in name order (as the
+/// `BTreeMap` of [`AuditRecord::headers`] writes them).
+struct ConditionHeaders<'a> {
+    names: &'a [String],
+    headers: &'a dyn crate::evaluate::Headers,
+}
+
+impl ConditionHeaders<'_> {
+    fn is_empty(&self) -> bool {
+        self.names.iter().all(|n| self.headers.get(n).is_none())
+    }
+}
+
+impl Serialize for ConditionHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut present: Vec<(&str, &str)> = self
+            .names
+            .iter()
+            .filter_map(|n| self.headers.get(n).map(|v| (n.as_str(), v)))
+            .collect();
+        present.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        present.dedup_by(|a, b| a.0 == b.0);
+        let mut map = serializer.serialize_map(Some(present.len()))?;
+        for (name, value) in present {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// The reason with this code, if any (for reading audit lines back).
@@ -262,11 +382,45 @@ impl crate::evaluate::UserInfo for AuditUser {
 /// The JSON body of a deny response: decision, reason, intent, request id,
 /// and nothing else about the policy.
 pub fn deny_body(policy: Option<&Policy>, decision: &Decision, request_id: Option<&str>) -> String {
-    let body = serde_json::json!({
-        "decision": decision.effect.as_str(),
-        "reason": decision.reason.code(),
-        "intent": policy.and_then(|p| decision.intent.map(|i| p.intent_name(i))),
-        "request_id": request_id,
-    });
-    body.to_string()
+    /// Members in the order `serde_json::json!` wrote them (sorted).
+    #[derive(Serialize)]
+    struct DenyBody<'a> {
+        decision: &'static str,
+        intent: Option<&'a str>,
+        reason: &'static str,
+        request_id: Option<&'a str>,
+    }
+    let body = DenyBody {
+        decision: decision.effect.as_str(),
+        intent: policy.and_then(|p| decision.intent.map(|i| p.intent_name(i))),
+        reason: decision.reason.code(),
+        request_id,
+    };
+    // INVARIANT: serializing strings cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_body_is_small_stable_json() {
+        let decision = Decision::deny(Reason::NoPolicy);
+        assert_eq!(
+            deny_body(None, &decision, Some("r-1")),
+            r#"{"decision":"deny","intent":null,"reason":"no_policy","request_id":"r-1"}"#
+        );
+        assert_eq!(
+            deny_body(None, &decision, None),
+            r#"{"decision":"deny","intent":null,"reason":"no_policy","request_id":null}"#
+        );
+        // Escaping is JSON's.
+        let body = deny_body(None, &decision, Some("a\"b"));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["request_id"],
+            "a\"b"
+        );
+    }
 }

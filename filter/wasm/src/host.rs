@@ -21,8 +21,22 @@ pub fn property(path: &[&str]) -> Result<Option<String>, HostError> {
 }
 
 /// All request headers in one host call (cheaper than several single reads).
+///
+/// Values are read as bytes: header values may carry obs-text bytes
+/// (0x80-0xFF) that are not UTF-8, and the SDK's `get_map` unwraps a UTF-8
+/// conversion, which trapped the filter (a 503 and a VM restart from a single
+/// request). Such a value is kept with U+FFFD in place of the invalid bytes:
+/// it can never equal a policy's literal, as the raw bytes could not either.
 pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).map_err(|_| HostError)
+    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|_| HostError)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
+        .collect())
 }
 
 /// Removes a request header (all its values).

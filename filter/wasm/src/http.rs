@@ -35,16 +35,19 @@ impl Context for RequestFilter {}
 /// headers as separate entries, so duplicates stay visible).
 pub struct HeaderMap(pub Vec<(String, String)>);
 
+/// Delegates to the engine's implementation for header lists (one pass for
+/// the condition headers, ASCII-case-insensitive names).
 impl Headers for HeaderMap {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        Headers::get(&self.0, name)
     }
 
     fn is_repeated(&self, name: &str) -> bool {
-        self.0.iter().filter(|(k, _)| k == name).nth(1).is_some()
+        self.0.is_repeated(name)
+    }
+
+    fn read_all<'s>(&'s self, names: &[String], values: &mut [Option<&'s str>]) -> bool {
+        self.0.read_all(names, values)
     }
 }
 

@@ -276,6 +276,24 @@ fn replaying_a_log_against_its_own_policy_changes_nothing() {
     }
 }
 
+/// The filter writes audit lines from borrowed facts; they must be exactly
+/// the owned `AuditRecord` serialized (what replay and tooling read back).
+#[test]
+fn audit_lines_are_the_serialized_audit_record() {
+    for (mode, rule_mode) in [
+        ("mode enforce", "mode enforce"),
+        ("mode dry-run", "mode dry-run"),
+    ] {
+        let p = policy(mode, rule_mode);
+        for line in log_for(&p).lines().filter(|l| !l.is_empty()) {
+            let json = line.split_once('{').map(|(_, rest)| format!("{{{rest}"));
+            let json = json.expect("a JSON audit line");
+            let record: meshward_engine::audit::AuditRecord = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&record).unwrap(), json);
+        }
+    }
+}
+
 /// What the audit `would` field says is what replay against the enforced
 /// policy decides: dry-run and replay tell the same story.
 #[test]
