@@ -156,13 +156,24 @@ fn send(client: &TlsClient, request: &Request) -> Response {
 }
 
 /// The audit lines the outbound side of `envoy` wrote for `id`.
+/// The outbound audit lines of request `id`, waiting (up to 5 s) for the
+/// first to be written: the same Envoy also writes the request's inbound
+/// line, and the two may reach its log file at different times, so waiting
+/// for "any line of this request" returned too early under load.
 fn outbound_refusals(envoy: &EnvoyProc, id: &str) -> Vec<serde_json::Value> {
-    envoy
-        .audit_for(id)
-        .into_iter()
-        .filter(|l| l.json["direction"] == "outbound")
-        .map(|l| l.json)
-        .collect()
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Vec<serde_json::Value> = envoy
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l.json["request_id"] == id && l.json["direction"] == "outbound")
+            .map(|l| l.json)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The Envoy's filter never trapped (a wasm panic shows in its log).
