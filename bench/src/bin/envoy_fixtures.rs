@@ -467,30 +467,18 @@ fn write(args: &[String]) {
 
     let jwt = JwtFixture::new();
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json");
-    put(
-        &out.join("target-none.json"),
-        &pretty(&target_config(&certs, port, admin, vec![], false)),
-    );
-    put(
-        &out.join("target-noop.json"),
-        &pretty(&target_config(
-            &certs,
-            port,
-            admin,
-            vec![wasm_filter(&noop, None)],
-            false,
-        )),
-    );
-    put(
-        &out.join("target-noop-xfcc.json"),
-        &pretty(&target_config(
-            &certs,
-            port,
-            admin,
-            vec![wasm_filter(&noop, None)],
-            true,
-        )),
-    );
+    // One Envoy-under-test bootstrap per row: its filters, and whether the
+    // listener forwards the client certificate in XFCC.
+    let put_target = |row: &str, filters: Vec<Value>, xfcc: bool| {
+        put(
+            &out.join(format!("target-{row}.json")),
+            &pretty(&target_config(&certs, port, admin, filters, xfcc)),
+        );
+    };
+    let meshward = |plugin: &Value| vec![wasm_filter(&wasm, Some(plugin.to_string()))];
+    put_target("none", vec![], false);
+    put_target("noop", vec![wasm_filter(&noop, None)], false);
+    put_target("noop-xfcc", vec![wasm_filter(&noop, None)], true);
     for &n in &sizes {
         // One mix per policy size (its services exist in that policy); the
         // rows without a policy use the largest size's mix.
@@ -499,28 +487,10 @@ fn write(args: &[String]) {
         put(&out.join(format!("requests-{n}.tsv")), &requests_tsv(&mix));
         let w = Workload::with_mix(n, 1);
         let view = PolicyView::of(&w.model);
-        put(
-            &out.join(format!("target-rbac-{n}.json")),
-            &pretty(&target_config(
-                &certs,
-                port,
-                admin,
-                rbac::filters(&view),
-                false,
-            )),
-        );
+        put_target(&format!("rbac-{n}"), rbac::filters(&view), false);
         let mut plugin = plugin_config_json(&w.bytes, &[]);
         plugin["audit_log"] = json!("denies");
-        put(
-            &out.join(format!("target-meshward-{n}.json")),
-            &pretty(&target_config(
-                &certs,
-                port,
-                admin,
-                vec![wasm_filter(&wasm, Some(plugin.to_string()))],
-                true,
-            )),
-        );
+        put_target(&format!("meshward-{n}"), meshward(&plugin), true);
         put(
             &out.join(format!("meshward-{n}.plugin.json")),
             &plugin.to_string(),
@@ -529,16 +499,7 @@ fn write(args: &[String]) {
         // stay the peer's, the token adds a header and a cache hit.
         let mut with_jwt = plugin.clone();
         jwt.configure(&mut with_jwt);
-        put(
-            &out.join(format!("target-jwt-{n}.json")),
-            &pretty(&target_config(
-                &certs,
-                port,
-                admin,
-                vec![wasm_filter(&wasm, Some(with_jwt.to_string()))],
-                true,
-            )),
-        );
+        put_target(&format!("jwt-{n}"), meshward(&with_jwt), true);
         let jwt_mix = jwt.mix(&mix);
         put(
             &out.join(format!("requests-jwt-{n}.lua")),
@@ -550,16 +511,7 @@ fn write(args: &[String]) {
         );
         // The same without audit lines (`quiet-N`), to attribute their cost.
         plugin["audit_log"] = json!("none");
-        put(
-            &out.join(format!("target-quiet-{n}.json")),
-            &pretty(&target_config(
-                &certs,
-                port,
-                admin,
-                vec![wasm_filter(&wasm, Some(plugin.to_string()))],
-                true,
-            )),
-        );
+        put_target(&format!("quiet-{n}"), meshward(&plugin), true);
         let mut expected = String::new();
         let mut allowed = 0;
         for (_, spec) in &mix {

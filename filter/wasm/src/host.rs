@@ -69,10 +69,7 @@ pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
 
 /// Current Unix time in seconds, from the host clock.
 pub fn now_secs() -> Result<u64, HostError> {
-    let now = hostcalls::get_current_time().map_err(|_| HostError)?;
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| HostError)
+    now_nanos().map(|n| u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX))
 }
 
 /// Current Unix time in nanoseconds, from the host clock (for timing).
