@@ -30,7 +30,7 @@ pub mod spiffe;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Decision, Reason, RuleIdx, WouldBe};
+pub use decision::{Decision, DenyStatus, Reason, RuleIdx, WouldBe};
 pub use evaluate::{evaluate, Claim, Headers, Request, UserInfo};
 pub use model::Effect;
 pub use policy::{Policy, PolicyError};
