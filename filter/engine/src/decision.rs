@@ -88,6 +88,13 @@ reasons! {
     /// The path is not in canonical form (`..`, `.`, `//`, `%2e`, `%2f`, `%5c`,
     /// `;`, `\`, control or non-ASCII bytes, fragment); never classified.
     NonCanonicalPath = "non_canonical_path", Forbidden;
+    /// The `:authority` is not a canonical `host[:port]` (a DNS name, a
+    /// dotted-quad IPv4 address or a bracketed IPv6 literal, with at most one
+    /// optional trailing dot and one numeric port): a joined list, a second
+    /// port, userinfo, an empty label, whitespace... (`authority` module);
+    /// never classified, since another reader could take it for a protected
+    /// host.
+    NonCanonicalHost = "non_canonical_host", Forbidden;
     /// The request's method is not a standard HTTP method token.
     BadMethod = "bad_method", Forbidden;
     /// The whole policy is in dry-run: the request passes, the would-be
