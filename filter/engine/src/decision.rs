@@ -138,6 +138,10 @@ reasons! {
     ChainTooDeep = "chain_too_deep", Forbidden;
     /// The caller chain has expired.
     ChainExpired = "chain_expired", Forbidden;
+    /// The caller chain claims a longer life (`exp - iat`) than this
+    /// policy's chain `lifetime`: a forwarder tried to prolong it, or its
+    /// policy allows longer chains than this one.
+    ChainLifetimeExceedsBound = "chain_lifetime_exceeds_bound", Forbidden;
     /// The request carried the caller chain header more than once.
     ChainDuplicate = "chain_duplicate", Forbidden;
     /// The caller chain's last hop is not the mTLS peer that sent it.

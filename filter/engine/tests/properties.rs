@@ -12,7 +12,9 @@
 //! - authority canonicalization is idempotent, agrees with an independent
 //!   reading of its grammar, refuses separators and hostile bytes, and a
 //!   host-scoped intent matches exactly the requests with its canonical host;
-//! - the chain header round-trips, and its seal catches every edit;
+//! - the chain header round-trips, and its seal catches every edit; no
+//!   chain accepted inbound or outbound lives longer than the policy's
+//!   `lifetime`;
 //! - the XFCC, certificate and configuration parsers never panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -272,6 +274,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A sealed chain the app sends back is forwarded only within the
+    /// policy's lifetime, and then exactly as sealed.
+    #[test]
+    fn outbound_never_forwards_an_overlong_chain(chain in a_chain(), lifetime_secs in 0u64..4000) {
+        let limits = ChainLimits { max_depth: 8, lifetime_secs };
+        let sealed = chain.seal(KEY);
+        match chain::outbound(&[&sealed], KEY, NOW, limits) {
+            Ok(Some(wire)) => {
+                prop_assert!(chain.expires_at <= chain.issued_at + lifetime_secs);
+                prop_assert_eq!(wire, chain.to_wire());
+            }
+            Ok(None) => prop_assert!(false, "a sent chain vanished"),
+            Err(e) => {
+                prop_assert_eq!(e, ChainError::LifetimeExceedsBound);
+                prop_assert!(chain.expires_at > chain.issued_at + lifetime_secs);
+            }
+        }
+    }
+}
+
 fn check_chain_text(text: &str) -> Result<(), TestCaseError> {
     {
         if let Ok(chain) = Chain::from_wire(text, NOW, 8) {
@@ -280,7 +305,11 @@ fn check_chain_text(text: &str) -> Result<(), TestCaseError> {
             prop_assert_eq!(Chain::from_wire(&chain.to_wire(), NOW, 8), Ok(chain));
         }
         let _ = Chain::unseal(text, KEY, NOW, 8);
-        let _ = chain::outbound(&[text], KEY, NOW);
+        let limits = ChainLimits {
+            max_depth: 8,
+            lifetime_secs: 60,
+        };
+        let _ = chain::outbound(&[text], KEY, NOW, limits);
     }
     Ok(())
 }
@@ -309,6 +338,9 @@ proptest! {
             Ok(c) => {
                 prop_assert_eq!(c.hops.last(), Some(&peer));
                 prop_assert!(c.depth() <= 8);
+                // Whatever the forwarder asserted, never longer-lived than
+                // this policy's lifetime.
+                prop_assert!(c.expires_at <= c.issued_at + limits.lifetime_secs, "{:?}", c);
                 if !forward {
                     prop_assert_eq!(c.depth(), 1);
                     prop_assert_eq!(c.complete, values.is_empty());

@@ -27,7 +27,7 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     };
     let values = headers.all(CHAIN_HEADER);
     let mut result = match state.seal_key.as_deref() {
-        Some(key) => chain::outbound(&values, key, now),
+        Some(key) => chain::outbound(&values, key, now, policy.chain_limits()),
         None if values.is_empty() => Ok(None),
         None => Err(chain::ChainError::BadSeal),
     };
@@ -35,7 +35,7 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         // A worker may hold a stale copy of the key: re-read the shared one.
         if let Ok(Some(current)) = seal_key::current() {
             if state.seal_key.as_deref() != Some(current.as_slice()) {
-                result = chain::outbound(&values, &current, now);
+                result = chain::outbound(&values, &current, now, policy.chain_limits());
                 state.seal_key = Some(current);
             }
         }

@@ -128,5 +128,8 @@ fn rechecked(
     if received.depth() > limits.max_depth.min(chain::MAX_CHAIN_DEPTH) {
         return Err(Reason::ChainTooDeep);
     }
+    limits
+        .check_lifetime(&received)
+        .map_err(chain::ChainError::reason)?;
     Ok(received)
 }
