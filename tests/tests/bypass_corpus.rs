@@ -254,6 +254,15 @@ fn rows() -> Vec<Row> {
         .map_or(0, |d| d.as_secs());
     let chain_of = |hops: &str| format!("v=1;iat={now};exp={};complete=1;hops={hops}", now + 30);
     let chain_ok = chain_of(&format!("{FRONTEND},{OPS}"));
+    let chain_year = format!(
+        "v=1;iat={now};exp={};complete=1;hops={FRONTEND},{OPS}",
+        now + 365 * 24 * 3600
+    );
+    let chain_future = format!(
+        "v=1;iat={};exp={};complete=1;hops={FRONTEND},{OPS}",
+        now + 300,
+        now + 330
+    );
     let chain_other = chain_of(&format!("{OPS},{FRONTEND}"));
     let chain_deep = chain_of(&format!("{}{OPS}", format!("{FRONTEND},").repeat(6)));
     let chain_9k = chain_of(&format!("{}{OPS}", format!("{FRONTEND},").repeat(200)));
@@ -789,6 +798,25 @@ fn rows() -> Vec<Row> {
             Expect::Refused,
             H2_CODEC,
         ),
+        // ---- chain lifetime: what a trusted forwarder may assert ----------
+        Row {
+            who: Who::Ops,
+            ..row(
+                "chain exp a year ahead from a forwarder",
+                Send::H1(Request::get("/admin/users").header("x-meshward-chain", &chain_year)),
+                denied("chain_lifetime_exceeds_bound"),
+                "the filter: a chain's `exp` may be at most `iat` + this policy's `lifetime` (60 s); refused, never capped",
+            )
+        },
+        Row {
+            who: Who::Ops,
+            ..row(
+                "chain iat in the future from a forwarder",
+                Send::H1(Request::get("/admin/users").header("x-meshward-chain", &chain_future)),
+                denied("chain_expired"),
+                "the filter: `iat` more than 30 s ahead of this proxy's clock",
+            )
+        },
     ]
 }
 
