@@ -798,6 +798,19 @@ fn rows() -> Vec<Row> {
             Expect::Refused,
             H2_CODEC,
         ),
+        row(
+            "vault empty host",
+            raw("GET /vault/db HTTP/1.1\r\nhost: \r\nconnection: close\r\n\r\n"),
+            allowed("vault.any", "/vault/db"),
+            "not a bypass: an empty authority is no host, judged by the any-host intents like any host no intent names; the app gets an empty `Host`, which it cannot take for `vault.shop.example`",
+        ),
+        row(
+            "vault no host",
+            raw("GET /vault/db HTTP/1.1\r\nconnection: close\r\n\r\n"),
+            Expect::Envoy(400),
+            "Envoy's HTTP/1 codec (HTTP/1.1 without `Host`)",
+        ),
+        row("vault empty :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "")), Expect::Refused, H2_CODEC),
         // ---- chain lifetime: what a trusted forwarder may assert ----------
         Row {
             who: Who::Ops,

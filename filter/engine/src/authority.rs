@@ -36,12 +36,14 @@
 //!
 //! An empty authority is kept as "no host": it matches only intents without
 //! `host`, exactly like a host no intent names. It is not refused because it
-//! is not a bypass — whoever treats a request without a host as the
-//! protected host treats *any* unnamed host that way, which is a property of
-//! that app's virtual hosts that no filter can see — and because policy tests
-//! and `meshward explain` use it for requests whose host does not matter.
-//! Envoy itself never hands the filter an empty authority over HTTP/1.1 or
-//! HTTP/2 (it answers 400 first).
+//! is not a bypass — the app receives no host, which it cannot read as the
+//! protected one, and whoever treats a request without a host as the
+//! protected host (a default virtual host) treats *any* unnamed host that
+//! way, which no filter can see — and because policy tests and
+//! `meshward explain` use it for requests whose host does not matter. In
+//! Envoy it arises only from an HTTP/1.1 `Host:` header with an empty value;
+//! a missing `Host` (HTTP/1.1) and an empty `:authority` (HTTP/2) are refused
+//! by Envoy's codecs before the filter runs.
 
 use core::fmt::{self, Write as _};
 use core::net::Ipv6Addr;
