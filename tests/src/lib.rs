@@ -32,6 +32,7 @@ pub mod istio;
 pub mod mesh;
 pub mod pki;
 pub mod policy;
+pub mod templates;
 pub mod topology;
 pub mod upstream;
 pub mod workspace;

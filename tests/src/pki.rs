@@ -144,7 +144,10 @@ impl Ca {
     pub fn server_cert(&self) -> Leaf {
         self.leaf_with_uris(&[])
             .serving()
-            .validity(Duration::from_secs(60 * 60), Duration::from_secs(49 * 60 * 60))
+            .validity(
+                Duration::from_secs(60 * 60),
+                Duration::from_secs(49 * 60 * 60),
+            )
             .issue()
     }
 }

@@ -30,10 +30,10 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::client::{Request, Response, TlsClient};
-use crate::ecds::{fill, template, yaml_single_quoted};
 use crate::envoy::StartError;
 use crate::pki::Leaf;
 use crate::policy::plugin_config;
+use crate::templates::{fill, template, yaml_single_quoted};
 use crate::workspace::{filter_wasm, Scratch};
 
 use self::app::ChainApp;
