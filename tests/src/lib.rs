@@ -29,6 +29,7 @@ pub mod expect;
 pub mod http;
 pub mod http2;
 pub mod istio;
+pub mod loopback;
 pub mod mesh;
 pub mod pki;
 pub mod policy;
