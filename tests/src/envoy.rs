@@ -171,8 +171,12 @@ impl EnvoyProc {
             .arg(&config_path)
             .arg("--admin-address-path")
             .arg(&admin_file)
+            // Other Envoys may run on this host (other tests, the demo, a
+            // developer's own): each needs its own shared-memory base id.
             .arg("--use-dynamic-base-id")
             .args(["--concurrency", &concurrency.to_string()])
+            // The filter's audit lines are info on the `wasm` logger; everything
+            // else only from warning up (start-up failures are error/critical).
             .args(["-l", "warning", "--component-log-level", "wasm:info"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
