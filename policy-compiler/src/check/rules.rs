@@ -6,9 +6,10 @@ use meshward_engine::model::Effect;
 use super::chain::ChainChecked;
 use super::conditions::{check_conditions, RuleFacts};
 use super::intents::Intents;
+use super::lints::{broad_grant, broad_subject, BroadSubject};
 use super::subjects::{subject_text, SubjectResolver};
 use super::{report_repeated_setting, warn_listed_twice, Context, Names};
-use crate::ast::{EffectKw, IntentRef, Mode, PrincipalExpr, RuleBlock, RuleStatement};
+use crate::ast::{EffectKw, IntentRef, Mode, PrincipalExpr, RuleBlock, RuleStatement, SubjectExpr};
 use crate::checked::{Condition, Principal, Rule, Subject};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::span::{Span, Spanned};
@@ -18,6 +19,9 @@ use crate::suggest::did_you_mean;
 pub(super) struct CheckedRules {
     pub rules: Vec<Rule>,
     pub used_intents: Vec<bool>,
+    /// `W006` warnings, reported only when the policy has no error (a
+    /// condition that failed to check might have narrowed the rule).
+    pub broad_grants: Vec<Diagnostic>,
 }
 
 pub(super) fn check_rules(
@@ -30,6 +34,7 @@ pub(super) fn check_rules(
     let mut checked = CheckedRules {
         rules: Vec::new(),
         used_intents: vec![false; intents.intents.len()],
+        broad_grants: Vec::new(),
     };
     let mut names = Names::new("rule");
     for block in blocks {
@@ -86,6 +91,7 @@ fn check_rule(
         conditions: Vec::new(),
     };
     let mut written_subjects: Vec<Spanned<String>> = Vec::new();
+    let mut broad: Option<BroadSubject> = None;
     let mut has_intent_statement = false;
     let mut unclassified_at: Option<Span> = None;
     let mut intent_spans: Vec<Span> = Vec::new();
@@ -109,12 +115,23 @@ fn check_rule(
                     warn_listed_twice(cx, "subject", &text, first.span);
                     continue;
                 }
-                written_subjects.push(text);
                 for subject in resolver.resolve(cx, expr).unwrap_or_default() {
+                    if broad.is_none() {
+                        broad = broad_subject(&subject).map(|who| BroadSubject {
+                            span: text.span,
+                            who: match expr {
+                                SubjectExpr::Group(name) => {
+                                    format!("{who} (through group `{}`)", name.value)
+                                }
+                                _ => who,
+                            },
+                        });
+                    }
                     if !rule.subjects.contains(&subject) {
                         rule.subjects.push(subject);
                     }
                 }
+                written_subjects.push(text);
             }
             RuleStatement::Intents { intents: refs, .. } => {
                 has_intent_statement = true;
@@ -210,6 +227,17 @@ fn check_rule(
     }
     warn_chain_not_forwarded(cx, &rule, &chain.config.forwarders, &conditions);
     rule.conditions = conditions.into_iter().map(|(c, _)| c).collect();
+    if rule.principal != Principal::User {
+        let warning = broad_grant(
+            &rule,
+            broad.as_ref(),
+            &intents.intents,
+            &intents.grpc,
+            &intent_spans,
+            unclassified_at,
+        );
+        usage.broad_grants.extend(warning);
+    }
     rule
 }
 
@@ -285,7 +313,7 @@ mod tests {
     #[test]
     fn expands_groups_and_dedups_subjects() {
         let (policy, diagnostics) = check_source(&format!(
-            "{PREAMBLE}group g {{\n  member \"spiffe://a.example/x\"\n  member \"spiffe://a.example/y/*\"\n}}\nintent i {{ path \"/\" }}\ndeny r {{\n  subject group g\n  subject \"spiffe://a.example/x\"\n  intent i unclassified\n  mode dry-run\n}}\n"
+            "{PREAMBLE}group g {{\n  member \"spiffe://a.example/x\"\n  member \"spiffe://a.example/y/*\"\n}}\nintent i {{\n  method GET\n  path \"/\"\n}}\ndeny r {{\n  subject group g\n  subject \"spiffe://a.example/x\"\n  intent i unclassified\n  mode dry-run\n}}\n"
         ));
         assert!(diagnostics.is_empty(), "{diagnostics:#?}");
         let rule = &policy.unwrap().rules[0];
@@ -298,7 +326,7 @@ mod tests {
     #[test]
     fn checks_principals() {
         let (policy, diagnostics) = check_source(&format!(
-            "{PREAMBLE}group gw {{ member \"spiffe://a.example/gw\" }}\nintent i {{ path \"/\" }}\nallow via {{\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n}}\nallow users {{\n  principal user\n  intent i\n  when user scope \"s\"\n}}\nallow bound {{\n  principal peer_bound_jwt_svid\n  subject any_authenticated\n  intent i\n}}\n"
+            "{PREAMBLE}group gw {{ member \"spiffe://a.example/gw\" }}\nintent i {{\n  method GET\n  path \"/\"\n}}\nallow via {{\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n}}\nallow users {{\n  principal user\n  intent i\n  when user scope \"s\"\n}}\nallow bound {{\n  principal peer_bound_jwt_svid\n  subject any_authenticated\n  intent i\n}}\n"
         ));
         assert!(diagnostics.is_empty(), "{diagnostics:#?}");
         let rules = policy.unwrap().rules;
@@ -308,7 +336,7 @@ mod tests {
         assert_eq!(rules[2].principal, Principal::PeerBoundJwtSvid);
 
         let source = format!(
-            "{PREAMBLE}intent i {{ path \"/\" }}\nallow u {{\n  principal user\n  subject any_authenticated\n  intent i\n}}\nallow j {{\n  principal jwt_svid\n  intent i\n}}\nallow v {{\n  principal jwt_svid via group nope\n  subject any_authenticated\n  intent i\n}}\n"
+            "{PREAMBLE}intent i {{\n  method GET\n  path \"/\"\n}}\nallow u {{\n  principal user\n  subject any_authenticated\n  intent i\n}}\nallow j {{\n  principal jwt_svid\n  intent i\n}}\nallow v {{\n  principal jwt_svid via group nope\n  subject any_authenticated\n  intent i\n}}\n"
         );
         assert_eq!(
             codes(&source),
@@ -324,7 +352,7 @@ mod tests {
     fn user_conditions_are_fine_on_any_principal() {
         // A peer rule may still see a user, carried in the chain.
         let source = format!(
-            "{PREAMBLE}intent i {{ path \"/\" }}\nallow r {{\n  subject any_authenticated\n  intent i\n  when user present\n  when user subject \"alice\"\n  when user claim \"g\" contains \"x\"\n}}\n"
+            "{PREAMBLE}intent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  subject any_authenticated\n  intent i\n  when user present\n  when user subject \"alice\"\n  when user claim \"g\" contains \"x\"\n}}\n"
         );
         assert_eq!(codes(&source), []);
     }
@@ -333,7 +361,7 @@ mod tests {
     fn warns_when_no_chain_reaches_the_rule() {
         let rule = |chain: &str, principal: &str, condition: &str| {
             format!(
-                "{PREAMBLE}{chain}intent i {{ path \"/\" }}\nallow r {{\n  {principal}\n  subject \"spiffe://a.example/fe\"\n  intent i\n  {condition}\n}}\n"
+                "{PREAMBLE}{chain}intent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  {principal}\n  subject \"spiffe://a.example/fe\"\n  intent i\n  {condition}\n}}\n"
             )
         };
         let forwarders = "chain {\n  forwarder \"spiffe://a.example/gw\"\n}\n";
@@ -373,7 +401,7 @@ mod tests {
     #[test]
     fn reports_rule_problems() {
         let source = format!(
-            "{PREAMBLE}intent orders.read {{ path \"/\" }}\nallow a {{\n  subject group nope\n  subject any_authenticated\n  subject any_authenticated\n  intent orders.raed orders.read orders.read\n  mode dry-run\n  mode enforce\n}}\nallow b {{\n}}\nallow a {{\n  subject any_authenticated\n  intent orders.read\n}}\n"
+            "{PREAMBLE}intent orders.read {{\n  method GET\n  path \"/\"\n}}\nallow a {{\n  subject group nope\n  subject any_authenticated\n  subject any_authenticated\n  intent orders.raed orders.read orders.read\n  mode dry-run\n  mode enforce\n}}\nallow b {{\n}}\nallow a {{\n  subject any_authenticated\n  intent orders.read\n}}\n"
         );
         assert_eq!(
             codes(&source),

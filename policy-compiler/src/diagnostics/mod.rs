@@ -131,6 +131,18 @@ codes! {
     /// A rule looks past its direct peer, but that peer is never trusted to
     /// forward the hops before it.
     ChainNotForwarded = "W005", Warning;
+    /// An allow rule grants a write-capable, admin-looking or catch-all
+    /// intent to a broad subject (`any_authenticated`, a whole trust domain,
+    /// or a domain-wide `**` pattern).
+    BroadGrant = "W006", Warning;
+    /// A rule that another rule of the same effect and mode fully covers
+    /// (subjects, intents and conditions): removing it changes no decision.
+    CoveredRule = "W007", Warning;
+    /// A group member that another member of the same group already matches.
+    CoveredMember = "W008", Warning;
+    /// A rule names an intent whose requests are partly classified as a
+    /// more specific intent that the rule's subjects are not granted.
+    GrantLostToSpecificIntent = "W009", Warning;
 }
 
 impl fmt::Display for Code {
