@@ -73,6 +73,8 @@ pub(super) enum GraphFormat {
     Html,
     /// The SVG drawing alone.
     Svg,
+    /// The nodes and edges as JSON (`docs/schema/graph.json`).
+    Json,
 }
 
 /// `meshward graph`.
@@ -97,6 +99,9 @@ pub(super) struct KeygenArgs {
     /// Replace an existing file.
     #[arg(long)]
     force: bool,
+    /// Output format (`json`: key id and public key on stdout).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 type CliResult = Result<Exit, String>;
@@ -245,6 +250,7 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
                         .map(|v| v.get_name().to_owned())),
                 );
                 object.insert("failed".to_owned(), serde_json::json!(fails));
+                object.insert("command".to_owned(), serde_json::json!("replay"));
             }
             print_json(&json)?;
         }
@@ -266,7 +272,13 @@ pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
     );
     match args.format {
         Format::Text => out(&changes.to_text(&old_name, &new_name))?,
-        Format::Json => print_json(&changes.to_json(&old_name, &new_name))?,
+        Format::Json => {
+            let mut json = changes.to_json(&old_name, &new_name);
+            if let Some(object) = json.as_object_mut() {
+                object.insert("command".to_owned(), serde_json::json!("diff"));
+            }
+            print_json(&json)?;
+        }
     }
     Ok(if args.exit_code && !changes.is_empty() {
         Exit::Changes
@@ -284,6 +296,16 @@ pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Html => graph.to_html(),
         GraphFormat::Svg => graph.to_svg(),
+        GraphFormat::Json => {
+            let json = super::commands::with_policy_fields(
+                graph_json(&graph, &args.file),
+                "graph",
+                &compiled,
+            );
+            let mut text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+            text.push('\n');
+            text
+        }
     };
     match &args.output {
         None => out(&text)?,
@@ -297,13 +319,51 @@ pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
 pub(super) fn keygen_command(args: &KeygenArgs) -> CliResult {
     let key = signing::generate_key()?;
     signing::write_private_key(&args.output, &key, args.force)?;
-    err(&format!(
-        "wrote private key `{}` (Ed25519, PKCS#8 PEM, mode 0600; key id {}); the public key follows on stdout: list it in `require_signature.keys`\n",
-        args.output.display(),
-        signing::key_id(&key)
-    ));
-    out(&format!("{}\n", signing::public_key_base64(&key)))?;
+    match args.format {
+        Format::Text => {
+            err(&format!(
+                "wrote private key `{}` (Ed25519, PKCS#8 PEM, mode 0600; key id {}); the public key follows on stdout: list it in `require_signature.keys`\n",
+                args.output.display(),
+                signing::key_id(&key)
+            ));
+            out(&format!("{}\n", signing::public_key_base64(&key)))?;
+        }
+        Format::Json => print_json(&serde_json::json!({
+            "command": "keygen",
+            "output": args.output.display().to_string(),
+            "algorithm": "ed25519",
+            "key_id": signing::key_id(&key),
+            "public_key": signing::public_key_base64(&key),
+        }))?,
+    }
     Ok(Exit::Ok)
+}
+
+/// `graph --format json`: the drawing's nodes and edges.
+fn graph_json(graph: &Graph, file: &Path) -> serde_json::Value {
+    use meshward_policy::graph::Column;
+    serde_json::json!({
+        "file": file.display().to_string(),
+        "policy_name": graph.name,
+        "dry_run": graph.dry_run,
+        "nodes": graph.nodes.iter().map(|n| serde_json::json!({
+            "id": n.id,
+            "column": match n.column {
+                Column::Who => "subject",
+                Column::What => "intent",
+                Column::Where => "service",
+            },
+            "label": n.label,
+            "detail": n.detail,
+        })).collect::<Vec<_>>(),
+        "edges": graph.edges.iter().map(|e| serde_json::json!({
+            "from": e.from,
+            "to": e.to,
+            "effect": e.effect.map(|e| e.as_str()),
+            "dry_run": e.dry_run,
+            "rules": e.rules,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Adds the signature by the key in `key_file` to a plugin configuration.

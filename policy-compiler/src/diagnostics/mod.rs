@@ -12,7 +12,7 @@ use std::fmt;
 
 use crate::span::{SourceFile, Span};
 
-pub use render::{render_json, render_text};
+pub use render::{render_json, render_text, warnings_json};
 
 /// Whether a diagnostic stops compilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +268,8 @@ impl Diagnostics {
         self.error_count() > 0
     }
 
-    /// The JSON form: `{"file", "errors", "warnings", "diagnostics": [...]}`.
+    /// The JSON form: `{"file", "ok", "error_count", "warning_count",
+    /// "errors": [...], "warnings": [...]}` (docs/cli-json.md).
     pub fn to_json(&self) -> serde_json::Value {
         render_json(self)
     }
