@@ -124,14 +124,24 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
     out(&format!("{text}\n"))
 }
 
-/// Compiles a policy file; on errors prints them (stderr) and returns `None`.
-fn compile_quiet(file: &Path) -> Result<Option<(String, Compiled)>, String> {
+/// Compiles a policy file; on errors prints them (stderr, or stdout as the
+/// `command`'s JSON) and returns `None`.
+fn compile_quiet(
+    file: &Path,
+    format: Format,
+    command: &str,
+) -> Result<Option<(String, Compiled)>, String> {
     let source = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
     match compile_source(&source, &file.display().to_string()) {
         Ok(compiled) => Ok(Some((source, compiled))),
         Err(diagnostics) => {
-            err(&diagnostics.to_string());
+            match format {
+                Format::Text => err(&diagnostics.to_string()),
+                Format::Json => {
+                    print_json(&super::commands::policy_errors_json(&diagnostics, command))?
+                }
+            }
             Ok(None)
         }
     }
@@ -180,7 +190,7 @@ impl Progress {
 }
 
 pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
-    let Some((_, compiled)) = compile_quiet(&args.policy)? else {
+    let Some((_, compiled)) = compile_quiet(&args.policy, args.format, "replay")? else {
         return Ok(Exit::PolicyErrors);
     };
     // Through the compiled bytes, exactly as the filter loads them.
@@ -259,10 +269,10 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
 }
 
 pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
-    let Some((_, old)) = compile_quiet(&args.old)? else {
+    let Some((_, old)) = compile_quiet(&args.old, args.format, "diff")? else {
         return Ok(Exit::PolicyErrors);
     };
-    let Some((_, new)) = compile_quiet(&args.new)? else {
+    let Some((_, new)) = compile_quiet(&args.new, args.format, "diff")? else {
         return Ok(Exit::PolicyErrors);
     };
     let changes = diff::diff(&old, &new);
@@ -288,7 +298,11 @@ pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
 }
 
 pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
-    let Some((source, compiled)) = compile_quiet(&args.file)? else {
+    let format = match args.format {
+        GraphFormat::Json => Format::Json,
+        GraphFormat::Dot | GraphFormat::Html | GraphFormat::Svg => Format::Text,
+    };
+    let Some((source, compiled)) = compile_quiet(&args.file, format, "graph")? else {
         return Ok(Exit::PolicyErrors);
     };
     let graph = Graph::new(&source, &compiled);
