@@ -267,8 +267,9 @@ struct Lost {
 }
 
 /// `W009`: for each allow rule naming intent A but not B, where B takes
-/// some request A's templates describe, and no allow rule grants B to at
-/// least the rule's subjects (under no other condition).
+/// some request A's templates describe, no allow rule grants B to at least
+/// the rule's subjects (under no other condition), and no deny rule names B
+/// for them (a deliberate carve-out).
 pub(super) fn warn_lost_grants(
     cx: &mut Context,
     trust_domains: &[String],
@@ -285,6 +286,7 @@ pub(super) fn warn_lost_grants(
             for loss in lost {
                 if rule.intents.contains(&loss.taker)
                     || granted(rules, rule, loss.taker, trust_domains)
+                    || denied(rules, rule, loss.taker, trust_domains)
                 {
                     continue;
                 }
@@ -326,6 +328,16 @@ fn granted(rules: &[Rule], rule: &Rule, taker: usize, trust_domains: &[String]) 
             && g.intents.contains(&taker)
             && g.conditions.iter().all(|c| rule.conditions.contains(c))
             && principal_covered(g, rule, trust_domains)
+    })
+}
+
+/// Whether a deny rule names intent `taker` for every subject of `rule`:
+/// the requests `rule` does not get are a deliberate carve-out.
+fn denied(rules: &[Rule], rule: &Rule, taker: usize, trust_domains: &[String]) -> bool {
+    rules.iter().any(|d| {
+        d.effect == Effect::Deny
+            && d.intents.contains(&taker)
+            && principal_covered(d, rule, trust_domains)
     })
 }
 
@@ -652,6 +664,8 @@ mod tests {
             "rule `ops` grants intent `stock.any`, but `GET /stock/abc` is intent `stock.item`"
         );
         let quiet = [
+            // a deliberate carve-out: the specific intent is denied to them
+            "allow ops {\n  subject \"spiffe://a.example/ops\"\n  intent stock.any\n}\ndeny no-items {\n  subject \"spiffe://a.example/*\"\n  intent stock.item\n}\n",
             // the subjects are granted the specific intent too
             "allow ops {\n  subject \"spiffe://a.example/ops\"\n  intent stock.any stock.item\n}\n",
             "allow ops {\n  subject \"spiffe://a.example/ops\"\n  intent stock.any\n}\nallow all {\n  subject \"spiffe://a.example/*\"\n  intent stock.item\n}\n",

@@ -141,7 +141,8 @@ codes! {
     /// A group member that another member of the same group already matches.
     CoveredMember = "W008", Warning;
     /// A rule names an intent whose requests are partly classified as a
-    /// more specific intent that the rule's subjects are not granted.
+    /// more specific intent that the rule's subjects are neither granted nor
+    /// denied.
     GrantLostToSpecificIntent = "W009", Warning;
 }
 
