@@ -2,7 +2,8 @@
 //!
 //! - every fenced block in README.md and docs/*.md says what it is (an info
 //!   string); every ```` ```policy ```` block is a whole policy that compiles
-//!   without a warning and whose own tests pass; every
+//!   without a warning, whose own tests pass, and that `fmt` keeps the same
+//!   policy; every
 //!   ```` ```policy-fragment ```` block (a rule or block shown alone) parses;
 //! - the README's CLI synopsis names exactly the commands and flags clap
 //!   accepts;
@@ -22,6 +23,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use meshward_policy::fmt::format_source;
 use meshward_policy::{compile_source, run_tests, syntax};
 
 fn workspace() -> PathBuf {
@@ -103,6 +105,11 @@ fn policy_snippets_compile_and_their_tests_pass() {
                     );
                     let report = run_tests(&compiled).unwrap();
                     assert_eq!(report.failed(), 0, "{at}: its tests fail:\n{report}");
+                    // Formatting keeps it the same policy.
+                    let formatted = format_source(&block.text, &at).unwrap();
+                    assert_eq!(format_source(&formatted, &at).unwrap(), formatted, "{at}");
+                    let reformatted = compile_source(&formatted, &at).unwrap();
+                    assert_eq!(reformatted.hash_hex(), compiled.hash_hex(), "{at}");
                     policies += 1;
                 }
                 "policy-fragment" => {
