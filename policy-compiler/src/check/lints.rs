@@ -6,14 +6,16 @@
 //! - `W007` a rule that another rule of the same effect and mode fully
 //!   covers;
 //! - `W009` a rule naming an intent whose requests are partly classified as
-//!   a more specific intent that the rule's subjects are not granted (a
-//!   request gets exactly one intent, the most specific).
+//!   a more specific intent that the rule's subjects are neither granted nor
+//!   denied (a request gets exactly one intent, the most specific).
+//!
+//! (`W008`, a group member covered by another, is reported with the groups.)
 //!
 //! Each check reports only what it can prove, so `check --deny-warnings`
 //! stays usable: coverage reuses the shadowing check's conservative subject
 //! and principal coverage, and a lost grant is reported with a concrete
-//! request that [`classify_among`] (the engine router's precedence, re-stated over
-//! checked intents) gives to the other intent.
+//! request that [`classify_among`] (the engine router's precedence,
+//! restated over checked intents) gives to the other intent.
 
 use std::collections::HashMap;
 
@@ -31,9 +33,7 @@ const ADMIN_WORDS: &[&str] = &[
     "actuator",
     "admin",
     "administration",
-    "console",
     "debug",
-    "env",
     "heapdump",
     "internal",
     "management",
