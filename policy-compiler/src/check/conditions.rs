@@ -685,7 +685,7 @@ mod tests {
 
     fn rule(conditions: &str) -> String {
         format!(
-            "{PREAMBLE}intent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  subject any_authenticated\n  intent i\n{conditions}}}\n"
+            "{PREAMBLE}intent i {{ path \"/\" }}\nallow r {{\n  subject any_authenticated\n  intent i\n{conditions}}}\n"
         )
     }
 
@@ -730,7 +730,7 @@ mod tests {
     /// The codes for a rule with `conditions` (group `g` may go unused).
     fn codes_of(conditions: &str) -> Vec<Code> {
         let mut found = codes(&format!(
-            "{PREAMBLE}group g {{ member \"spiffe://a.example/gw\" }}\nchain {{\n  forwarder domain \"a.example\"\n  max_depth 6\n}}\nintent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  subject \"spiffe://a.example/fe\"\n  intent i\n{conditions}}}\n"
+            "{PREAMBLE}group g {{ member \"spiffe://a.example/gw\" }}\nchain {{\n  forwarder domain \"a.example\"\n  max_depth 6\n}}\nintent i {{ path \"/\" }}\nallow r {{\n  subject \"spiffe://a.example/fe\"\n  intent i\n{conditions}}}\n"
         ));
         found.retain(|c| *c != Code::UnusedGroup);
         found

@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn expands_groups_and_dedups_subjects() {
         let (policy, diagnostics) = check_source(&format!(
-            "{PREAMBLE}group g {{\n  member \"spiffe://a.example/x\"\n  member \"spiffe://a.example/y/*\"\n}}\nintent i {{\n  method GET\n  path \"/\"\n}}\ndeny r {{\n  subject group g\n  subject \"spiffe://a.example/x\"\n  intent i unclassified\n  mode dry-run\n}}\n"
+            "{PREAMBLE}group g {{\n  member \"spiffe://a.example/x\"\n  member \"spiffe://a.example/y/*\"\n}}\nintent i {{ path \"/\" }}\ndeny r {{\n  subject group g\n  subject \"spiffe://a.example/x\"\n  intent i unclassified\n  mode dry-run\n}}\n"
         ));
         assert!(diagnostics.is_empty(), "{diagnostics:#?}");
         let rule = &policy.unwrap().rules[0];
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(rules[2].principal, Principal::PeerBoundJwtSvid);
 
         let source = format!(
-            "{PREAMBLE}intent i {{\n  method GET\n  path \"/\"\n}}\nallow u {{\n  principal user\n  subject any_authenticated\n  intent i\n}}\nallow j {{\n  principal jwt_svid\n  intent i\n}}\nallow v {{\n  principal jwt_svid via group nope\n  subject any_authenticated\n  intent i\n}}\n"
+            "{PREAMBLE}intent i {{ path \"/\" }}\nallow u {{\n  principal user\n  subject any_authenticated\n  intent i\n}}\nallow j {{\n  principal jwt_svid\n  intent i\n}}\nallow v {{\n  principal jwt_svid via group nope\n  subject any_authenticated\n  intent i\n}}\n"
         );
         assert_eq!(
             codes(&source),
@@ -352,7 +352,7 @@ mod tests {
     fn user_conditions_are_fine_on_any_principal() {
         // A peer rule may still see a user, carried in the chain.
         let source = format!(
-            "{PREAMBLE}intent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  subject any_authenticated\n  intent i\n  when user present\n  when user subject \"alice\"\n  when user claim \"g\" contains \"x\"\n}}\n"
+            "{PREAMBLE}intent i {{ path \"/\" }}\nallow r {{\n  subject any_authenticated\n  intent i\n  when user present\n  when user subject \"alice\"\n  when user claim \"g\" contains \"x\"\n}}\n"
         );
         assert_eq!(codes(&source), []);
     }
@@ -361,7 +361,7 @@ mod tests {
     fn warns_when_no_chain_reaches_the_rule() {
         let rule = |chain: &str, principal: &str, condition: &str| {
             format!(
-                "{PREAMBLE}{chain}intent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  {principal}\n  subject \"spiffe://a.example/fe\"\n  intent i\n  {condition}\n}}\n"
+                "{PREAMBLE}{chain}intent i {{ path \"/\" }}\nallow r {{\n  {principal}\n  subject \"spiffe://a.example/fe\"\n  intent i\n  {condition}\n}}\n"
             )
         };
         let forwarders = "chain {\n  forwarder \"spiffe://a.example/gw\"\n}\n";
@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn reports_rule_problems() {
         let source = format!(
-            "{PREAMBLE}intent orders.read {{\n  method GET\n  path \"/\"\n}}\nallow a {{\n  subject group nope\n  subject any_authenticated\n  subject any_authenticated\n  intent orders.raed orders.read orders.read\n  mode dry-run\n  mode enforce\n}}\nallow b {{\n}}\nallow a {{\n  subject any_authenticated\n  intent orders.read\n}}\n"
+            "{PREAMBLE}intent orders.read {{ path \"/\" }}\nallow a {{\n  subject group nope\n  subject any_authenticated\n  subject any_authenticated\n  intent orders.raed orders.read orders.read\n  mode dry-run\n  mode enforce\n}}\nallow b {{\n}}\nallow a {{\n  subject any_authenticated\n  intent orders.read\n}}\n"
         );
         assert_eq!(
             codes(&source),
