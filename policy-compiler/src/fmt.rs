@@ -250,6 +250,23 @@ mod tests {
         assert_eq!(fmt(expected), expected);
     }
 
+    /// The layout comes from tokens alone, so blocks nested deeper than the
+    /// grammar has today format too (formatted here without parsing).
+    #[test]
+    fn nests_any_block_by_depth() {
+        let source = "outer {\ninner \"x\" {\n# note\nkey \"v\"   [\"a\",\"b\"]\n  deeper {\nleaf 5m }\n}\n}\n";
+        let layout = |text: &str| {
+            let lexed = lex_with_comments(text);
+            render(&split_blocks(lines(text, &lexed.tokens, &lexed.comments)))
+        };
+        let once = layout(source);
+        assert_eq!(
+            once,
+            "outer {\n  inner \"x\" {\n    # note\n    key \"v\" [\"a\", \"b\"]\n    deeper {\n      leaf 5m\n    }\n  }\n}\n"
+        );
+        assert_eq!(layout(&once), once);
+    }
+
     #[test]
     fn strings_keep_their_escapes() {
         let source = "policy \"p\\\"q\" {\r\n  trust_domains \"a.example\"\r\n}\r\n";
