@@ -33,6 +33,6 @@ pub mod spiffe;
 mod tests;
 
 pub use decision::{Decision, DenyStatus, Reason, RuleIdx, WouldBe};
-pub use evaluate::{evaluate, Claim, Headers, Request, UserInfo};
+pub use evaluate::{check_rule, evaluate, Claim, Headers, Request, RuleCheck, UserInfo};
 pub use model::Effect;
 pub use policy::{Policy, PolicyError};
