@@ -54,6 +54,7 @@ pub mod lower;
 mod model_text;
 pub mod oci;
 pub mod outcome;
+pub mod plugin_config;
 pub mod replay;
 pub mod signing;
 pub mod source_map;
@@ -91,6 +92,8 @@ pub struct Compiled {
     pub tests: Vec<checked::TestCase>,
     /// Source locations of rules, intents and tests.
     pub source_map: SourceMap,
+    /// Token and key settings from the `identity` block (key files read).
+    pub identity: checked::IdentitySettings,
 }
 
 impl Compiled {
@@ -99,15 +102,22 @@ impl Compiled {
         codec::hex(&self.hash)
     }
 
-    /// The filter's plugin configuration (compact JSON) carrying this policy
-    /// and the given revoked certificate serials (hex).
+    /// The filter's plugin configuration (compact JSON) carrying this
+    /// policy, its identity settings and the given revoked certificate
+    /// serials (hex).
     pub fn plugin_config_json(&self, revoked_serials: &[String]) -> String {
         self.plugin_config_value(revoked_serials).to_string()
     }
 
-    /// The plugin configuration as a JSON value (to pretty-print or embed).
+    /// The plugin configuration as a JSON value (to pretty-print or embed):
+    /// the complete configuration the filter reads, identity settings
+    /// included.
     pub fn plugin_config_value(&self, revoked_serials: &[String]) -> serde_json::Value {
-        config::plugin_config_json(&self.bytes, revoked_serials)
+        let mut value = config::plugin_config_json(&self.bytes, revoked_serials);
+        if let Some(obj) = value.as_object_mut() {
+            obj.extend(plugin_config::identity_members(&self.identity));
+        }
+        value
     }
 
     /// Loads the engine's policy from the compiled bytes (the filter's path).
@@ -116,9 +126,11 @@ impl Compiled {
     }
 }
 
-/// Compiles policy source. `file_name` is only used in messages and
-/// locations. On failure the diagnostics hold every error found (and any
-/// warnings); on success the warnings travel in [`Compiled::warnings`].
+/// Compiles policy source. `file_name` is used in messages and locations,
+/// and files the policy names (key sets in the `identity` block) are read
+/// relative to its directory. On failure the diagnostics hold every error
+/// found (and any warnings); on success the warnings travel in
+/// [`Compiled::warnings`].
 pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnostics> {
     let file = SourceFile::new(file_name, source);
     let (ast, syntax_errors) = syntax::parse(source);
@@ -126,7 +138,8 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
         // Checking a partial tree would mostly report follow-on errors.
         return Err(Diagnostics::new(file, syntax_errors));
     }
-    let (checked, diagnostics) = check::check(&ast);
+    let base_dir = std::path::Path::new(file_name).parent();
+    let (checked, diagnostics) = check::check_in(&ast, base_dir);
     let Some(checked) = checked else {
         return Err(Diagnostics::new(file, diagnostics));
     };
@@ -139,6 +152,7 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
         hash,
         source_map: SourceMap::new(&file, &checked),
         tests: checked.tests,
+        identity: checked.identity,
         warnings: Diagnostics::new(file, diagnostics),
     })
 }

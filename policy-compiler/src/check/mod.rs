@@ -8,7 +8,8 @@
 //! Phases, in order: the `policy` block (trust domains first, since subjects
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
-//! their ambiguity), rules (then shadowing), tests, and finally
+//! their ambiguity), rules (then shadowing), tests, the `identity` block
+//! (against the rules that need its sources), and finally
 //! unused-declaration warnings.
 
 mod cases;
@@ -16,6 +17,7 @@ mod chain;
 mod conditions;
 mod groups;
 mod identity;
+mod identity_source;
 mod intents;
 mod rules;
 mod settings;
@@ -24,6 +26,7 @@ mod subjects;
 mod templates;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use crate::ast::{Item, PolicyFile};
 use crate::checked;
@@ -33,13 +36,26 @@ use crate::span::{Span, Spanned};
 /// Checks a parsed file. Returns the checked policy when there is no error,
 /// and every diagnostic (errors and warnings) either way.
 pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
-    let mut cx = Context::default();
+    check_in(file, None)
+}
+
+/// [`check`], reading files the policy names (key sets) relative to
+/// `base_dir` (`None`: the current directory).
+pub fn check_in(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+) -> (Option<checked::Policy>, Vec<Diagnostic>) {
+    let mut cx = Context {
+        base_dir: base_dir.map(Path::to_path_buf),
+        ..Context::default()
+    };
     let mut policies = Vec::new();
     let mut group_blocks = Vec::new();
     let mut intent_blocks = Vec::new();
     let mut rule_blocks = Vec::new();
     let mut test_blocks = Vec::new();
     let mut chain_blocks = Vec::new();
+    let mut identity_blocks = Vec::new();
     for item in &file.items {
         match item {
             Item::Policy(block) => policies.push(block),
@@ -48,6 +64,7 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
             Item::Rule(block) => rule_blocks.push(block),
             Item::Test(block) => test_blocks.push(block),
             Item::Chain(block) => chain_blocks.push(block),
+            Item::Identity(block) => identity_blocks.push(block),
         }
     }
 
@@ -59,6 +76,17 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
+    let identity = identity_source::check_identity(
+        &mut cx,
+        &identity_blocks,
+        &identity_source::RuleView {
+            settings: &settings,
+            chain: &chain.config,
+            rule_blocks: &rule_blocks,
+            rules: &rules.rules,
+            test_blocks: &test_blocks,
+        },
+    );
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
@@ -75,6 +103,7 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
         rules: rules.rules,
         tests,
         chain: chain.config,
+        identity,
     });
     (policy, cx.diagnostics)
 }
@@ -83,9 +112,19 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
 #[derive(Default)]
 struct Context {
     diagnostics: Vec<Diagnostic>,
+    /// Where relative file names in the policy are resolved.
+    base_dir: Option<PathBuf>,
 }
 
 impl Context {
+    /// A file named in the policy, relative to the policy's directory.
+    fn resolve(&self, name: &str) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }

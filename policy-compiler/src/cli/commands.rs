@@ -5,7 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use meshward_engine::config::normalize_serial;
+use meshward_engine::config::{normalize_serial, FilterConfig};
+use meshward_engine::identity::claim_path::ClaimPath;
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
 use meshward_policy::{compile_source, explain, generate, jwt_svid_from_text, peer_from_text};
@@ -187,6 +188,10 @@ fn compile(
         return Ok(Exit::PolicyErrors);
     };
     let mut config = compiled.plugin_config_value(&serials);
+    // The filter must accept what compile writes (a broken configuration
+    // fails closed in Envoy, denying everything).
+    FilterConfig::from_json(config.to_string().as_bytes())
+        .map_err(|e| format!("internal error: the filter would refuse this configuration: {e}"))?;
     let signed_by = match sign {
         Some(key) => Some(super::rollout::sign(&mut config, &compiled, key)?),
         None => None,
@@ -262,6 +267,10 @@ fn with_identity(
                 .split_once('=')
                 .filter(|(name, _)| !name.is_empty())
                 .ok_or_else(|| format!("claim `{claim}` is not `name=value`"))?;
+            // Keyed by the canonical path, as the filter keys a token's claims.
+            let path = ClaimPath::parse(name)
+                .map_err(|e| format!("claim `{name}` is not a valid claim path: {e}"))?;
+            let name = path.as_str();
             match user.claims.iter_mut().find(|(n, _)| n == name) {
                 // Several values of one name form a list.
                 Some((_, ClaimValue::List(values))) => values.push(value.to_owned()),
