@@ -596,6 +596,10 @@ pub enum IdentitySetting {
         /// Settings in source order.
         settings: Vec<RevocationSetting>,
     },
+    /// `external`: the token and key settings are added to the plugin
+    /// configuration outside meshward; the cross-checks that need them are
+    /// skipped.
+    External(Span),
     /// `chain_hand_off sealed|wire`
     ChainHandOff {
         /// The keyword.

@@ -10,16 +10,20 @@
 //!
 //! Cross-checks (a rule that can never be satisfied is the silent deny-all
 //! this block exists to prevent):
-//! - `E042`: a rule needs a user token verified at this hop (`principal
-//!   user`, `when user issuer`, `when user claim`) and no issuer is
-//!   configured; a rule on the user at all with no issuer and no chain
-//!   forwarder; a JWT-SVID rule with no `jwt_svid` settings, or whose
+//! - `E042`: a rule needs a user token verified at this hop (`when user
+//!   issuer`, `when user claim`) and no issuer is
+//!   configured; a rule on the user at all (`principal user`, `when user
+//!   present|subject|scope`) with no issuer and no chain forwarder; a JWT-SVID rule with no `jwt_svid` settings, or whose
 //!   subjects' trust domain has no `trust_bundle`.
 //! - `E043`: a rule reads a claim no issuer's `claims` lists, when some
 //!   issuer lists its claims (claims rules read are otherwise added to the
 //!   configuration automatically).
 //! - `E044`: a malformed claim path, in rules, issuers and tests.
 //! - `W020`: `jwt_svid` settings, a trust bundle or an issuer no rule uses.
+//!
+//! `external` in the block says the token and key settings are added to the
+//! plugin configuration by another tool: no source may be written then, and
+//! the cross-checks are skipped (the choice is explicit in the policy).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -78,7 +82,9 @@ pub(super) fn check_identity(
         read_block(cx, view.settings, block, &mut found);
     }
     let claims_read = check_claim_paths(cx, view);
-    cross_check(cx, view, &found, &claims_read);
+    if found.external.is_none() {
+        cross_check(cx, view, &found, &claims_read);
+    }
     found.into_settings(claims_read)
 }
 
@@ -95,6 +101,7 @@ struct Found {
     revoked_serials: Vec<String>,
     revoked_jtis: Vec<String>,
     hand_off: Option<Spanned<String>>,
+    external: Option<Span>,
 }
 
 impl Found {
@@ -193,6 +200,12 @@ fn read_block(cx: &mut Context, settings: &Settings, block: &IdentityBlock, foun
                 found.revocation_keyword = Some(*keyword);
                 read_revocation(cx, statements, found);
             }
+            IdentitySetting::External(keyword) => {
+                if let Some(first) = found.external {
+                    report_repeated_setting(cx, "external", *keyword, first);
+                }
+                found.external = Some(*keyword);
+            }
             IdentitySetting::ChainHandOff { keyword, value } => {
                 if let Some(first) = &found.hand_off {
                     report_repeated_setting(cx, "chain_hand_off", *keyword, first.span);
@@ -210,6 +223,22 @@ fn read_block(cx: &mut Context, settings: &Settings, block: &IdentityBlock, foun
             }
         }
     }
+    if let Some(external) = found.external {
+        let sources = block.settings.iter().find(|s| {
+            !matches!(
+                s,
+                IdentitySetting::External(_) | IdentitySetting::ChainHandOff { .. }
+            )
+        });
+        if let Some(source) = sources {
+            cx.report(
+                invalid("`external` with identity sources in the same block", setting_span(source))
+                    .note("`external` says the token and key settings come from outside this policy")
+                    .with_label(external, "declared external here")
+                    .help("either write every identity source here and remove `external`, or remove the sources"),
+            );
+        }
+    }
     if found.user_tokens.is_some() && found.issuers.is_empty() {
         if let Some((keyword, _)) = &found.user_tokens {
             cx.report(
@@ -218,6 +247,18 @@ fn read_block(cx: &mut Context, settings: &Settings, block: &IdentityBlock, foun
                     .help("add `issuer \"https://your.idp\" { audiences \"...\" keys ... }` to the identity block"),
             );
         }
+    }
+}
+
+fn setting_span(setting: &IdentitySetting) -> Span {
+    match setting {
+        IdentitySetting::JwtSvid { keyword, .. }
+        | IdentitySetting::UserTokens { keyword, .. }
+        | IdentitySetting::Revocation { keyword, .. }
+        | IdentitySetting::ChainHandOff { keyword, .. }
+        | IdentitySetting::External(keyword) => *keyword,
+        IdentitySetting::Issuer(block) => block.keyword,
+        IdentitySetting::TrustBundle(block) => block.keyword,
     }
 }
 
@@ -888,7 +929,8 @@ fn needs(block: &RuleBlock) -> Needs {
     for statement in &block.statements {
         match statement {
             RuleStatement::Principal { principal, .. } => match principal {
-                PrincipalExpr::User(span) => needs.local_user = Some(*span),
+                // A user verified here, or carried in a forwarded chain.
+                PrincipalExpr::User(span) => needs.any_user = Some(*span),
                 PrincipalExpr::JwtSvid(span)
                 | PrincipalExpr::JwtSvidVia { span, .. }
                 | PrincipalExpr::PeerBoundJwtSvid(span) => needs.jwt_svid = Some(*span),
@@ -962,7 +1004,7 @@ fn cross_check(cx: &mut Context, view: &RuleView<'_>, found: &Found, claims_read
                     format!("rule `{}` reads the end user, but no issuer is configured and no chain forwarder can carry one", rule.id),
                     span,
                 )
-                .note("no request can have a user here, so this condition can never hold")
+                .note("no request can have a user here, so this rule can never match")
                 .with_label(block.id.span, "rule declared here")
                 .help("add an `issuer` to the identity block, or trust the hops that carry the user with `chain { forwarder ... }`"),
             );
@@ -1105,7 +1147,7 @@ fn warn_unused(
             cx.report(
                 Diagnostic::new(
                     Code::UnusedIdentitySource,
-                    "`jwt_svid` settings that no rule uses",
+                    "no rule uses the `jwt_svid` settings",
                     *keyword,
                 )
                 .note("no rule has `principal jwt_svid` or `principal peer_bound_jwt_svid`")
@@ -1118,7 +1160,7 @@ fn warn_unused(
             cx.report(
                 Diagnostic::new(
                     Code::UnusedIdentitySource,
-                    format!("trust bundle for `{}` that no rule uses", bundle.trust_domain),
+                    format!("no rule uses the trust bundle for `{}`", bundle.trust_domain),
                     *span,
                 )
                 .note("trust bundles verify JWT-SVIDs, and no JWT-SVID rule matches this trust domain")
@@ -1132,7 +1174,7 @@ fn warn_unused(
             cx.report(
                 Diagnostic::new(
                     Code::UnusedIdentitySource,
-                    format!("issuer `{}` that no rule uses", issuer.issuer),
+                    format!("no rule uses issuer `{}`", issuer.issuer),
                     *span,
                 )
                 .note("no rule here reads the end user (`principal user` or `when user ...`)")

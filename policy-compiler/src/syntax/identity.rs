@@ -19,7 +19,8 @@ use crate::ast::*;
 use crate::span::Spanned;
 use crate::syntax::lexer::TokenKind;
 
-const IDENTITY_KEYWORDS: [&str; 6] = [
+const IDENTITY_KEYWORDS: [&str; 7] = [
+    "external",
     "jwt_svid",
     "user_tokens",
     "issuer",
@@ -125,6 +126,7 @@ impl Parser {
                     })
                     .map(|settings| IdentitySetting::Revocation { keyword, settings })
                 }
+                "external" => Ok(IdentitySetting::External(p.keyword())),
                 "chain_hand_off" => {
                     let keyword = p.keyword();
                     p.name("`sealed` or `wire`")
