@@ -223,6 +223,7 @@ pub(crate) mod test_support {
         check_source(source).1.iter().map(|d| d.code).collect()
     }
 
-    /// A valid preamble for snippets.
-    pub const PREAMBLE: &str = "policy \"t\" {\n  trust_domains \"a.example\" \"b.example\"\n}\n";
+    /// A valid preamble for snippets. Their token settings are `external`,
+    /// so snippets about other checks need no identity sources.
+    pub const PREAMBLE: &str = "policy \"t\" {\n  trust_domains \"a.example\" \"b.example\"\n}\nidentity {\n  external\n}\n";
 }
