@@ -260,3 +260,36 @@ allow r {
         json!(["resource_access[shop.api].roles", "tenant"])
     );
 }
+
+/// The complete policies in the identity section of the language reference
+/// compile without warnings and their tests pass; the fragment with
+/// `external` compiles inside a policy.
+#[test]
+fn the_identity_docs_examples_compile() {
+    let doc = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy-language.md"),
+    )
+    .unwrap();
+    let start = doc.find("### Identity settings").expect("identity section");
+    let end = start + doc[start..].find("\n### ").expect("next section");
+    let section = &doc[start..end];
+    let snippets: Vec<&str> = section.split("```\n").skip(1).step_by(2).collect();
+    let mut policies = 0;
+    for snippet in &snippets {
+        let source = if snippet.starts_with("policy ") {
+            policies += 1;
+            (*snippet).to_owned()
+        } else {
+            format!(
+                "policy \"p\" {{\n  trust_domains \"shop.example\"\n}}\n{snippet}intent i {{\n  path \"/\"\n}}\nallow r {{\n  principal user\n  intent i\n}}\n"
+            )
+        };
+        let compiled = compile_source(&source, "docs.policy")
+            .unwrap_or_else(|d| panic!("docs snippet does not compile:\n{snippet}\n{d}"));
+        assert!(compiled.warnings.is_empty(), "{}", compiled.warnings);
+        let report = meshward_policy::run_tests(&compiled).unwrap();
+        assert_eq!(report.failed(), 0, "{report}");
+        FilterConfig::from_json(compiled.plugin_config_json(&[]).as_bytes()).unwrap();
+    }
+    assert_eq!((snippets.len(), policies), (3, 2));
+}
