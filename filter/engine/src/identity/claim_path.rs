@@ -297,4 +297,30 @@ mod tests {
         assert_eq!(at("realm_access.roles.x"), None);
         assert_eq!(at("missing.x"), None);
     }
+
+    proptest::proptest! {
+        /// Any text parses or is refused (never a panic); what parses has a
+        /// canonical text that parses to the same keys, within the bounds.
+        #[test]
+        fn parse_is_total_and_canonical(text in "[a-z.\\[\\]/:é]{0,40}") {
+            if let Ok(path) = ClaimPath::parse(&text) {
+                proptest::prop_assert!(path.keys().len() <= MAX_CLAIM_PATH_KEYS);
+                proptest::prop_assert!(path.keys().iter().all(|k| !k.is_empty() && !k.contains(']')));
+                let again = ClaimPath::parse(path.as_str()).unwrap();
+                proptest::prop_assert_eq!(&again, &path);
+            } else if let Err(e) = ClaimPath::parse(&text) {
+                let range = e.range(&text);
+                proptest::prop_assert!(range.start <= range.end && range.end <= text.len());
+                proptest::prop_assert!(text.get(range).is_some());
+            }
+        }
+
+        /// Keys made of anything but `]` survive canonical text.
+        #[test]
+        fn keys_round_trip(keys in proptest::collection::vec("[a-z./\\[:]{1,6}", 1..=8)) {
+            let text = canonical(&keys);
+            let path = ClaimPath::parse(&text).unwrap();
+            proptest::prop_assert_eq!(path.keys(), keys.as_slice());
+        }
+    }
 }
