@@ -94,6 +94,8 @@ pub struct Compiled {
     pub source_map: SourceMap,
     /// Token and key settings from the `identity` block (key files read).
     pub identity: checked::IdentitySettings,
+    /// Warnings about the settings file, when one was given.
+    pub settings_warnings: Option<Diagnostics>,
 }
 
 impl Compiled {
@@ -154,6 +156,70 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
         tests: checked.tests,
         identity: checked.identity,
         warnings: Diagnostics::new(file, diagnostics),
+        settings_warnings: None,
+    })
+}
+
+/// Why a policy with a settings file did not compile: each file's
+/// diagnostics (errors and warnings), rendered against its own source.
+#[derive(Debug, Clone)]
+pub struct CompileErrors {
+    /// The policy file's.
+    pub policy: Diagnostics,
+    /// The settings file's.
+    pub settings: Diagnostics,
+}
+
+/// Compiles a policy whose identity settings come from a settings file
+/// (`meshward compile POLICY --settings FILE`): the settings file holds one
+/// `identity { ... }` block, which replaces the policy's own, so one policy
+/// serves several environments. Key files are read relative to the
+/// settings file's directory. The cross-checks between rules and identity
+/// sources run as for [`compile_source`].
+pub fn compile_with_settings(
+    source: &str,
+    file_name: &str,
+    settings_source: &str,
+    settings_name: &str,
+) -> Result<Compiled, Box<CompileErrors>> {
+    let file = SourceFile::new(file_name, source);
+    let settings_file = SourceFile::new(settings_name, settings_source);
+    let (ast, syntax_errors) = syntax::parse(source);
+    let (settings_ast, settings_syntax_errors) = syntax::parse(settings_source);
+    if !syntax_errors.is_empty() || !settings_syntax_errors.is_empty() {
+        return Err(Box::new(CompileErrors {
+            policy: Diagnostics::new(file, syntax_errors),
+            settings: Diagnostics::new(settings_file, settings_syntax_errors),
+        }));
+    }
+    let checked = check::check_with_settings(
+        &ast,
+        std::path::Path::new(file_name).parent(),
+        check::SettingsFile {
+            file: &settings_ast,
+            base_dir: std::path::Path::new(settings_name).parent(),
+        },
+    );
+    let policy_diagnostics = Diagnostics::new(file.clone(), checked.policy_diagnostics);
+    let settings_diagnostics = Diagnostics::new(settings_file, checked.settings_diagnostics);
+    let Some(checked) = checked.policy else {
+        return Err(Box::new(CompileErrors {
+            policy: policy_diagnostics,
+            settings: settings_diagnostics,
+        }));
+    };
+    let policy = lower::lower(&checked);
+    let (bytes, hash) = codec::encode(&policy);
+    Ok(Compiled {
+        file_name: file_name.to_owned(),
+        policy,
+        bytes,
+        hash,
+        source_map: SourceMap::new(&file, &checked),
+        tests: checked.tests,
+        identity: checked.identity,
+        warnings: policy_diagnostics,
+        settings_warnings: Some(settings_diagnostics),
     })
 }
 

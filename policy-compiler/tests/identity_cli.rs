@@ -164,3 +164,54 @@ fn explain_takes_claim_paths_in_any_spelling() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn compile_takes_per_environment_settings() {
+    let dir = scratch("identity-cli-settings");
+    fs::write(dir.join("policies/cli.policy"), POLICY).unwrap();
+    fs::write(dir.join("policies/keys/idp.jwks.json"), JWKS).unwrap();
+    fs::create_dir_all(dir.join("envs")).unwrap();
+    fs::write(
+        dir.join("envs/prod.settings"),
+        "identity {\n  issuer \"https://idp.prod.example\" {\n    audiences \"orders\"\n    keys fetch cluster \"idp\" path \"/jwks\"\n  }\n}\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("envs/broken.settings"),
+        "identity {\n  issuer \"https://idp.prod.example\" {\n    audiences \"orders\"\n  }\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("prod.json");
+    let compile = |settings: &str| {
+        meshward(
+            &[
+                "compile",
+                "policies/cli.policy",
+                "--settings",
+                settings,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &dir,
+        )
+    };
+    let output = compile("envs/prod.settings");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let config: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        config["user_tokens"]["issuers"][0]["issuer"],
+        "https://idp.prod.example"
+    );
+    assert_eq!(config["key_fetch"][0]["issuer"], "https://idp.prod.example");
+
+    let output = compile("envs/broken.settings");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("error[E040]: issuer `https://idp.prod.example` has no keys")
+            && stderr.contains("--> envs/broken.settings:2:3"),
+        "{stderr}"
+    );
+    let output = compile("envs/missing.settings");
+    assert_eq!(output.status.code(), Some(2));
+}

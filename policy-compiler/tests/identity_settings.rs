@@ -263,7 +263,8 @@ allow r {
 
 /// The complete policies in the identity section of the language reference
 /// compile without warnings and their tests pass; the fragment with
-/// `external` compiles inside a policy.
+/// `external` compiles inside a policy, the settings file beside the first
+/// example.
 #[test]
 fn the_identity_docs_examples_compile() {
     let doc = fs::read_to_string(
@@ -284,12 +285,142 @@ fn the_identity_docs_examples_compile() {
                 "policy \"p\" {{\n  trust_domains \"shop.example\"\n}}\n{snippet}intent i {{\n  path \"/\"\n}}\nallow r {{\n  principal user\n  intent i\n}}\n"
             )
         };
-        let compiled = compile_source(&source, "docs.policy")
-            .unwrap_or_else(|d| panic!("docs snippet does not compile:\n{snippet}\n{d}"));
+        let compiled = if snippet.starts_with("# prod.settings") {
+            // A settings file, for the first example policy.
+            meshward_policy::compile_with_settings(
+                snippets[0],
+                "shop.policy",
+                snippet,
+                "prod.settings",
+            )
+            .unwrap_or_else(|e| panic!("{}\n{}", e.policy, e.settings))
+        } else {
+            compile_source(&source, "docs.policy")
+                .unwrap_or_else(|d| panic!("docs snippet does not compile:\n{snippet}\n{d}"))
+        };
         assert!(compiled.warnings.is_empty(), "{}", compiled.warnings);
         let report = meshward_policy::run_tests(&compiled).unwrap();
         assert_eq!(report.failed(), 0, "{report}");
         FilterConfig::from_json(compiled.plugin_config_json(&[]).as_bytes()).unwrap();
     }
-    assert_eq!((snippets.len(), policies), (3, 2));
+    assert_eq!((snippets.len(), policies), (4, 2));
+}
+
+/// A policy that reads users, with development settings of its own.
+const ENV_POLICY: &str = r#"policy "env" {
+  trust_domains "prod.example"
+}
+
+identity {
+  issuer "https://idp.dev.example" {
+    audiences "orders"
+    keys fetch cluster "dev_idp" path "/jwks"
+  }
+}
+
+intent orders.read {
+  method GET
+  path "/orders/{id}"
+}
+
+allow admins-read {
+  principal user
+  intent orders.read
+  when user claim "realm_access.roles" contains "admin"
+}
+"#;
+
+#[test]
+fn a_settings_file_replaces_the_policys_identity_block() {
+    let dir = scratch("identity_settings_file");
+    fs::create_dir_all(dir.join("envs/keys")).unwrap();
+    fs::write(dir.join("envs/keys/idp.jwks.json"), JWKS).unwrap();
+    let settings = r#"# production
+identity {
+  issuer "https://idp.example" {
+    audiences "orders"
+    keys file "keys/idp.jwks.json"
+    keys fetch cluster "idp" path "/jwks" refresh 5m max_staleness 1h
+  }
+}
+"#;
+    let policy_path = dir.join("env.policy");
+    let settings_path = dir.join("envs/prod.settings");
+    let compiled = meshward_policy::compile_with_settings(
+        ENV_POLICY,
+        policy_path.to_str().unwrap(),
+        settings,
+        settings_path.to_str().unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{}\n{}", e.policy, e.settings));
+    let config = compiled.plugin_config_value(&[]);
+    let issuers = &config["user_tokens"]["issuers"];
+    assert_eq!(issuers.as_array().unwrap().len(), 1);
+    assert_eq!(issuers[0]["issuer"], "https://idp.example");
+    // The key file is read relative to the settings file.
+    assert_eq!(
+        issuers[0]["jwks"],
+        serde_json::from_str::<Value>(JWKS).unwrap()
+    );
+    assert_eq!(config["key_fetch"][0]["cluster"], "idp");
+    assert_eq!(
+        config["user_tokens"]["claims"],
+        json!(["realm_access.roles"])
+    );
+    // The compiled policy is the same with either settings: only the
+    // plugin configuration differs.
+    let dev = compile_source(ENV_POLICY, policy_path.to_str().unwrap()).unwrap();
+    assert_eq!(dev.hash, compiled.hash);
+    assert_eq!(
+        dev.plugin_config_value(&[])["user_tokens"]["issuers"][0]["issuer"],
+        "https://idp.dev.example"
+    );
+    FilterConfig::from_json(config.to_string().as_bytes()).unwrap();
+}
+
+#[test]
+fn settings_file_findings_are_reported_against_the_right_file() {
+    // No issuer in the settings: the rule's error is the policy's; the
+    // stray intent and the unused bundle are the settings file's.
+    let settings = r#"intent stray {
+  path "/"
+}
+identity {
+  trust_budle "prod.example" {
+  }
+}
+"#;
+    let errors =
+        meshward_policy::compile_with_settings(ENV_POLICY, "env.policy", settings, "prod.settings")
+            .unwrap_err();
+    // A syntax error stops both files before checking.
+    assert!(errors.policy.is_empty());
+    assert_eq!(errors.settings.items()[0].code, Code::UnexpectedToken);
+
+    let settings = r#"intent stray {
+  path "/"
+}
+identity {
+  trust_bundle "prod.example" {
+    keys fetch cluster "spire" path "/"
+  }
+}
+"#;
+    let errors =
+        meshward_policy::compile_with_settings(ENV_POLICY, "env.policy", settings, "prod.settings")
+            .unwrap_err();
+    let codes =
+        |d: &meshward_policy::Diagnostics| d.items().iter().map(|d| d.code).collect::<Vec<_>>();
+    assert_eq!(codes(&errors.policy), [Code::MissingIdentitySource]);
+    assert_eq!(
+        codes(&errors.settings),
+        [Code::InvalidIdentitySetting, Code::UnusedIdentitySource]
+    );
+    let text = errors.settings.to_string();
+    assert!(text.contains("--> prod.settings:1:8"), "{text}");
+    assert!(
+        errors.policy.to_string().contains("--> env.policy:20:8"),
+        "{}",
+        errors.policy
+    );
 }

@@ -60,31 +60,62 @@ pub(super) struct RuleView<'a> {
 }
 
 /// Checks the `identity` blocks and the rules against them.
+/// Where the identity settings are written.
+pub(super) enum IdentityInput<'a> {
+    /// The policy's own `identity` blocks (at most one is allowed).
+    Policy(&'a [&'a IdentityBlock]),
+    /// A settings file given beside the policy: its block replaces the
+    /// policy's, and findings about the block itself go to `cx` (the
+    /// settings file's diagnostics).
+    SettingsFile {
+        /// The file's `identity` block, if it has one.
+        block: Option<&'a IdentityBlock>,
+        /// The settings file's diagnostics.
+        cx: &'a mut Context,
+    },
+}
+
+/// Checks the identity settings and the rules against them. Findings about
+/// the rules go to `cx` (the policy's diagnostics).
 pub(super) fn check_identity(
     cx: &mut Context,
-    blocks: &[&IdentityBlock],
+    input: IdentityInput<'_>,
     view: &RuleView<'_>,
 ) -> IdentitySettings {
     let mut found = Found::default();
-    if let Some((block, others)) = blocks.split_first() {
-        for other in others {
-            cx.report(
-                Diagnostic::new(
-                    Code::Duplicate,
-                    "`identity` block is declared twice",
-                    other.keyword,
-                )
-                .note("declared again here")
-                .with_label(block.keyword, "first declared here")
-                .help("a policy has one `identity` block: merge them"),
-            );
+    let mut own = Context {
+        base_dir: cx.base_dir.clone(),
+        ..Context::default()
+    };
+    let (settings_cx, block) = match input {
+        IdentityInput::Policy(blocks) => {
+            if let Some((block, others)) = blocks.split_first() {
+                for other in others {
+                    cx.report(
+                        Diagnostic::new(
+                            Code::Duplicate,
+                            "`identity` block is declared twice",
+                            other.keyword,
+                        )
+                        .note("declared again here")
+                        .with_label(block.keyword, "first declared here")
+                        .help("a policy has one `identity` block: merge them"),
+                    );
+                }
+            }
+            (&mut own, blocks.first().copied())
         }
-        read_block(cx, view.settings, block, &mut found);
+        IdentityInput::SettingsFile { block, cx } => (cx, block),
+    };
+    if let Some(block) = block {
+        read_block(settings_cx, view.settings, block, &mut found);
     }
     let claims_read = check_claim_paths(cx, view);
     if found.external.is_none() {
-        cross_check(cx, view, &found, &claims_read);
+        let usage = cross_check(cx, view, &found, &claims_read);
+        warn_unused(settings_cx, &found, &usage);
     }
+    cx.diagnostics.append(&mut own.diagnostics);
     found.into_settings(claims_read)
 }
 
@@ -971,7 +1002,20 @@ fn svid_domains(rule: &Rule) -> Option<BTreeSet<String>> {
     Some(domains)
 }
 
-fn cross_check(cx: &mut Context, view: &RuleView<'_>, found: &Found, claims_read: &[String]) {
+/// Which sources the rules use.
+struct Usage {
+    jwt: bool,
+    user: bool,
+    any_domain: bool,
+    domains: BTreeSet<String>,
+}
+
+fn cross_check(
+    cx: &mut Context,
+    view: &RuleView<'_>,
+    found: &Found,
+    claims_read: &[String],
+) -> Usage {
     let has_issuer = !found.issuers.is_empty();
     let mut jwt_used = false;
     let mut user_used = false;
@@ -1011,6 +1055,16 @@ fn cross_check(cx: &mut Context, view: &RuleView<'_>, found: &Found, claims_read
         }
         let Some(span) = needs.jwt_svid else { continue };
         jwt_used = true;
+        let domains = match &rule.principal {
+            Principal::JwtSvid | Principal::JwtSvidVia(_) | Principal::PeerBoundJwtSvid => {
+                svid_domains(rule)
+            }
+            Principal::Peer | Principal::User => continue,
+        };
+        match &domains {
+            None => any_domain_used = true,
+            Some(domains) => domains_used.extend(domains.iter().cloned()),
+        }
         if found.jwt_svid.is_none() {
             cx.report(
                 Diagnostic::new(
@@ -1024,13 +1078,8 @@ fn cross_check(cx: &mut Context, view: &RuleView<'_>, found: &Found, claims_read
             );
             continue;
         }
-        let svid_rule = match &rule.principal {
-            Principal::JwtSvid | Principal::JwtSvidVia(_) | Principal::PeerBoundJwtSvid => rule,
-            Principal::Peer | Principal::User => continue,
-        };
-        match svid_domains(svid_rule) {
+        match domains {
             None => {
-                any_domain_used = true;
                 if found.bundles.is_empty() {
                     cx.report(
                         Diagnostic::new(
@@ -1064,19 +1113,16 @@ fn cross_check(cx: &mut Context, view: &RuleView<'_>, found: &Found, claims_read
                         .help(format!("add `trust_bundle \"{first}\" {{ keys ... }}` to the identity block")),
                     );
                 }
-                domains_used.extend(domains);
             }
         }
     }
     check_exposed_claims(cx, view, found, claims_read);
-    warn_unused(
-        cx,
-        found,
-        jwt_used,
-        user_used,
-        any_domain_used,
-        &domains_used,
-    );
+    Usage {
+        jwt: jwt_used,
+        user: user_used,
+        any_domain: any_domain_used,
+        domains: domains_used,
+    }
 }
 
 /// `E043`: when issuers list their claims, a rule may read only those.
@@ -1134,16 +1180,9 @@ fn check_exposed_claims(
     }
 }
 
-fn warn_unused(
-    cx: &mut Context,
-    found: &Found,
-    jwt_used: bool,
-    user_used: bool,
-    any_domain_used: bool,
-    domains_used: &BTreeSet<String>,
-) {
+fn warn_unused(cx: &mut Context, found: &Found, usage: &Usage) {
     if let Some((keyword, _)) = &found.jwt_svid {
-        if !jwt_used {
+        if !usage.jwt {
             cx.report(
                 Diagnostic::new(
                     Code::UnusedIdentitySource,
@@ -1156,7 +1195,7 @@ fn warn_unused(
         }
     }
     for (span, bundle) in &found.bundles {
-        if !any_domain_used && !domains_used.contains(&bundle.trust_domain) {
+        if !usage.any_domain && !usage.domains.contains(&bundle.trust_domain) {
             cx.report(
                 Diagnostic::new(
                     Code::UnusedIdentitySource,
@@ -1169,7 +1208,7 @@ fn warn_unused(
         }
     }
     let wire = found.hand_off.as_ref().is_some_and(|h| h.value == "wire");
-    if !user_used && !wire {
+    if !usage.user && !wire {
         for (span, issuer, _) in &found.issuers {
             cx.report(
                 Diagnostic::new(

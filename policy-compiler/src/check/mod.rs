@@ -28,7 +28,7 @@ mod templates;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::ast::{Item, PolicyFile};
+use crate::ast::{IdentityBlock, Item, PolicyFile};
 use crate::checked;
 use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::span::{Span, Spanned};
@@ -39,12 +39,98 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
     check_in(file, None)
 }
 
+/// A settings file given beside a policy: an `identity` block that replaces
+/// the policy's own (per-environment identity settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsFile<'a> {
+    /// The parsed settings file.
+    pub file: &'a PolicyFile,
+    /// Where its key files are read from (`None`: the current directory).
+    pub base_dir: Option<&'a Path>,
+}
+
+/// What checking a policy with a settings file finds.
+pub struct CheckedWithSettings {
+    /// The checked policy, when neither file has an error.
+    pub policy: Option<checked::Policy>,
+    /// Diagnostics of the policy file.
+    pub policy_diagnostics: Vec<Diagnostic>,
+    /// Diagnostics of the settings file.
+    pub settings_diagnostics: Vec<Diagnostic>,
+}
+
+/// [`check_in`], with the identity settings taken from `settings` instead of
+/// the policy's `identity` block.
+pub fn check_with_settings(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+    settings: SettingsFile<'_>,
+) -> CheckedWithSettings {
+    let (policy, policy_diagnostics, settings_diagnostics) =
+        check_files(file, base_dir, Some(settings));
+    CheckedWithSettings {
+        policy,
+        policy_diagnostics,
+        settings_diagnostics,
+    }
+}
+
+/// The settings file's one `identity` block; anything else in it is `E040`.
+fn settings_block<'a>(cx: &mut Context, file: &'a PolicyFile) -> Option<&'a IdentityBlock> {
+    let mut block: Option<&IdentityBlock> = None;
+    for item in &file.items {
+        let (span, what) = match item {
+            Item::Identity(found) if block.is_none() => {
+                block = Some(found);
+                continue;
+            }
+            Item::Identity(found) => (found.keyword, "a second `identity` block"),
+            Item::Policy(b) => (b.keyword, "a `policy` block"),
+            Item::Chain(b) => (b.keyword, "a `chain` block"),
+            Item::Group(b) => (b.name.span, "a group"),
+            Item::Intent(b) => (b.name.span, "an intent"),
+            Item::Rule(b) => (b.id.span, "a rule"),
+            Item::Test(b) => (b.name.span, "a test"),
+        };
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidIdentitySetting,
+                format!("{what} in a settings file"),
+                span,
+            )
+            .note("a settings file holds one `identity { ... }` block and nothing else")
+            .help("move it to the policy file"),
+        );
+    }
+    if block.is_none() {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidIdentitySetting,
+                "settings file without an `identity` block",
+                Span::new(0, 0),
+            )
+            .note("expected `identity { ... }`")
+            .help("write the per-environment identity settings as `identity { issuer \"...\" { ... } }`"),
+        );
+    }
+    block
+}
+
 /// [`check`], reading files the policy names (key sets) relative to
 /// `base_dir` (`None`: the current directory).
 pub fn check_in(
     file: &PolicyFile,
     base_dir: Option<&Path>,
 ) -> (Option<checked::Policy>, Vec<Diagnostic>) {
+    let (policy, diagnostics, _) = check_files(file, base_dir, None);
+    (policy, diagnostics)
+}
+
+fn check_files(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+    settings_file: Option<SettingsFile<'_>>,
+) -> (Option<checked::Policy>, Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut cx = Context {
         base_dir: base_dir.map(Path::to_path_buf),
         ..Context::default()
@@ -76,9 +162,22 @@ pub fn check_in(
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
+    let mut settings_cx = Context {
+        base_dir: settings_file
+            .and_then(|s| s.base_dir)
+            .map(Path::to_path_buf),
+        ..Context::default()
+    };
+    let input = match settings_file {
+        None => identity_source::IdentityInput::Policy(&identity_blocks),
+        Some(settings) => identity_source::IdentityInput::SettingsFile {
+            block: settings_block(&mut settings_cx, settings.file),
+            cx: &mut settings_cx,
+        },
+    };
     let identity = identity_source::check_identity(
         &mut cx,
-        &identity_blocks,
+        input,
         &identity_source::RuleView {
             settings: &settings,
             chain: &chain.config,
@@ -93,6 +192,7 @@ pub fn check_in(
     let has_errors = cx
         .diagnostics
         .iter()
+        .chain(&settings_cx.diagnostics)
         .any(|d| d.severity() == Severity::Error);
     let policy = (!has_errors).then(|| checked::Policy {
         name: settings.name,
@@ -105,7 +205,7 @@ pub fn check_in(
         chain: chain.config,
         identity,
     });
-    (policy, cx.diagnostics)
+    (policy, cx.diagnostics, settings_cx.diagnostics)
 }
 
 /// What every phase writes to.

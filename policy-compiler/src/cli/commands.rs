@@ -9,7 +9,8 @@ use meshward_engine::config::{normalize_serial, FilterConfig};
 use meshward_engine::identity::claim_path::ClaimPath;
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
-use meshward_policy::{compile_source, explain, generate, jwt_svid_from_text, peer_from_text};
+use meshward_policy::{compile_source, compile_with_settings};
+use meshward_policy::{explain, generate, jwt_svid_from_text, peer_from_text};
 use meshward_policy::{run_tests, ClaimValue, Compiled, Diagnostics};
 use meshward_policy::{SampleChain, SampleRequest, SampleUser};
 use serde_json::json;
@@ -26,12 +27,14 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Compile {
             file,
             output,
+            settings,
             revoked_serials,
             compact,
             format,
             sign,
         } => compile(
             &file,
+            settings.as_deref(),
             &output,
             &revoked_serials,
             compact,
@@ -118,6 +121,47 @@ fn compile_file(file: &Path, format: Format) -> Result<Option<Compiled>, String>
     }
 }
 
+/// [`compile_file`] with the identity settings from `settings`; each
+/// file's diagnostics are reported against its own source.
+fn compile_file_with_settings(
+    file: &Path,
+    settings: &Path,
+    format: Format,
+) -> Result<Option<Compiled>, String> {
+    let source = read(file)?;
+    let settings_source = read(settings)?;
+    match compile_with_settings(
+        &source,
+        &file.display().to_string(),
+        &settings_source,
+        &settings.display().to_string(),
+    ) {
+        Ok(compiled) => {
+            if format == Format::Text {
+                for warnings in [
+                    Some(&compiled.warnings),
+                    compiled.settings_warnings.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|w| !w.is_empty())
+                {
+                    err(&warnings.to_string());
+                }
+            }
+            Ok(Some(compiled))
+        }
+        Err(errors) => {
+            for diagnostics in [&errors.policy, &errors.settings] {
+                if !diagnostics.is_empty() {
+                    report(diagnostics, format)?;
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
 fn report(diagnostics: &Diagnostics, format: Format) -> Result<(), String> {
     match format {
         Format::Text => {
@@ -171,6 +215,7 @@ fn check(file: &Path, format: Format, deny_warnings: bool) -> CliResult {
 
 fn compile(
     file: &Path,
+    settings: Option<&Path>,
     output: &Path,
     revoked_serials: &[String],
     compact: bool,
@@ -184,7 +229,11 @@ fn compile(
                 .ok_or_else(|| format!("revoked serial `{s}` is not a hexadecimal serial number"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(compiled) = compile_file(file, format)? else {
+    let compiled = match settings {
+        None => compile_file(file, format)?,
+        Some(settings) => compile_file_with_settings(file, settings, format)?,
+    };
+    let Some(compiled) = compiled else {
         return Ok(Exit::PolicyErrors);
     };
     let mut config = compiled.plugin_config_value(&serials);
