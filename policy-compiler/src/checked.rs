@@ -289,7 +289,7 @@ pub enum UserTest {
     HasScope(String),
     /// A claim of a directly verified token.
     Claim {
-        /// The claim name.
+        /// The claim's path, in canonical text (`a[b.c].d`).
         name: String,
         /// What must hold.
         test: ClaimTest,

@@ -5,16 +5,17 @@
 //! plugin configuration (header names, schemes, algorithms, skew, sizes,
 //! fetches, key documents parsed by the engine's own `KeySet::parse`), so
 //! `meshward compile` never writes settings the filter would refuse. Key
-//! files are read here, relative to the policy file's directory, and
+//! files are read here, relative to the directory of the file that names
+//! them (the policy, or a settings file given with `--settings`), and
 //! embedded.
 //!
 //! Cross-checks (a rule that can never be satisfied is the silent deny-all
 //! this block exists to prevent):
 //! - `E042`: a rule needs a user token verified at this hop (`when user
-//!   issuer`, `when user claim`) and no issuer is
-//!   configured; a rule on the user at all (`principal user`, `when user
-//!   present|subject|scope`) with no issuer and no chain forwarder; a JWT-SVID rule with no `jwt_svid` settings, or whose
-//!   subjects' trust domain has no `trust_bundle`.
+//!   issuer`, `when user claim`) and no issuer is configured; a rule on the
+//!   user at all (`principal user`, `when user present|subject|scope`) with
+//!   no issuer and no chain forwarder; a JWT-SVID rule with no `jwt_svid`
+//!   settings, or whose subjects' trust domain has no `trust_bundle`.
 //! - `E043`: a rule reads a claim no issuer's `claims` lists, when some
 //!   issuer lists its claims (claims rules read are otherwise added to the
 //!   configuration automatically).
@@ -59,7 +60,6 @@ pub(super) struct RuleView<'a> {
     pub test_blocks: &'a [&'a TestBlock],
 }
 
-/// Checks the `identity` blocks and the rules against them.
 /// Where the identity settings are written.
 pub(super) enum IdentityInput<'a> {
     /// The policy's own `identity` blocks (at most one is allowed).
