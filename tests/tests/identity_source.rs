@@ -232,3 +232,119 @@ fn nested_claims_from_a_fetched_jwks_through_envoy() {
         "user_token_bad_signature",
     );
 }
+
+const SVID_POLICY: &str = r#"
+policy "identity-source-svids" {
+  trust_domains "shop.example"
+}
+
+identity {
+  jwt_svid {
+    audiences "spiffe://shop.example/ns/shop/sa/orders"
+    max_lifetime 10m
+    algorithms ES256
+  }
+  trust_bundle "shop.example" {
+    keys fetch cluster "meshward_keys" path "/bundle" refresh 1s max_staleness 1h timeout 1s
+  }
+  revocation {
+    fetch cluster "meshward_keys" path "/revoked" refresh 1s
+    jti "revoked-in-source"
+  }
+}
+
+intent orders.status {
+  method GET
+  path "/status/{id}"
+}
+
+allow report-status {
+  principal jwt_svid
+  subject "spiffe://shop.example/ns/batch/sa/report"
+  intent orders.status
+}
+"#;
+
+fn svid_get(id: &str, token: &str) -> Request {
+    Request::get("/status/1")
+        .header("x-request-id", id)
+        .header("x-jwt-svid", token)
+}
+
+/// A JWT-SVID of the report job for the orders workload, valid 5 minutes.
+fn report_svid(key: &SigningKey, kid: &str, jti: &str) -> String {
+    let now = now();
+    key.mint(
+        kid,
+        &json!({"sub": "spiffe://shop.example/ns/batch/sa/report",
+                "aud": ["spiffe://shop.example/ns/shop/sa/orders"],
+                "iat": now, "exp": now + 300, "jti": jti}),
+    )
+}
+
+#[test]
+fn jwt_svids_against_a_fetched_spiffe_bundle_and_revocations_from_source() {
+    let compiled = compile_source(SVID_POLICY, "identity-source-svids.policy")
+        .unwrap_or_else(|d| panic!("the policy does not compile:\n{d}"));
+    assert!(compiled.warnings.is_empty(), "{}", compiled.warnings);
+    let config = compiled.plugin_config_json(&[]);
+
+    let spire = SigningKey::es256();
+    let b = TokenBackend::start("identity-source-svids", &config, false, |docs| {
+        // A SPIFFE bundle as SPIRE's bundle endpoint serves it.
+        let mut bundle = jwks(&[(&spire, "spire-1")], &json!({"use": "jwt-svid"}));
+        bundle["spiffe_sequence"] = json!(1);
+        docs.serve_json("/bundle", &bundle);
+        docs.serve_json("/revoked", &json!({"jtis": ["revoked-fetched"]}));
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let client = b.direct(&b.pki.shop.svid("/ns/shop/sa/frontend"));
+
+    let good = report_svid(&spire, "spire-1", "good-1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send(&client, &svid_get("first", &good)).status != 200 {
+        assert!(Instant::now() < deadline, "the bundle was never fetched");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The revocation list is fetched on its own timer.
+    b.docs.wait_hits("/revoked", 0, 1, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fetched = report_svid(&spire, "spire-1", "revoked-fetched");
+    while send(&client, &svid_get("fetched-probe", &fetched)).status != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation list was never applied"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    denied(
+        &send(&client, &svid_get("fetched", &fetched)),
+        401,
+        "jwt_revoked",
+    );
+    // A jti revoked in the policy source stays revoked beside the fetched list.
+    denied(
+        &send(
+            &client,
+            &svid_get(
+                "in-source",
+                &report_svid(&spire, "spire-1", "revoked-in-source"),
+            ),
+        ),
+        401,
+        "jwt_revoked",
+    );
+    // Only ES256 is allowed here; a key the bundle does not hold is unknown.
+    denied(
+        &send(
+            &client,
+            &svid_get(
+                "stranger",
+                &report_svid(&SigningKey::es256(), "other", "x-1"),
+            ),
+        ),
+        401,
+        "jwt_unknown_kid",
+    );
+    assert_eq!(send(&client, &svid_get("again", &good)).status, 200);
+}
