@@ -47,6 +47,7 @@ pub mod checked;
 pub mod diagnostics;
 pub mod diff;
 pub mod dump;
+pub mod fmt;
 pub mod generate;
 pub mod graph;
 pub mod istio;
@@ -55,6 +56,7 @@ mod model_text;
 pub mod oci;
 pub mod outcome;
 pub mod plugin_config;
+pub mod raw;
 pub mod replay;
 pub mod signing;
 pub mod source_map;
@@ -224,9 +226,9 @@ pub fn compile_with_settings(
 }
 
 /// Decides one request against a compiled policy, through its bytes.
-pub fn explain(compiled: &Compiled, request: &SampleRequest) -> Result<Outcome, PolicyError> {
-    let policy = compiled.load()?;
-    Ok(outcome::decide(&policy, &compiled.source_map, request))
+pub fn explain(compiled: &Compiled, request: &SampleRequest) -> Result<Outcome, String> {
+    let mut filter = outcome::OfflineFilter::for_compiled(compiled)?;
+    Ok(filter.decide(request))
 }
 
 #[cfg(test)]

@@ -274,7 +274,12 @@ fn the_identity_docs_examples_compile() {
     let start = doc.find("### Identity settings").expect("identity section");
     let end = start + doc[start..].find("\n### ").expect("next section");
     let section = &doc[start..end];
-    let snippets: Vec<&str> = section.split("```\n").skip(1).step_by(2).collect();
+    let snippets: Vec<&str> = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| block.split_once('\n').map_or(block, |(_, text)| text))
+        .collect();
     let mut policies = 0;
     for snippet in &snippets {
         let source = if snippet.starts_with("policy ") {

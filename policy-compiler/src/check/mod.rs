@@ -8,9 +8,9 @@
 //! Phases, in order: the `policy` block (trust domains first, since subjects
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
-//! their ambiguity), rules (then shadowing), tests, the `identity` block
-//! (against the rules that need its sources), and finally
-//! unused-declaration warnings.
+//! their ambiguity), rules (then shadowing, covered rules and grants lost to
+//! more specific intents), tests, the `identity` block (against the rules
+//! that need its sources), and finally unused-declaration warnings.
 
 mod cases;
 mod chain;
@@ -19,6 +19,7 @@ mod groups;
 mod identity;
 mod identity_source;
 mod intents;
+mod lints;
 mod rules;
 mod settings;
 mod shadowing;
@@ -162,6 +163,19 @@ fn check_files(
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
+    // What a rule grants is only known for sure when nothing failed to
+    // check (a dropped condition or subject would make a grant look wider).
+    if !cx.has_errors() {
+        cx.diagnostics.extend(rules.broad_grants);
+        lints::warn_covered_rules(&mut cx, &settings.trust_domains, &rules.rules);
+        lints::warn_lost_grants(
+            &mut cx,
+            &settings.trust_domains,
+            &intents.intents,
+            &rules.rules,
+            &rule_blocks,
+        );
+    }
     let mut settings_cx = Context {
         base_dir: settings_file
             .and_then(|s| s.base_dir)
@@ -189,11 +203,11 @@ fn check_files(
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
-    let has_errors = cx
-        .diagnostics
-        .iter()
-        .chain(&settings_cx.diagnostics)
-        .any(|d| d.severity() == Severity::Error);
+    let has_errors = cx.has_errors()
+        || settings_cx
+            .diagnostics
+            .iter()
+            .any(|d| d.severity() == Severity::Error);
     let policy = (!has_errors).then(|| checked::Policy {
         name: settings.name,
         dry_run: settings.dry_run,
@@ -227,6 +241,12 @@ impl Context {
 
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity() == Severity::Error)
     }
 }
 
