@@ -212,6 +212,30 @@ fn compile_takes_per_environment_settings() {
             && stderr.contains("--> envs/broken.settings:2:3"),
         "{stderr}"
     );
+    // With --format json: one document, each diagnostic naming its file.
+    let output = meshward(
+        &[
+            "compile",
+            "policies/cli.policy",
+            "--settings",
+            "envs/broken.settings",
+            "-o",
+            out.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &dir,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)));
+    assert_eq!(
+        (doc["ok"].clone(), doc["error_count"].clone()),
+        (Value::Bool(false), 1.into())
+    );
+    assert_eq!(doc["errors"][0]["code"], "E040");
+    assert_eq!(doc["errors"][0]["file"], "envs/broken.settings");
+
     let output = compile("envs/missing.settings");
     assert_eq!(output.status.code(), Some(2));
 }

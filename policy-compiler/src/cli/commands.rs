@@ -194,11 +194,15 @@ fn compile_file_with_settings(
                             all.extend(more.iter().cloned());
                         }
                     }
-                    value["error_count"] =
-                        json!(errors.policy.error_count() + errors.settings.error_count());
-                    value["warning_count"] =
-                        json!(errors.policy.warning_count() + errors.settings.warning_count());
-                    value["ok"] = json!(false);
+                    if let Some(object) = value.as_object_mut() {
+                        let errors_total =
+                            errors.policy.error_count() + errors.settings.error_count();
+                        let warnings_total =
+                            errors.policy.warning_count() + errors.settings.warning_count();
+                        object.insert("error_count".to_owned(), json!(errors_total));
+                        object.insert("warning_count".to_owned(), json!(warnings_total));
+                        object.insert("ok".to_owned(), json!(false));
+                    }
                     print_json(&value)?;
                 }
             }
