@@ -38,6 +38,11 @@ policy "edge" {
   trust_domains "shop.example"
 }
 
+# The tests add the IdP (keys minted for each run) to the plugin configuration.
+identity {
+  external
+}
+
 chain {
   lifetime 5s
 }

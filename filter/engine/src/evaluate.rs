@@ -141,7 +141,9 @@ pub trait UserInfo {
     fn issuer(&self) -> Option<&str>;
     /// Whether the user has this scope.
     fn has_scope(&self, scope: &str) -> bool;
-    /// A named claim, when the token was verified at this hop.
+    /// A claim by the canonical text of its path
+    /// ([`crate::identity::claim_path`]), when the token was verified at
+    /// this hop.
     fn claim(&self, name: &str) -> Option<Claim<'_>>;
 }
 
