@@ -49,6 +49,7 @@ pub mod diff;
 pub mod dump;
 pub mod generate;
 pub mod graph;
+pub mod import;
 pub mod istio;
 pub mod lower;
 mod model_text;

@@ -65,6 +65,7 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Diff(args) => super::rollout::diff_command(&args),
         Command::Graph(args) => super::rollout::graph_command(&args),
         Command::Keygen(args) => super::rollout::keygen_command(&args),
+        Command::Import(args) => super::import::import(&args),
     };
     result.unwrap_or_else(|message| {
         err(&format!("error: {message}\n"));
@@ -80,7 +81,7 @@ fn read(file: &Path) -> Result<String, String> {
 }
 
 /// Writes to stdout. A closed pipe (`meshward ... | head`) is not an error.
-fn out(text: &str) -> Result<(), String> {
+pub(super) fn out(text: &str) -> Result<(), String> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(format!("cannot write to stdout: {e}"))
@@ -90,11 +91,11 @@ fn out(text: &str) -> Result<(), String> {
 }
 
 /// Writes to stderr; there is nowhere left to report a failure to.
-fn err(text: &str) {
+pub(super) fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), String> {
+pub(super) fn print_json(value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     out(&format!("{text}\n"))
 }

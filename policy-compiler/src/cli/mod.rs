@@ -2,6 +2,7 @@
 
 mod commands;
 mod deploy;
+mod import;
 mod rollout;
 
 use std::path::PathBuf;
@@ -150,6 +151,9 @@ enum Command {
     /// Draw who may do what: subjects → intents → services (DOT, SVG or HTML).
     #[command(after_help = EXIT_CODES)]
     Graph(rollout::GraphArgs),
+    /// Convert other systems' policies into meshward policies (`import istio`).
+    #[command(after_help = EXIT_CODES)]
+    Import(import::ImportArgs),
     /// Create an Ed25519 policy signing key; prints the public key (base64).
     #[command(after_help = EXIT_CODES)]
     Keygen(rollout::KeygenArgs),
