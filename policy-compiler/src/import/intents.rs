@@ -220,21 +220,47 @@ pub fn shapes(rules: &[RuleSem], classes: &[Vec<String>]) -> Vec<Shape> {
             paths.insert(format!("{}?q=1", super::sem::join(list)));
         }
     }
-    let mut authorities: Vec<String> = Vec::new();
+    // Hosts matter only where an operation naming hosts can match: other
+    // paths are checked with one authority.
+    let host_scopes: Vec<Option<String>> = ops
+        .iter()
+        .filter(|op| op.hosts.is_some())
+        .flat_map(|op| {
+            if op.paths.is_empty() {
+                vec![None]
+            } else {
+                op.paths
+                    .iter()
+                    .map(|p| p.segments().first().cloned())
+                    .collect()
+            }
+        })
+        .collect();
+    let mut host_authorities: Vec<String> = Vec::new();
     for h in &hosts {
-        authorities.push(h.clone());
-        authorities.push(format!("{h}:8080"));
-        authorities.push(h.to_ascii_uppercase());
+        host_authorities.push(h.clone());
+        host_authorities.push(format!("{h}:8080"));
+        host_authorities.push(h.to_ascii_uppercase());
     }
-    authorities.push(DEFAULT_AUTHORITY.to_owned());
-    let mut methods: Vec<String> = Vec::new();
-    for class in classes {
-        methods.extend(class.iter().take(2).cloned());
-    }
+    // One method per class: a class is exactly the methods no operation
+    // tells apart.
+    let methods: Vec<String> = classes.iter().filter_map(|c| c.first().cloned()).collect();
     let mut out = Vec::new();
-    for method in &methods {
-        for authority in &authorities {
-            for path in &paths {
+    for path in &paths {
+        let first = path
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default();
+        let scoped = host_scopes
+            .iter()
+            .any(|s| s.as_deref().is_none_or(|seg| first.starts_with(seg)));
+        let mut authorities = vec![DEFAULT_AUTHORITY.to_owned()];
+        if scoped {
+            authorities.extend(host_authorities.iter().cloned());
+        }
+        for method in &methods {
+            for authority in &authorities {
                 out.push(Shape {
                     method: method.clone(),
                     authority: authority.clone(),
