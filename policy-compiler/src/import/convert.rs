@@ -445,13 +445,13 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
     let values = Field {
         key: "values".to_owned(),
         path: format!("{}.values", cond.path),
-        line: cond.line,
+        line: cond.values_line,
         values: cond.values.clone(),
     };
     let not_values = Field {
         key: "notValues".to_owned(),
         path: format!("{}.notValues", cond.path),
-        line: cond.line,
+        line: cond.not_values_line,
         values: cond.not_values.clone(),
     };
     let mut alternatives: Alternatives = vec![Vec::new()];
@@ -476,7 +476,7 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
                     Conv::Keep(ms) => {
                         ctx.note(
                             Code::I003,
-                            cond.line,
+                            values.line,
                             &values.path,
                             "meshward compares the whole header value: a value Istio finds inside a comma-joined list, or a repeated header, is denied".to_owned(),
                         );
@@ -489,7 +489,7 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
             } else {
                 ctx.note(
                     Code::I002,
-                    cond.line,
+                    values.line,
                     &values.path,
                     "Istio also matches a value inside a comma-joined list, which meshward cannot express; the condition is left out, so the converted DENY applies regardless of the header".to_owned(),
                 );
@@ -499,7 +499,7 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
             if ctx.allow() {
                 ctx.note(
                     Code::I001,
-                    cond.line,
+                    not_values.line,
                     &not_values.path,
                     "meshward's `!=` also holds for a comma-joined list holding the value, which Istio excludes; the ALLOW rule is not converted".to_owned(),
                 );
@@ -552,7 +552,7 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
             if !cond.not_values.is_empty() {
                 if key == "request.auth.principal" {
                     if let Conv::DropRule = ctx.unsupported_field(
-                        cond.line,
+                        not_values.line,
                         &not_values.path,
                         "meshward has no negated user-token condition",
                     ) {
@@ -608,7 +608,7 @@ fn condition_alternatives(ctx: &mut Ctx<'_>, cond: &Condition) -> Option<Alterna
             }
             if !cond.not_values.is_empty() {
                 if let Conv::DropRule = ctx.unsupported_field(
-                    cond.line,
+                    not_values.line,
                     &not_values.path,
                     "meshward has no negated claim condition",
                 ) {

@@ -379,9 +379,16 @@ fn import_group(
     let mut default_allow = false;
     if !has_allow_policy {
         default_allow = true;
+        // Point at the most specific document of the group.
+        let rank = |t: &Target| match t {
+            Target::Selector(..) | Target::TargetRefs(..) => 0,
+            Target::Namespace(_) => 1,
+            Target::Mesh => 2,
+        };
         let (doc, line) = group
             .aps
-            .first()
+            .iter()
+            .min_by_key(|a| rank(&a.target))
             .map(|a| (a.doc.clone(), a.line))
             .or_else(|| group.ras.first().map(|r| (r.doc.clone(), r.line)))
             .unwrap_or((
@@ -429,7 +436,8 @@ fn import_group(
             continue;
         };
         let mut granted = Vec::new();
-        let (doc, line) = rule_location(group, rule);
+        let (doc, line, path) = rule_location(group, rule);
+        let to = format!("{path}.to");
         for (intent, (cover, example)) in intents::coverage(rule, &classified) {
             let name = intent.clone().unwrap_or_else(|| "unclassified".to_owned());
             let example = example
@@ -441,7 +449,7 @@ fn import_group(
                 (Cover::Partial, Effect::Allow) => findings.push(doc.finding(
                     Code::I008,
                     line,
-                    "to",
+                    &to,
                     format!(
                         "rule `{}`: meshward classifies some of its requests (e.g. `{example}`) into `{name}`, which holds requests the rule does not allow; they are denied",
                         rule.id
@@ -451,7 +459,7 @@ fn import_group(
                     findings.push(doc.finding(
                         Code::I003,
                         line,
-                        "to",
+                        &to,
                         format!(
                             "rule `{}`: denies all of `{name}`, which also holds requests Istio's rule does not match (e.g. `{example}`)",
                             rule.id
@@ -466,7 +474,7 @@ fn import_group(
                 findings.push(doc.finding(
                     Code::I008,
                     line,
-                    "to",
+                    &to,
                     format!(
                         "rule `{}` is left with no intent that it fully covers; not converted",
                         rule.id
@@ -524,11 +532,11 @@ fn import_group(
                         });
                     };
                     let (rule, _) = kept.remove(pos);
-                    let (doc, line) = rule_location(group, &rule);
+                    let (doc, line, path) = rule_location(group, &rule);
                     findings.push(doc.finding(
                         Code::I002,
                         line,
-                        "spec.rules",
+                        path,
                         format!("rule `{allow}` never applies in meshward: the converted deny `{deny}` always overrides it, so it is left out"),
                     ));
                 }
@@ -612,12 +620,13 @@ fn import_group(
     })
 }
 
-fn rule_location(group: &Group<'_>, rule: &RuleSem) -> (report::DocRef, usize) {
+/// The document, line and path of the Istio rule a converted rule came from.
+fn rule_location(group: &Group<'_>, rule: &RuleSem) -> (report::DocRef, usize, String) {
     for ap in &group.aps {
         for r in &ap.rules {
             let base = format!("{}.{}.r{}", ap.namespace, ap.name, r.index);
             if rule.id == base || rule.id.starts_with(&format!("{base}.v")) {
-                return (ap.doc.clone(), r.line);
+                return (ap.doc.clone(), r.line, r.path.clone());
             }
         }
     }
@@ -627,6 +636,7 @@ fn rule_location(group: &Group<'_>, rule: &RuleSem) -> (report::DocRef, usize) {
             document: group.workload.clone(),
         },
         0,
+        String::new(),
     )
 }
 
@@ -877,19 +887,25 @@ fn tests_for(rules: &[RuleSem], samples: &[Sample]) -> String {
                     .count()
                     == 1
         });
-        let Some(hit) = deciding else { continue };
-        let verb = if rule.effect == Effect::Allow {
-            "allow"
-        } else {
-            "deny"
+        // Without a request this rule decides alone, one it matches, with
+        // whatever decides it (another deny, say).
+        let (hit, expect) = match deciding {
+            Some(hit) => {
+                let verb = if rule.effect == Effect::Allow {
+                    "allow"
+                } else {
+                    "deny"
+                };
+                (hit, format!("{verb} by {}", rule.id))
+            }
+            None => match samples.iter().find(|s| s.agrees && rule.matches(&s.probe)) {
+                Some(hit) => (hit, if hit.allow { "allow" } else { "deny" }.to_owned()),
+                None => continue,
+            },
         };
         let name = format!("{}: {}", rule.id, emit::describe(&hit.probe));
         if names.insert(name.clone()) {
-            out.push_str(&emit::test_block(
-                &name,
-                &hit.probe,
-                &format!("{verb} by {}", rule.id),
-            ));
+            out.push_str(&emit::test_block(&name, &hit.probe, &expect));
             out.push('\n');
         }
         // A near miss: same request shape, and the rule does not match.

@@ -63,6 +63,10 @@ pub struct Condition {
     pub values: Vec<String>,
     /// `notValues` (empty when absent).
     pub not_values: Vec<String>,
+    /// Line of `values` (of the condition when absent).
+    pub values_line: usize,
+    /// Line of `notValues` (of the condition when absent).
+    pub not_values_line: usize,
 }
 
 /// One rule of an AuthorizationPolicy.
@@ -284,6 +288,8 @@ impl Reader<'_> {
                     key: key.to_owned(),
                     values,
                     not_values,
+                    values_line: item.get("values").map_or(item.line, |v| v.line),
+                    not_values_line: item.get("notValues").map_or(item.line, |v| v.line),
                 }
             })
             .collect()
