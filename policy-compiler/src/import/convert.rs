@@ -788,6 +788,7 @@ pub fn convert_rule(
         Action::Deny => Effect::Deny,
         Action::Audit | Action::Custom => return Vec::new(),
     };
+    let first_finding = findings.len();
     let mut ctx = Ctx {
         ap,
         effect,
@@ -849,6 +850,10 @@ pub fn convert_rule(
         return Vec::new();
     }
     let ops = (!rule.to.is_empty()).then_some(ops);
+    let widened = ctx
+        .findings
+        .get(first_finding..)
+        .is_some_and(|new| new.iter().any(|f| f.code == Code::I002));
     let base = format!("{}.{}.r{}", ap.namespace, ap.name, rule.index);
     let many = variants.len() > 1;
     variants
@@ -868,6 +873,7 @@ pub fn convert_rule(
             conds,
             needs_peer,
             ops: ops.clone(),
+            widened,
         })
         .collect()
 }

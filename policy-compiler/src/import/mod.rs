@@ -414,6 +414,7 @@ fn import_group(
             conds: Vec::new(),
             needs_peer: true,
             ops: None,
+            widened: false,
         });
     }
     let tds = trust_domains(&rules, options);
@@ -533,12 +534,22 @@ fn import_group(
                     };
                     let (rule, _) = kept.remove(pos);
                     let (doc, line, path) = rule_location(group, &rule);
-                    findings.push(doc.finding(
-                        Code::I002,
-                        line,
-                        path,
-                        format!("rule `{allow}` never applies in meshward: the converted deny `{deny}` always overrides it, so it is left out"),
-                    ));
+                    let widened = kept.iter().any(|(r, _)| r.id == deny && r.widened);
+                    findings.push(if widened {
+                        doc.finding(
+                            Code::I002,
+                            line,
+                            path,
+                            format!("rule `{allow}` never applies in meshward: the widened deny `{deny}` always overrides it, so it is left out"),
+                        )
+                    } else {
+                        doc.finding(
+                            Code::I011,
+                            line,
+                            path,
+                            format!("rule `{allow}` never applies, in Istio either: the deny `{deny}` always overrides it, so it is left out"),
+                        )
+                    });
                 }
             }
         }

@@ -36,12 +36,15 @@ pub enum Code {
     /// A generated sample the converted policy decides differently from the
     /// Istio semantics it was converted from (its test is left out).
     I010,
+    /// An ALLOW rule that a DENY always overrides, in Istio as well: it is
+    /// left out (meshward refuses shadowed rules).
+    I011,
 }
 
 impl Code {
     /// Notes describe exact conversions; `--strict` ignores them.
     pub fn is_note(self) -> bool {
-        matches!(self, Code::I005 | Code::I006)
+        matches!(self, Code::I005 | Code::I006 | Code::I011)
     }
 }
 

@@ -275,6 +275,8 @@ pub struct RuleSem {
     pub needs_peer: bool,
     /// Operations (any); `None` = every request.
     pub ops: Option<Vec<OpSem>>,
+    /// A DENY that applies to more requests than Istio's (fields left out).
+    pub widened: bool,
 }
 
 impl RuleSem {
