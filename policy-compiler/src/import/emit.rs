@@ -17,6 +17,7 @@ fn principal_subject(m: &StrMatch) -> String {
         StrMatch::Exact(v) => quote(&format!("spiffe://{v}")),
         // A prefix ending in `/`: one or more whole segments below it.
         StrMatch::Prefix(v) => quote(&format!("spiffe://{v}*/**")),
+        // `parse_principal` never yields a suffix.
         StrMatch::Any | StrMatch::Suffix(_) => "any_authenticated".to_owned(),
     }
 }

@@ -46,8 +46,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use meshward_engine::model::Effect as EngineEffect;
 use serde_json::{json, Value as Json};
 
-use crate::outcome::{peer_from_text, ClaimValue, SampleRequest, SampleUser};
 use crate::{compile_source, explain, run_tests, Compiled};
+use crate::{peer_from_text, ClaimValue, SampleRequest, SampleUser};
 use intents::{Atom, Cover, Shape, FRESH_SEGMENT};
 use model::{Action, AuthorizationPolicy, Document, RequestAuthentication, Target};
 pub use report::{Code, Finding};
@@ -321,7 +321,6 @@ pub fn import_istio(
     }
     let mut policies = Vec::new();
     for group in groups(&documents, options) {
-        let before = findings.len();
         let policy = import_group(&group, options, &mut findings)?;
         let documents_of: BTreeSet<&str> = group
             .aps
@@ -329,7 +328,6 @@ pub fn import_istio(
             .map(|a| a.doc.document.as_str())
             .chain(group.ras.iter().map(|r| r.doc.document.as_str()))
             .collect();
-        let _ = before;
         let exact = !findings
             .iter()
             .any(|f| !f.code.is_note() && documents_of.contains(f.document.as_str()));
@@ -370,9 +368,6 @@ fn import_group(
     for ap in &group.aps {
         for rule in &ap.rules {
             rules.extend(convert::convert_rule(ap, rule, findings));
-        }
-        if ap.rules.is_empty() && ap.action == Action::Deny {
-            // A DENY without rules matches nothing.
         }
     }
     let has_allow_policy = group.aps.iter().any(|a| a.action == Action::Allow);

@@ -116,7 +116,8 @@ pub struct AuthorizationPolicy {
     pub action_line: usize,
     /// What it applies to.
     pub target: Target,
-    /// `spec.rules`; `None` when absent (an ALLOW without rules allows nothing).
+    /// `spec.rules` (none: an ALLOW policy then allows nothing, a DENY
+    /// denies nothing).
     pub rules: Vec<Rule>,
 }
 
