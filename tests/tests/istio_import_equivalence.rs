@@ -23,7 +23,9 @@
 //! 2. the meshward filter with the imported policy.
 //!
 //! The two must agree on every request, and both must agree with the
-//! decision the importer expected.
+//! decision the importer expected. A second test does the same for request
+//! principals and claims with real signed tokens, Envoy's `jwt_authn`
+//! standing in for Istio's `istio_authn` (see `payload_matcher`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,6 +35,7 @@ use std::sync::Mutex;
 use meshward_e2e::envoy::{Envoy, LISTENER};
 use meshward_e2e::istio::MeshCa;
 use meshward_e2e::pki::Leaf;
+use meshward_e2e::topology::tokens::{self, SigningKey};
 use meshward_e2e::workspace::{filter_wasm, repo_root, Scratch};
 use meshward_e2e::Request;
 use meshward_policy::compile_source;
@@ -138,6 +141,18 @@ fn header_matcher(name: &str, value: &str) -> Value {
     } } } })
 }
 
+/// A matcher on a claim of the verified token. istiod matches
+/// `istio_authn`'s `request.auth.claims`, which Istio's own proxy fills;
+/// upstream Envoy's `jwt_authn` writes the same payload under its own name
+/// (`payload_in_metadata`), so only the metadata namespace differs.
+fn payload_matcher(claim: &str, value: Value) -> Value {
+    json!({ "metadata": {
+        "filter": "envoy.filters.http.jwt_authn",
+        "path": [{ "key": "payload" }, { "key": claim }],
+        "value": value
+    } })
+}
+
 /// `generator.go`: principals, namespaces (and `source.*` conditions).
 fn principal_ids(key: &str, values: &[String]) -> Value {
     let ids = values
@@ -149,6 +164,24 @@ fn principal_ids(key: &str, values: &[String]) -> Value {
             "namespaces" | "source.namespace" => authenticated(json!({
                 "safe_regex": { "regex": format!(".*/ns/{}/.*", v.replace('*', ".*")) }
             })),
+            "requestPrincipals" => {
+                // Split at the last `/` (generator.go), matched on the
+                // token payload's `iss` and `sub`.
+                let (iss, sub) = if v == "*" { ("*", "*") } else { v.rsplit_once('/').expect("iss/sub") };
+                json!({ "and_ids": { "ids": [
+                    payload_matcher("iss", json!({ "string_match": string_matcher(iss, "", false) })),
+                    payload_matcher("sub", json!({ "string_match": string_matcher(sub, "", false) })),
+                ] } })
+            }
+            claim if claim.starts_with("request.auth.claims[") => {
+                let name = claim
+                    .trim_start_matches("request.auth.claims[")
+                    .trim_end_matches(']');
+                payload_matcher(
+                    name,
+                    json!({ "list_match": { "one_of": { "string_match": string_matcher(v, "", false) } } }),
+                )
+            }
             header if header.starts_with("request.headers[") => {
                 let name = header
                     .trim_start_matches("request.headers[")
@@ -709,5 +742,214 @@ fn imported_policies_decide_like_istio_rbac() {
         jobs.len(),
         disagreements.join("\n")
     );
+    drop(envoy);
+}
+
+/// Request principals and claims: RequestAuthentication rendered as Istio
+/// renders it for Envoy's `jwt_authn` (provider `origins-0`, a missing
+/// token allowed, an invalid one refused), AuthorizationPolicy rules on the
+/// token's `iss`, `sub` and claims; meshward with the imported policy and the
+/// imported `user_tokens` settings. Real tokens, signed at test time.
+#[test]
+fn user_token_rules_decide_like_istio_jwt_authn_and_rbac() {
+    let key = SigningKey::es256();
+    let jwks = tokens::jwks(&[(&key, "k1")], &json!({}));
+    let yaml = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata:
+  name: ledger-jwt
+  namespace: shop
+spec:
+  selector:
+    matchLabels:
+      app: ledger
+  jwtRules:
+    - issuer: https://accounts.shop.example
+      audiences: ["ledger"]
+      jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ledger-users
+  namespace: shop
+spec:
+  selector:
+    matchLabels:
+      app: ledger
+  rules:
+    - from:
+        - source:
+            requestPrincipals: ["https://accounts.shop.example/alice", "https://accounts.shop.example/bob"]
+      to:
+        - operation:
+            methods: ["GET"]
+            paths: ["/ledger/*"]
+    - from:
+        - source:
+            principals: ["cluster.local/ns/shop/sa/frontend"]
+            requestPrincipals: ["https://accounts.shop.example/*"]
+      to:
+        - operation:
+            methods: ["GET"]
+            paths: ["/ledger"]
+      when:
+        - key: request.auth.claims[groups]
+          values: ["auditors"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ledger-suspended
+  namespace: shop
+spec:
+  selector:
+    matchLabels:
+      app: ledger
+  action: DENY
+  rules:
+    - when:
+        - key: request.auth.claims[status]
+          values: ["suspended"]
+"#
+    );
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .collect();
+    let result = import_istio(
+        &[Input {
+            name: "ledger.yaml".to_owned(),
+            text: yaml.clone(),
+        }],
+        &ImportOptions::default(),
+    )
+    .expect("import");
+    assert_eq!(result.strict_failures(), 0, "{}", result.report_text());
+    let [policy] = result.policies.as_slice() else {
+        panic!("one workload: {}", result.report_text())
+    };
+
+    let scratch = Scratch::new("istio-import-jwt");
+    let dir = scratch.path();
+    let ca = MeshCa::new();
+    let server = ca.svid("istio-system", "envoy", time::Duration::hours(2), true);
+    fs::write(dir.join("root-cert.pem"), ca.cert_pem()).expect("write CA");
+    fs::write(dir.join("cert-chain.pem"), &server.cert_pem).expect("write cert");
+    fs::write(dir.join("key.pem"), &server.key_pem).expect("write key");
+
+    let jwt_authn = json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": { "origins-0": {
+                "issuer": "https://accounts.shop.example",
+                "audiences": ["ledger"],
+                "local_jwks": { "inline_string": jwks.to_string() },
+                "payload_in_metadata": "payload",
+                "forward": true
+            } },
+            "rules": [{ "match": { "prefix": "/" }, "requires": { "requires_any": { "requirements": [
+                { "provider_name": "origins-0" }, { "allow_missing": {} }
+            ] } } }]
+        }
+    });
+    let aps: Vec<&serde_yaml::Value> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("AuthorizationPolicy"))
+        .collect();
+    let mut rbac = vec![jwt_authn];
+    rbac.extend(rbac_filters(&aps));
+    let mut meshward = meshward_filter(policy);
+    // The plugin configuration with the imported `user_tokens`.
+    let value = meshward["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .expect("configuration")
+        .to_owned();
+    let mut config: Value = serde_json::from_str(&value).expect("json");
+    for (k, v) in policy
+        .token_settings
+        .as_ref()
+        .expect("token settings")
+        .as_object()
+        .expect("object")
+    {
+        config[k] = v.clone();
+    }
+    meshward["typed_config"]["config"]["configuration"]["value"] = json!(config.to_string());
+    let bootstrap = json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "static_resources": { "listeners": [
+            listener(LISTENER, dir, vec![meshward]),
+            listener("rbac_0", dir, rbac),
+        ] }
+    });
+    let envoy = Envoy::start(
+        dir,
+        &serde_json::to_string_pretty(&bootstrap).expect("json"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let addresses = listener_addresses(&envoy);
+
+    let mut clients: BTreeMap<String, (Conn, Conn)> = BTreeMap::new();
+    let mut checked = 0;
+    let mut with_user = 0;
+    let mut disagreements = Vec::new();
+    for sample in &policy.samples {
+        let Some(peer) = &sample.probe.peer else {
+            continue;
+        };
+        if sample.probe.method == "CONNECT" {
+            continue;
+        }
+        let (rbac_conn, meshward_conn) = clients.entry(peer.clone()).or_insert_with(|| {
+            let path = peer
+                .strip_prefix("spiffe://cluster.local/ns/")
+                .expect("istio id");
+            let (ns, sa) = path.split_once("/sa/").expect("ns/sa");
+            let config = client_config(
+                &ca.cert_der(),
+                &ca.svid(ns, sa, time::Duration::hours(2), false),
+            );
+            (
+                Conn::new(addresses["rbac_0"], Arc::clone(&config)),
+                Conn::new(addresses[LISTENER], config),
+            )
+        });
+        let mut request = request_for(sample);
+        if let Some(user) = &sample.probe.user {
+            let mut claims = tokens::user_claims(&user.issuer, &user.subject, "ledger", "", "jti");
+            for (name, values) in &user.claims {
+                claims[name] = json!(values);
+            }
+            request = request.header(
+                "authorization",
+                &format!("Bearer {}", key.mint("k1", &claims)),
+            );
+            with_user += 1;
+        }
+        let rbac = rbac_conn.status(&request);
+        let meshward = meshward_conn.status(&request);
+        checked += 1;
+        if (rbac == 200) != (meshward == 200) || (rbac == 200) != sample.allow {
+            disagreements.push(format!(
+                "{}: RBAC {rbac}, meshward {meshward}, importer expected {}",
+                meshward_policy::import::emit::describe(&sample.probe),
+                if sample.allow { "allow" } else { "deny" }
+            ));
+        }
+    }
+    eprintln!("istio import equivalence with tokens: {checked} requests ({with_user} with a user token), {} disagreements", disagreements.len());
+    let allowed = policy
+        .samples
+        .iter()
+        .filter(|s| s.allow && s.probe.peer.is_some() && s.probe.user.is_some())
+        .count();
+    assert!(allowed > 5, "{allowed} allowed user requests");
+    assert!(
+        with_user > 20 && checked > 50,
+        "{checked} requests, {with_user} with a user"
+    );
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     drop(envoy);
 }
