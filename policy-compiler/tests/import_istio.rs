@@ -484,6 +484,13 @@ fn cli_writes_policies_that_check_and_test_and_strict_refuses() {
     }
     assert!(written >= 6);
     let _ = fs::remove_dir_all(&out);
+    let mut args = vec!["import", "istio", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let output = meshward(&args);
+    assert_eq!(output.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    validate_import_schema(&json);
 
     // --strict: exit 1, nothing written; JSON lists every finding.
     let strict_out = scratch("strict");
@@ -502,8 +509,9 @@ fn cli_writes_policies_that_check_and_test_and_strict_refuses() {
     assert_eq!(output.status.code(), Some(1));
     assert!(!strict_out.exists());
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["strict_failed"], true);
-    let ip = json["findings"]
+    assert_eq!(json["ok"], false);
+    validate_import_schema(&json);
+    let ip = json["warnings"]
         .as_array()
         .unwrap()
         .iter()
@@ -516,6 +524,43 @@ fn cli_writes_policies_that_check_and_test_and_strict_refuses() {
     );
     assert_eq!(ip["document"], "AuthorizationPolicy shop/payments-office");
     assert!(ip["line"].as_u64().unwrap() > 1);
+}
+
+/// The JSON output against `docs/schema/import.json`.
+fn validate_import_schema(document: &Value) {
+    let path = repo().join("docs/schema/import.json");
+    let schema: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::options()
+        .with_retriever(SchemaFiles)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "import JSON does not match its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// Serves `https://meshward.example/schema/NAME.json` from `docs/schema/`.
+struct SchemaFiles;
+
+impl jsonschema::Retrieve for SchemaFiles {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri
+            .as_str()
+            .strip_prefix("https://meshward.example/schema/")
+            .ok_or_else(|| format!("not a meshward schema: {uri}"))?;
+        Ok(serde_json::from_str(&fs::read_to_string(
+            repo().join("docs/schema").join(name),
+        )?)?)
+    }
 }
 
 #[test]

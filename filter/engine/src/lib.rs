@@ -22,6 +22,7 @@ pub mod identity;
 pub mod method_override;
 pub mod model;
 pub mod path;
+pub mod pipeline;
 mod policy;
 mod routes;
 pub mod signature;

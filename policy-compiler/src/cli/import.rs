@@ -7,23 +7,21 @@ use meshward_policy::import::{import_istio, ImportOptions, Input};
 
 use super::{Exit, Format};
 
-/// `meshward import`.
+/// What `meshward import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImportSource {
+    /// Istio AuthorizationPolicy and RequestAuthentication YAML (many
+    /// documents per file).
+    Istio,
+}
+
+/// `meshward import istio`: one meshward policy per workload, and a
+/// per-field report of everything not converted exactly.
 #[derive(Debug, clap::Args)]
 pub(super) struct ImportArgs {
-    #[command(subcommand)]
+    /// What the files are.
+    #[arg(value_enum)]
     source: ImportSource,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum ImportSource {
-    /// AuthorizationPolicy and RequestAuthentication YAML (many documents
-    /// per file): one meshward policy per workload, and a per-field report
-    /// of everything not converted exactly.
-    Istio(IstioImportArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct IstioImportArgs {
     /// The manifests (`-` = stdin).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -56,7 +54,7 @@ fn read_input(file: &PathBuf) -> Result<Input, String> {
 }
 
 pub(super) fn import(args: &ImportArgs) -> Result<Exit, String> {
-    let ImportSource::Istio(args) = &args.source;
+    let ImportSource::Istio = args.source;
     let inputs = args
         .files
         .iter()
@@ -89,7 +87,7 @@ pub(super) fn import(args: &ImportArgs) -> Result<Exit, String> {
         Format::Json => {
             let mut value = result.to_json();
             if let Some(object) = value.as_object_mut() {
-                object.insert("strict_failed".to_owned(), serde_json::Value::Bool(failed));
+                object.insert("ok".to_owned(), serde_json::Value::Bool(!failed));
             }
             super::commands::print_json(&value)?;
         }

@@ -126,9 +126,14 @@ impl ImportResult {
         self.findings.iter().filter(|f| !f.code.is_note()).count()
     }
 
-    /// The JSON report.
+    /// The JSON report (`docs/schema/import.json`): the shared vocabulary
+    /// of `docs/cli-json.md`, findings as `warnings` (notes included, with
+    /// their `severity`).
     pub fn to_json(&self) -> Json {
         json!({
+            "command": "import",
+            "ok": true,
+            "policy_count": self.policies.len(),
             "policies": self.policies.iter().map(|p| json!({
                 "file": p.file_name,
                 "workload": p.workload,
@@ -136,10 +141,19 @@ impl ImportResult {
                 "exact": p.exact,
                 "source": p.source,
                 "token_settings": p.token_settings,
-                "samples": p.samples.len(),
-                "disagreements": p.samples.iter().filter(|s| !s.agrees).count(),
+                "sample_count": p.samples.len(),
+                "disagreement_count": p.samples.iter().filter(|s| !s.agrees).count(),
             })).collect::<Vec<_>>(),
-            "findings": self.findings,
+            "warning_count": self.strict_failures(),
+            "warnings": self.findings.iter().map(|f| json!({
+                "severity": f.severity(),
+                "code": f.code,
+                "message": f.message,
+                "file": f.file,
+                "line": f.line,
+                "document": f.document,
+                "field": f.field,
+            })).collect::<Vec<_>>(),
         })
     }
 

@@ -101,7 +101,7 @@ impl Verdict {
             "reason": self.reason,
             "rule": self.rule,
             "intent": self.intent,
-            "would": self.would.as_ref().map(|w| json!({
+            "would_be": self.would.as_ref().map(|w| json!({
                 "decision": w.decision,
                 "reason": w.reason,
                 "rule": w.rule,
@@ -244,6 +244,9 @@ pub struct ReplayReport {
     pub audit_lines: u64,
     /// Audit lines replayed.
     pub replayed: u64,
+    /// Outbound audit lines (refused chains): counted, not replayed, since
+    /// the seal check does not depend on the policy.
+    pub outbound: u64,
     /// Audit lines that could not be replayed.
     pub malformed: u64,
     /// The first malformed lines.
@@ -292,12 +295,13 @@ impl ReplayReport {
     /// The report as JSON (`log` and `policy_file` name the inputs).
     pub fn to_json(&self, log: &str, policy_file: &str) -> serde_json::Value {
         json!({
-            "policy": {"file": policy_file, "name": self.policy_name, "hash": self.policy_hash},
+            "policy": {"file": policy_file, "name": self.policy_name, "policy_hash": self.policy_hash},
             "log": log,
             "lines": self.lines,
             "other_lines": self.other_lines,
             "audit_lines": self.audit_lines,
             "replayed": self.replayed,
+            "outbound": self.outbound,
             "malformed": self.malformed,
             "unchanged": self.unchanged,
             "changed": self.changed,
@@ -323,18 +327,19 @@ impl ReplayReport {
                 "error": m.error,
             })).collect::<Vec<_>>(),
             "malformed_lines_listed": self.malformed_lines.len(),
-            "would_by_rule": self.would.iter().map(|w| json!({
+            "would_be_by_rule": self.would.iter().map(|w| json!({
                 "rule": w.rule,
                 "recorded": {"would_allow": w.recorded.allow, "would_deny": w.recorded.deny},
                 "replayed": {"would_allow": w.replayed.allow, "would_deny": w.replayed.deny},
             })).collect::<Vec<_>>(),
             "recorded_policies": self.recorded_policies.iter().map(|(hash, lines)| json!({
-                "hash": hash,
+                "policy_hash": hash,
                 "lines": lines,
                 "this_policy": *hash == self.policy_hash,
             })).collect::<Vec<_>>(),
             "other_recorded_policies": self.other_recorded_policies,
-            "warnings": self.warnings,
+            "warning_count": self.warnings.len(),
+            "warnings": self.warnings.iter().map(|w| json!({"message": w})).collect::<Vec<_>>(),
         })
     }
 
@@ -362,6 +367,13 @@ impl ReplayReport {
             self.deny_to_allow,
             self.other_changes
         );
+        if self.outbound > 0 {
+            let _ = writeln!(
+                out,
+                "  outbound lines (refused caller chains, decided by the proxy's seal key, not the policy): {}",
+                self.outbound
+            );
+        }
         let mut current = None;
         for group in &self.groups {
             if current != Some(group.kind) {
