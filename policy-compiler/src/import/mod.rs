@@ -46,7 +46,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use meshward_engine::model::Effect as EngineEffect;
 use serde_json::{json, Value as Json};
 
-use crate::{compile_source, explain, run_tests, Compiled};
+use crate::outcome::OfflineFilter;
+use crate::{compile_source, run_tests, Compiled};
 use crate::{peer_from_text, ClaimValue, SampleRequest, SampleUser};
 use intents::{Atom, Cover, Shape, FRESH_SEGMENT};
 use model::{Action, AuthorizationPolicy, Document, RequestAuthentication, Target};
@@ -566,14 +567,15 @@ fn import_group(
     let kept_rules: Vec<RuleSem> = kept.iter().map(|(r, _)| r.clone()).collect();
     // Samples: the universe, decided by Istio semantics.
     let universe = universe(&kept_rules, &shapes, &tds);
+    let mut filter = offline_filter(&compiled, &group.workload)?;
     let mut samples = Vec::new();
     for probe in universe {
         let (istio_allow, _) = sem::decide(&kept_rules, true, &probe);
-        let meshward_allow = meshward_allows(&compiled, &probe);
+        let meshward_allow = filter.decide(&sample_request(&probe)).effect == EngineEffect::Allow;
         samples.push(Sample {
             probe,
             allow: istio_allow,
-            agrees: meshward_allow == Some(istio_allow),
+            agrees: meshward_allow == istio_allow,
         });
     }
     let disagreements: Vec<&Sample> = samples.iter().filter(|s| !s.agrees).collect();
@@ -721,14 +723,14 @@ fn classify(
         &format!("{}.probe.policy", group.stem),
         &group.workload,
     )?;
+    let mut filter = offline_filter(&compiled, &group.workload)?;
     Ok(shapes
         .iter()
         .map(|shape| {
             let mut request =
                 SampleRequest::new(peer_from_text(probe_peer), &shape.method, &shape.path);
             request.authority = shape.authority.clone();
-            let intent = explain(&compiled, &request).ok().and_then(|o| o.intent);
-            (shape.clone(), intent)
+            (shape.clone(), filter.decide(&request).intent)
         })
         .collect())
 }
@@ -756,11 +758,13 @@ fn sample_request(probe: &Probe) -> SampleRequest {
     request
 }
 
-/// The engine's decision; `None` if the policy does not load.
-fn meshward_allows(compiled: &Compiled, probe: &Probe) -> Option<bool> {
-    explain(compiled, &sample_request(probe))
-        .ok()
-        .map(|o| o.effect == EngineEffect::Allow)
+/// The filter's pipeline for a compiled policy, loaded once (what
+/// `explain` runs per request).
+fn offline_filter(compiled: &Compiled, workload: &str) -> Result<OfflineFilter, ImportError> {
+    OfflineFilter::for_compiled(compiled).map_err(|e| ImportError::Generated {
+        workload: workload.to_owned(),
+        diagnostics: e,
+    })
 }
 
 /// Most requests checked per workload.
