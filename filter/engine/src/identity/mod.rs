@@ -31,6 +31,7 @@
 
 mod cache;
 pub mod cert;
+pub mod host_principal;
 pub mod jwks;
 pub mod jwt;
 pub mod revocation;
@@ -49,6 +50,7 @@ use sha2::{Digest as _, Sha256};
 use self::cache::Fifo;
 pub use self::cert::CertFacts;
 use self::cert::{parse_hex_digest, Digest};
+pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
 pub use self::jwks::{
     Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation,
 };
