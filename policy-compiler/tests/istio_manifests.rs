@@ -565,6 +565,21 @@ fn plugin_config_is_the_compiled_policy_with_direction_and_peer_source() {
                 .unwrap_or_else(|e| panic!("the engine refuses the generated pluginConfig: {e}"));
         assert_eq!(loaded.policy.hash(), &compiled.hash);
     }
+    // The waypoint's configuration loads too, reading the caller from
+    // Istio's filter state.
+    let waypoint = generate_with(
+        Mode::Waypoint,
+        PeerCertificate::Forwarded,
+        Attachment::Targets(vec![target(TargetKind::Gateway, "waypoint")]),
+    );
+    let config = waypoint[0]["spec"]["pluginConfig"].to_string();
+    let loaded = FilterConfig::from_json(config.as_bytes())
+        .unwrap_or_else(|e| panic!("the engine refuses the waypoint pluginConfig: {e}"));
+    assert_eq!(
+        loaded.peer_certificate,
+        meshward_engine::config::PeerCertificateSource::FilterState
+    );
+    assert_eq!(loaded.peer_principal_key, "io.istio.peer_principal");
 }
 
 #[test]

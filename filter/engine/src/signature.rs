@@ -353,8 +353,9 @@ pub fn verify(
 /// and fails closed. Messages show key ids, never keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    /// A signature is required and the configuration has no `signature`.
-    #[error("the policy is not signed, and `require_signature` requires a signature by one of its keys: sign it with `meshward compile --sign KEY`")]
+    /// A signature is required (by `require_signature` or pinned keys) and
+    /// the configuration has no `signature`.
+    #[error("the policy is not signed, and a signature by a required key (`require_signature`, or keys pinned in the VM configuration or `MESHWARD_REQUIRE_SIGNATURE_KEYS`) is required: sign it with `meshward compile --sign KEY` or `meshward istio --sign KEY`")]
     Unsigned,
     /// The signature names a key the requirement does not list.
     #[error(

@@ -290,13 +290,25 @@ fn read_peer(
     now: u64,
     certs: &mut meshward_engine::identity::CertCache,
 ) -> Result<Peer, Reason> {
+    if config.peer_certificate == PeerCertificateSource::FilterState {
+        // An Istio waypoint: no certificate here; the HBONE terminator put
+        // the peer's URI SAN into filter state.
+        let principal = host::property(&["filter_state", &config.peer_principal_key])
+            .map_err(|_| Reason::IdentityUnavailable)?;
+        let id = meshward_engine::identity::verify_host_principal(
+            principal.as_deref().map(str::as_bytes),
+            |td| config.policy.trusts_domain(td),
+            &config.revocation,
+        )?;
+        return Ok(Peer { id, window: None });
+    }
     let digest = host::property(&["connection", "sha256_peer_certificate_digest"])
         .map_err(|_| Reason::IdentityUnavailable)?;
     // Forwarded mode binds the XFCC certificate to the connection by its
     // SHA-256 digest, so its URI SAN is the connection's: asking Envoy for
     // the URI SAN as well would only cost another property read (~7 µs).
     let uri_san = match config.peer_certificate {
-        PeerCertificateSource::Forwarded => None,
+        PeerCertificateSource::Forwarded | PeerCertificateSource::FilterState => None,
         PeerCertificateSource::ConnectionOnly => {
             host::property(&["connection", "uri_san_peer_certificate"])
                 .map_err(|_| Reason::IdentityUnavailable)?

@@ -13,7 +13,7 @@ use meshward_engine::config::{ConfigError, FetchTarget, FilterConfig};
 use meshward_engine::identity::{
     CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims,
 };
-use meshward_engine::signature::TrustedKeys;
+use meshward_engine::signature::{self, TrustedKeys, REQUIRE_SIGNATURE_KEYS_ENV};
 use meshward_engine::spiffe::SpiffeId;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -172,7 +172,8 @@ fn pinned_keys() -> Result<Option<TrustedKeys>, String> {
         .map_err(|_| "cannot read the VM configuration".to_owned())?
         .unwrap_or_default();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        let from_env = std::env::var(REQUIRE_SIGNATURE_KEYS_ENV).ok();
+        return signature::pinned_keys(None, from_env.as_deref()).map_err(|e| e.to_string());
     }
     let doc: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| format!("the VM configuration is not JSON: {e}"))?;
@@ -182,12 +183,17 @@ fn pinned_keys() -> Result<Option<TrustedKeys>, String> {
     if let Some(unknown) = object.keys().find(|k| *k != "require_signature") {
         return Err(format!("unknown VM configuration field `{unknown}`"));
     }
-    match object.get("require_signature") {
-        None => Ok(None),
-        Some(requirement) => TrustedKeys::from_requirement_json(&requirement.to_string())
-            .map(Some)
-            .map_err(|e| e.to_string()),
-    }
+    let from_vm = match object.get("require_signature") {
+        None => None,
+        Some(requirement) => Some(
+            TrustedKeys::from_requirement_json(&requirement.to_string())
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    // Istio sets a VM's environment (`WasmPlugin.vmConfig.env`), never its
+    // VM configuration; Envoy passes it as WASI environ.
+    let from_env = std::env::var(REQUIRE_SIGNATURE_KEYS_ENV).ok();
+    signature::pinned_keys(from_vm, from_env.as_deref()).map_err(|e| e.to_string())
 }
 
 fn fetch_failed(stats: &Stats, what: &str, why: &str) {

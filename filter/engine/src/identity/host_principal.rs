@@ -27,9 +27,9 @@
 //!   to the connection. The outer listener verified the chain and the
 //!   validity dates during the handshake; a certificate that expires while a
 //!   tunnel stays open is not noticed. A configuration that asks for lifetime
-//!   bounds or serial revocation with this source is refused at load, and a
-//!   fetched revocation list that names serials makes every request fail
-//!   closed.
+//!   bounds or serial revocation with this source is refused at load
+//!   ([`crate::config::ConfigError::NeedsCertificate`]), and a fetched
+//!   revocation list that names serials makes every request fail closed.
 //! * trusted without proof: that the value was written by the host and not
 //!   by the caller. Filter state is not reachable from request headers; it
 //!   is only as good as the Envoy configuration that sets it.

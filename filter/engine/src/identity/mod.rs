@@ -195,6 +195,9 @@ pub fn verify_peer_cert<'c>(
     match checks.source {
         PeerCertificateSource::Forwarded => verify_forwarded(checks, inputs, now_secs, cache),
         PeerCertificateSource::ConnectionOnly => verify_connection_only(checks, inputs, cache),
+        // No certificate to verify: the host's principal is read with
+        // `verify_host_principal`; reaching here is a caller's mistake.
+        PeerCertificateSource::FilterState => Err(Reason::IdentityUnavailable),
     }
 }
 
