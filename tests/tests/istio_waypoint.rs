@@ -8,7 +8,8 @@
 //! where the connection has no TLS: it must read the caller from the
 //! `io.istio.peer_principal` filter state the terminator set from the HBONE
 //! peer's certificate, decide by it, ignore an `x-forwarded-client-cert`
-//! the client wrote, and refuse a trust domain the policy does not trust.
+//! the client wrote, and refuse a trust domain the policy does not trust, a
+//! certificate with two URI SANs, and a revoked SPIFFE ID.
 
 use std::fs;
 
@@ -158,6 +159,16 @@ fn a_waypoint_decides_by_the_hbone_peer_identity() {
         &send(&waypoint, &intruder, &Request::get("/orders/42")),
         401,
         "untrusted_trust_domain",
+    );
+    // Two URI SANs: `%DOWNSTREAM_PEER_URI_SAN%` joins them with `,`, and
+    // SPIFFE allows exactly one.
+    let two = foreign
+        .leaf_with_uris(&[FRONTEND, "spiffe://cluster.local/ns/shop/sa/checkout"])
+        .issue();
+    denied(
+        &send(&waypoint, &two, &Request::get("/orders/42")),
+        401,
+        "multiple_uri_sans",
     );
 }
 

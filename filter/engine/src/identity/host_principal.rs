@@ -18,9 +18,11 @@
 //! * checked: the value is one SPIFFE ID (Envoy's `%DOWNSTREAM_PEER_URI_SAN%`
 //!   joins several URI SANs with `,`: more than one is
 //!   [`Reason::MultipleUriSans`]); its trust domain is one the policy trusts;
-//!   the SPIFFE ID is not revoked. Istio's own principal form without the
-//!   scheme (`cluster.local/ns/a/sa/b`, as istio/proxy's `istio_authn` stores
-//!   it) is read as the SPIFFE ID it abbreviates.
+//!   the SPIFFE ID is not revoked. Every writer of this key in Istio stores
+//!   the full URI (`spiffe://…`: the waypoint's `set_filter_state`,
+//!   istio/proxy's `istio_authn` network filter, the sandwich mode's PROXY
+//!   protocol TLV relay), so the scheme-less form of Istio's
+//!   `AuthorizationPolicy` principals is refused ([`Reason::PeerNotSpiffe`]).
 //! * not checked, because there is no certificate here: the certificate's
 //!   lifetime bound, its serial (revocation by serial), its other SANs beyond
 //!   what the joined value shows, and any binding of a forwarded certificate
@@ -69,12 +71,7 @@ pub fn verify_host_principal(
     if text.contains(',') {
         return Err(Reason::MultipleUriSans);
     }
-    let id = if text.contains(':') {
-        spiffe_id_from_uri_san(text)?
-    } else {
-        // Istio's principal form: the SPIFFE ID without `spiffe://`.
-        SpiffeId::parse(&format!("spiffe://{text}")).map_err(|_| Reason::MalformedSpiffeId)?
-    };
+    let id = spiffe_id_from_uri_san(text)?;
     if !trusts_domain(id.trust_domain()) {
         return Err(Reason::UntrustedTrustDomain);
     }
@@ -98,10 +95,13 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_uri_san_and_istios_form_without_the_scheme() {
+    fn reads_the_full_uri_only() {
         let id = "spiffe://cluster.local/ns/shop/sa/frontend";
         assert_eq!(verify(id).unwrap(), id);
-        assert_eq!(verify("cluster.local/ns/shop/sa/frontend").unwrap(), id);
+        assert_eq!(
+            verify("cluster.local/ns/shop/sa/frontend"),
+            Err(Reason::PeerNotSpiffe)
+        );
     }
 
     #[test]
@@ -130,12 +130,19 @@ mod tests {
             Err(Reason::MalformedSpiffeId)
         );
         assert_eq!(
-            verify("cluster.local/ns//a"),
+            verify("spiffe://cluster.local/ns//a"),
             Err(Reason::MalformedSpiffeId)
         );
-        assert_eq!(verify("cluster.local/../a"), Err(Reason::MalformedSpiffeId));
         assert_eq!(
-            verify_host_principal(Some(b"cluster.local/\xff"), trusted, &RevocationList::new()),
+            verify("spiffe://cluster.local/../a"),
+            Err(Reason::MalformedSpiffeId)
+        );
+        assert_eq!(
+            verify_host_principal(
+                Some(b"spiffe://cluster.local/\xff"),
+                trusted,
+                &RevocationList::new()
+            ),
             Err(Reason::MalformedSpiffeId)
         );
     }
@@ -156,7 +163,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             verify_host_principal(
-                Some(b"cluster.local/ns/shop/sa/frontend"),
+                Some(b"spiffe://cluster.local/ns/shop/sa/frontend"),
                 trusted,
                 &revoked
             ),
