@@ -681,6 +681,14 @@ pub fn generate(
         });
     }
     if opts.peer_authentication && opts.mode != Mode::Client {
+        if attachment.selector.is_none() {
+            warnings.push(format!(
+                "PeerAuthentication `{}-strict` makes mTLS STRICT for every workload of \
+                 namespace `{}` (of the whole mesh in Istio's root namespace): plaintext \
+                 callers there are refused; --no-peer-authentication leaves it out",
+                opts.name, opts.namespace
+            ));
+        }
         resources.push(Resource {
             api_version: PEER_AUTHENTICATION_API_VERSION,
             kind: "PeerAuthentication",

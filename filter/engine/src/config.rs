@@ -33,10 +33,16 @@
 //! }
 //! ```
 //!
+//! `"peer_certificate": "filter_state"` (with `"peer_principal_key"`,
+//! default `io.istio.peer_principal`) reads the peer from a filter-state
+//! object the host set, as in an Istio waypoint; see
+//! [`PeerCertificateSource::FilterState`].
+//!
 //! `signature` (written by `meshward compile --sign KEY`) and
 //! `require_signature: {"keys": ["<base64 Ed25519 public key>", …]}` make
-//! the filter load only a policy signed by one of the keys; see
-//! [`crate::signature`].
+//! the filter load only a policy signed by one of the keys; keys can also be
+//! pinned outside this JSON (the VM configuration, or the VM environment
+//! variable `MESHWARD_REQUIRE_SIGNATURE_KEYS`); see [`crate::signature`].
 //!
 //! Every token member is optional: without `jwt_svid` / `user_tokens` those
 //! identity sources are off. `scheme` defaults to none for JWT-SVIDs and to

@@ -25,9 +25,12 @@
 //! against a policy slipped into a configuration whose other members the
 //! platform controls (a templated or separately delivered `policy`), not
 //! against someone who can rewrite the whole configuration. To pin the keys
-//! outside the plugin configuration, load them with
-//! [`TrustedKeys::from_requirement_json`] from another source (such as the
-//! Wasm VM configuration) and pass them to the configuration loader.
+//! outside the plugin configuration, the filter reads them from the Wasm VM
+//! configuration (`{"require_signature": {...}}`, parsed by
+//! [`TrustedKeys::from_requirement_json`]) or from the VM environment
+//! variable [`REQUIRE_SIGNATURE_KEYS_ENV`] ([`TrustedKeys::from_env_value`];
+//! Istio can set a VM's environment but not its configuration), combined by
+//! [`pinned_keys`], and passes them to the configuration loader.
 
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
