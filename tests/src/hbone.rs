@@ -15,10 +15,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use crate::client::{ClientError, Request, Response};
+use crate::client::{connect, tls_config, ClientError, Request, Response};
 use crate::http::{read_message, BodyDefault};
 use crate::http2::H2Request;
 use crate::pki::Leaf;
@@ -60,37 +59,16 @@ impl HboneClient {
     /// Presents `identity` to the waypoint at `addr`, whose certificate must
     /// chain to `waypoint_ca_der` and name `localhost`.
     pub fn new(addr: SocketAddr, waypoint_ca_der: &[u8], identity: &Leaf) -> HboneClient {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(waypoint_ca_der.to_vec()))
-            .expect("add waypoint CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls protocol versions")
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from(identity.cert_der.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone())),
-            )
-            .expect("client certificate and key");
-        config.alpn_protocols = vec![b"h2".to_vec()];
         HboneClient {
             addr,
-            config: Arc::new(config),
+            config: tls_config(waypoint_ca_der, Some(identity), vec![b"h2".to_vec()]),
         }
     }
 
     /// Opens a tunnel to `destination` (`ip:port`, HBONE's `:authority`)
     /// and sends `request` through it.
     pub fn send(&self, destination: &str, request: &Request) -> Result<HboneOutcome, ClientError> {
-        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
-        tcp.set_write_timeout(Some(Duration::from_secs(15)))?;
-        let name = ServerName::try_from("localhost").expect("server name");
-        let conn =
-            ClientConnection::new(Arc::clone(&self.config), name).map_err(ClientError::Tls)?;
-        let mut tls = StreamOwned::new(conn, tcp);
+        let mut tls = connect(self.addr, &self.config, Duration::from_secs(15))?;
 
         let connect = H2Request::default()
             .field(":method", "CONNECT")

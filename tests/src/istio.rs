@@ -337,22 +337,7 @@ impl IstioSidecar {
                     "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
                     "traffic_direction": "INBOUND",
                     "filter_chains": [{
-                        "transport_socket": {
-                            "name": "envoy.transport_sockets.tls",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                                "require_client_certificate": true,
-                                "common_tls_context": {
-                                    "tls_certificates": [{
-                                        "certificate_chain": { "filename": dir.join("cert-chain.pem") },
-                                        "private_key": { "filename": dir.join("key.pem") }
-                                    }],
-                                    "validation_context": {
-                                        "trusted_ca": { "filename": dir.join("root-cert.pem") }
-                                    }
-                                }
-                            }
-                        },
+                        "transport_socket": workload_mtls(dir, &[]),
                         "filters": [{
                             "name": "envoy.filters.network.http_connection_manager",
                             "typed_config": {
@@ -546,23 +531,7 @@ impl IstioWaypoint {
             "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
             "filter_chains": [{
                 "name": "default",
-                "transport_socket": {
-                    "name": "tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                        "require_client_certificate": true,
-                        "common_tls_context": {
-                            "alpn_protocols": ["h2"],
-                            "tls_certificates": [{
-                                "certificate_chain": { "filename": dir.join("cert-chain.pem") },
-                                "private_key": { "filename": dir.join("key.pem") }
-                            }],
-                            "validation_context": {
-                                "trusted_ca": { "filename": dir.join("root-cert.pem") }
-                            }
-                        }
-                    }
-                },
+                "transport_socket": workload_mtls(dir, &["h2"]),
                 "filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -737,6 +706,30 @@ pub fn ecds_wasm_filter(ecds_dir: &Path, name: &str, file: &str) -> Value {
                 }
             },
             "type_urls": [WASM_TYPE, RBAC_TYPE]
+        }
+    })
+}
+
+/// The downstream mTLS of a workload's listener: its SVID
+/// (`cert-chain.pem`, `key.pem` in `dir`), client certificates required and
+/// checked against `root-cert.pem`, offering `alpn`.
+fn workload_mtls(dir: &Path, alpn: &[&str]) -> Value {
+    let mut common = json!({
+        "tls_certificates": [{
+            "certificate_chain": { "filename": dir.join("cert-chain.pem") },
+            "private_key": { "filename": dir.join("key.pem") }
+        }],
+        "validation_context": { "trusted_ca": { "filename": dir.join("root-cert.pem") } }
+    });
+    if !alpn.is_empty() {
+        common["alpn_protocols"] = json!(alpn);
+    }
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": common
         }
     })
 }
