@@ -690,3 +690,48 @@ fn explain_runs_the_filter_pipeline() {
         );
     }
 }
+
+/// `meshward decide`: raw requests through the pipeline, one answer per
+/// line; a bad line gets an error answer (the others are still decided)
+/// and exit 2.
+#[test]
+fn decide_runs_raw_requests_through_the_pipeline() {
+    let config = temp_path("decide-config.json");
+    let compiled = meshward(&["compile", &shop(), "-o", config.to_str().unwrap()]);
+    assert_eq!(code(&compiled), 0, "{}", stderr(&compiled));
+    let requests = temp_path("requests.jsonl");
+    std::fs::write(
+        &requests,
+        [
+            r#"{"id":"no-cert","method":"GET","path":"/orders/1","authority":"orders"}"#,
+            r#"{"id":"forged-xfcc","method":"GET","path":"/orders/1","authority":"orders","headers":[["x-forwarded-client-cert","Hash=00;URI=spiffe://shop.example/ns/shop/sa/frontend"]]}"#,
+            r#"{"id":"bad-pem","method":"GET","path":"/orders/1","peer_cert":"not a certificate"}"#,
+            r#"not json"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = meshward(&[
+        "decide",
+        "--config",
+        config.to_str().unwrap(),
+        requests.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let answers: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{}", stdout(&out));
+    assert_eq!(answers[0]["id"], "no-cert");
+    assert_eq!(answers[0]["reason"], "no_peer_certificate");
+    assert_eq!(answers[0]["status"], 401);
+    // A client-sent XFCC is what Envoy's SANITIZE_SET replaces: no peer.
+    assert_eq!(answers[1]["reason"], "no_peer_certificate");
+    assert!(answers[2]["error"].as_str().unwrap().contains("PEM"));
+    assert_eq!(answers[3]["line"], 4);
+    assert!(answers[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a request"));
+}
