@@ -4,5 +4,6 @@
 //! module, the CLI, the tests' fake) only moves bytes through [`Host`].
 
 pub mod host;
+pub mod publish;
 
 pub use host::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
