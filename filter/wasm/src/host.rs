@@ -56,10 +56,102 @@ pub fn add_request_header(name: &str, value: &str) -> Result<(), HostError> {
     hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(|_| HostError)
 }
 
-/// Answers the request locally; the filter then returns `Action::Pause`.
-pub fn send_response(status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), HostError> {
-    hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
-        .map_err(|_| HostError)
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The proxy-wasm ABI (0.2.x) imports, declared here because the SDK's
+    // wrappers pass no response code details and trap on any status but Ok.
+    // Statuses are read as the ABI's plain `u32` (0 = Ok).
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// Answers the request locally with Envoy response code `details`
+/// (`%RESPONSE_CODE_DETAILS%`); the filter then returns `Action::Pause`.
+/// `grpc_status` -1 lets Envoy derive it from the HTTP status.
+pub fn send_response(
+    status: u32,
+    headers: &[(&str, &str)],
+    body: &str,
+    details: &str,
+    grpc_status: i32,
+) -> Result<(), HostError> {
+    let headers = serialize_pairs(headers);
+    // SAFETY: every pointer/length pair describes a live, initialized buffer
+    // (`details`, `body`, `headers`) that outlives the call; the host copies
+    // the bytes before returning and writes through none of them.
+    let status = unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            grpc_status,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(HostError)
+    }
+}
+
+/// Sets the filter-state object `wasm.<name>` of this request to `value`
+/// (what `%FILTER_STATE(wasm.<name>:PLAIN)%` prints). `name` is one path
+/// element, so it must not contain NUL.
+pub fn set_filter_state(name: &str, value: &str) -> Result<(), HostError> {
+    if name.contains('\0') {
+        return Err(HostError);
+    }
+    // SAFETY: both pointer/length pairs describe live, initialized buffers
+    // that outlive the call; the host copies them and writes through neither.
+    let status =
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(HostError)
+    }
+}
+
+/// A header list in the proxy-wasm map encoding: the pair count, each
+/// name's and value's length (u32 little-endian), then each name and value
+/// followed by a NUL.
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len(pairs.len()));
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len(name.len()));
+        bytes.extend_from_slice(&len(value.len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
 }
 
 /// The plugin configuration bytes, if any were delivered.

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use meshward_engine::audit::deny_body;
 use meshward_engine::config::Direction;
+use meshward_engine::pipeline::publish::{self, Published, Side};
 use meshward_engine::{Decision, Headers, Policy, Reason};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
@@ -117,7 +118,8 @@ fn trap_if_asked(headers: &HeaderMap) {
     }
 }
 
-/// Answers a deny locally; the filter then returns `Action::Pause`.
+/// Answers a deny locally, with `%RESPONSE_CODE_DETAILS%` naming the reason
+/// (`meshward_denied{<reason>}`); the filter then returns `Action::Pause`.
 pub fn respond_deny(
     policy: Option<&Policy>,
     decision: &Decision,
@@ -132,6 +134,8 @@ pub fn respond_deny(
             ("x-meshward-reason", decision.reason.code()),
         ],
         &body,
+        &publish::response_details(decision.reason),
+        -1,
     );
     if sent.is_err() {
         host::log(
@@ -142,6 +146,36 @@ pub fn respond_deny(
     Action::Pause
 }
 
+/// Publishes a decision's facts as filter state for Envoy's access loggers
+/// (`%FILTER_STATE(wasm.meshward_…:PLAIN)%`). A fact that cannot be set is
+/// logged, never fatal: the decision stands either way.
+pub fn publish_facts(facts: &Published<'_>) {
+    let mut failed = 0_usize;
+    for (name, value) in publish::decision_facts(facts) {
+        failed += usize::from(host::set_filter_state(name, &value).is_err());
+    }
+    if failed > 0 {
+        host::log(
+            LogLevel::Warn,
+            &format!("meshward: {failed} decision facts could not be published as filter state"),
+        );
+    }
+}
+
+/// A deny decided before (or without) policy evaluation: published, then
+/// answered.
+pub fn deny_early(policy: Option<&Policy>, reason: Reason, request_id: Option<&str>) -> Action {
+    let decision = Decision::deny(reason);
+    publish_facts(&Published {
+        policy,
+        decision: &decision,
+        side: Side::Inbound,
+        peer: None,
+        chain: None,
+    });
+    respond_deny(policy, &decision, request_id)
+}
+
 fn deny_without_policy(reason: Reason, request_id: Option<&str>) -> Action {
     host::log(
         LogLevel::Warn,
@@ -150,5 +184,5 @@ fn deny_without_policy(reason: Reason, request_id: Option<&str>) -> Action {
             reason.code()
         ),
     );
-    respond_deny(None, &Decision::deny(reason), request_id)
+    deny_early(None, reason, request_id)
 }

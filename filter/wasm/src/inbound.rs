@@ -14,12 +14,13 @@ use meshward_engine::identity::{
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
 };
 use meshward_engine::method_override::{conflicting_override, METHOD_OVERRIDE_HEADERS};
+use meshward_engine::pipeline::publish::{Published, Side};
 use meshward_engine::spiffe::SpiffeId;
 use meshward_engine::{evaluate, Decision, Effect, Headers, Reason, Request, UserInfo};
 use proxy_wasm::types::{Action, LogLevel};
 
 use crate::host;
-use crate::http::{respond_deny, HeaderMap};
+use crate::http::{deny_early, publish_facts, respond_deny, HeaderMap};
 use crate::root::Shared;
 use crate::stats::Stats;
 
@@ -44,16 +45,12 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         ..
     } = state;
     let Some(config) = config.as_ref() else {
-        return respond_deny(None, &Decision::deny(Reason::NoPolicy), None);
+        return deny_early(None, Reason::NoPolicy, None);
     };
     let policy = &config.policy;
     let request_id = Headers::get(headers, "x-request-id");
     let Ok(now) = host::now_secs() else {
-        return respond_deny(
-            Some(policy),
-            &Decision::deny(Reason::IdentityUnavailable),
-            request_id,
-        );
+        return deny_early(Some(policy), Reason::IdentityUnavailable, request_id);
     };
 
     // The mTLS peer: the connection's certificate digest binds everything.
@@ -164,7 +161,15 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
             };
         }
     }
-    stats.record(&decision);
+    stats.record(Some(policy), &decision);
+    let received_chain = chain.as_ref().and_then(|c| c.as_ref().ok());
+    publish_facts(&Published {
+        policy: Some(policy),
+        decision: &decision,
+        side: Side::Inbound,
+        peer: verified_caller(&peer, &jwt_svid),
+        chain: received_chain,
+    });
 
     let wants_audit = match config.audit_log {
         AuditLog::All => true,
@@ -174,6 +179,8 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     if wants_audit {
         let facts = AuditFacts {
             request_id,
+            traceparent: Headers::get(headers, "traceparent"),
+            x_b3_traceid: Headers::get(headers, "x-b3-traceid"),
             peer: peer.as_ref().map(|p| &p.id).map_err(|r| *r),
             cert_window: peer.as_ref().ok().and_then(|p| p.window),
             jwt_svid: jwt_svid.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
@@ -235,11 +242,7 @@ fn hand_to_app(
             None
         }
     };
-    let peer_text = match (peer, jwt_svid) {
-        (Ok(p), _) => p.id.as_str(),
-        (Err(_), Some(Ok(j))) => j.as_str(),
-        _ => "",
-    };
+    let peer_text = verified_caller(peer, jwt_svid).unwrap_or("");
     let verdict = if decision.would_deny() {
         "would-deny"
     } else {
@@ -281,6 +284,18 @@ fn hand_to_app(
     } else {
         // The app must never see a stale or forged identity header.
         Err(Reason::IdentityUnavailable)
+    }
+}
+
+/// The verified caller: the mTLS peer, or a JWT-SVID subject without one.
+fn verified_caller<'a>(
+    peer: &'a Result<Peer, Reason>,
+    jwt_svid: &'a Option<Result<SpiffeId, Reason>>,
+) -> Option<&'a str> {
+    match (peer, jwt_svid) {
+        (Ok(p), _) => Some(p.id.as_str()),
+        (Err(_), Some(Ok(j))) => Some(j.as_str()),
+        _ => None,
     }
 }
 

@@ -4,26 +4,23 @@
 
 use meshward_engine::chain::{self, CHAIN_HEADER};
 use meshward_engine::config::OnInvalidChain;
-use meshward_engine::{Decision, Headers, Reason};
+use meshward_engine::pipeline::publish::{Published, Side};
+use meshward_engine::{Decision, Effect, Headers, Reason};
 use proxy_wasm::types::{Action, LogLevel};
 
 use crate::host;
-use crate::http::{respond_deny, HeaderMap};
+use crate::http::{deny_early, publish_facts, respond_deny, HeaderMap};
 use crate::root::Shared;
 use crate::seal_key;
 
 pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
     let Some(config) = state.config.as_ref() else {
-        return respond_deny(None, &Decision::deny(Reason::NoPolicy), None);
+        return deny_early(None, Reason::NoPolicy, None);
     };
     let policy = &config.policy;
     let request_id = Headers::get(headers, "x-request-id");
     let Ok(now) = host::now_secs() else {
-        return respond_deny(
-            Some(policy),
-            &Decision::deny(Reason::IdentityUnavailable),
-            request_id,
-        );
+        return deny_early(Some(policy), Reason::IdentityUnavailable, request_id);
     };
     let values = headers.all(CHAIN_HEADER);
     let mut result = match state.seal_key.as_deref() {
@@ -49,13 +46,30 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         Ok(None) => {}
         Err(err) => {
             let reason = err.reason();
-            state.stats.reason(reason);
             let action = config.chain.on_invalid;
+            // A dropped chain lets the call go on: counted and published
+            // as the allow it is, with the reason it lost its chain.
+            let effect = match action {
+                OnInvalidChain::Deny => Effect::Deny,
+                OnInvalidChain::Drop => Effect::Allow,
+            };
+            state.stats.outcome(effect, reason);
+            publish_facts(&Published {
+                policy: Some(policy),
+                decision: &Decision {
+                    effect,
+                    ..Decision::deny(reason)
+                },
+                side: Side::Outbound,
+                peer: None,
+                chain: None,
+            });
             host::log(
                 LogLevel::Info,
                 &format!(
                     "meshward.audit {}",
                     serde_json::json!({
+                        "schema": meshward_engine::audit::AUDIT_SCHEMA,
                         "direction": "outbound",
                         "request_id": request_id,
                         "decision": match action { OnInvalidChain::Deny => "deny", OnInvalidChain::Drop => "drop-chain" },
@@ -79,11 +93,7 @@ pub fn on_request(state: &mut Shared, headers: &HeaderMap) -> Action {
         }
     }
     if !ok {
-        return respond_deny(
-            Some(policy),
-            &Decision::deny(Reason::IdentityUnavailable),
-            request_id,
-        );
+        return deny_early(Some(policy), Reason::IdentityUnavailable, request_id);
     }
     Action::Continue
 }

@@ -274,7 +274,7 @@ impl RootContext for MeshwardRoot {
                 let mut keys = config.key_store(now);
                 keys.carry_over(&state.keys);
                 state.keys = keys;
-                state.stats.define_rules(&config.policy);
+                state.stats.define_policy(&config.policy);
                 state.certs = CertCache::new(CERT_CACHE_CAPACITY);
                 state.jwt_svids = TokenCache::new(TOKEN_CACHE_CAPACITY);
                 state.users = TokenCache::new(TOKEN_CACHE_CAPACITY);
@@ -294,7 +294,8 @@ impl RootContext for MeshwardRoot {
                 state.stats.config_rejected();
                 if let ConfigError::Signature(sig) = &err {
                     host::increment(host::define_counter(&format!(
-                        "meshward.config.signature.{}",
+                        "{}.reason={}",
+                        meshward_engine::pipeline::publish::counter::CONFIG_SIGNATURE_REJECTED,
                         sig.code()
                     )));
                 }

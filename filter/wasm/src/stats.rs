@@ -1,28 +1,34 @@
-//! Counters, visible in Envoy's `/stats` as `wasmcustom.meshward.*`.
-//! Cardinality is bounded: one counter per decision kind, per reason code,
-//! per key/chain event, and two per dry-run rule (rules are few and fixed by
-//! the policy).
+//! Counters, named by the engine (`pipeline::publish`) so that Envoy's tag
+//! extraction (`stats_config.stats_tags`, shipped in every `envoy/` config)
+//! turns decision, reason, rule, intent and mode into Prometheus labels:
+//! `meshward_decisions{decision,reason}`, `meshward_would_be{decision,reason}`,
+//! `meshward_rules{rule,mode,decision}`, `meshward_intents{intent,decision}`.
+//! Cardinality is bounded by the code (reasons) and the policy (rules and
+//! intents, each capped; see `publish`).
 
 use std::collections::HashMap;
 
-use meshward_engine::{Decision, Effect, Policy, Reason};
+use meshward_engine::pipeline::publish::{self, counter};
+use meshward_engine::{Decision, Effect, Policy, Reason, RuleIdx};
 
 use crate::host;
 
-/// Most rules that get their own would-deny / would-allow counters.
-const MAX_RULE_COUNTERS: usize = 512;
-
-/// Counter ids, defined once per VM (rule counters once per configuration).
+/// Counter ids, defined once per VM (rule and intent counters once per
+/// configuration; outcome counters when first needed).
 #[derive(Debug, Default)]
 pub struct Stats {
-    allow: Option<u32>,
-    deny: Option<u32>,
-    would_deny: Option<u32>,
-    would_allow: Option<u32>,
+    /// `meshward.decisions.decision=…reason=…`, by outcome.
+    decisions: HashMap<(Effect, Reason), Option<u32>>,
+    /// `meshward.would_be.decision=…reason=…`, by would-be outcome.
+    would_be: HashMap<(Effect, Reason), Option<u32>>,
+    /// One counter per rule (by index); rules past the cap share the
+    /// `_other` counter of their mode and effect.
+    rules: HashMap<RuleIdx, Option<u32>>,
+    other_rules: HashMap<String, Option<u32>>,
+    /// (allow, deny) per intent; `None` key: intents past the cap.
+    intents: HashMap<Option<u32>, (Option<u32>, Option<u32>)>,
+    config_loaded: Option<u32>,
     config_rejected: Option<u32>,
-    by_reason: Vec<(Reason, Option<u32>)>,
-    /// `meshward.rule.<id>.would_deny` / `.would_allow`, by rule index.
-    by_dry_run_rule: HashMap<u32, (Option<u32>, Option<u32>)>,
     pub chain_forwarded: Option<u32>,
     pub chain_rejected: Option<u32>,
     pub chain_dropped: Option<u32>,
@@ -34,76 +40,122 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Defines every fixed counter.
+    /// Defines every fixed counter, and the outcome counters every
+    /// deployment sees (so dashboards show zeros rather than nothing).
     pub fn define() -> Stats {
+        let decisions = Reason::ALL
+            .iter()
+            .map(|r| {
+                let effect = match r {
+                    Reason::AllowedByRule | Reason::PolicyDryRun => Effect::Allow,
+                    _ => Effect::Deny,
+                };
+                let id = host::define_counter(&publish::decision_stat(effect, *r));
+                ((effect, *r), id)
+            })
+            .collect();
         Stats {
-            allow: host::define_counter("meshward.decision.allow"),
-            deny: host::define_counter("meshward.decision.deny"),
-            would_deny: host::define_counter("meshward.decision.would_deny"),
-            would_allow: host::define_counter("meshward.decision.would_allow"),
-            config_rejected: host::define_counter("meshward.config.rejected"),
-            by_reason: Reason::ALL
-                .iter()
-                .map(|r| {
-                    (
-                        *r,
-                        host::define_counter(&format!("meshward.reason.{}", r.code())),
-                    )
-                })
-                .collect(),
-            by_dry_run_rule: HashMap::new(),
-            chain_forwarded: host::define_counter("meshward.chain.forwarded"),
-            chain_rejected: host::define_counter("meshward.chain.rejected"),
-            chain_dropped: host::define_counter("meshward.chain.dropped"),
-            keys_rotated: host::define_counter("meshward.keys.rotated"),
-            keys_fetch_failed: host::define_counter("meshward.keys.fetch_failed"),
-            revocation_updated: host::define_counter("meshward.revocation.updated"),
-            chain_no_local_identity: host::define_counter("meshward.chain.no_local_identity"),
-            warned_no_local_identity: std::cell::Cell::new(false),
+            decisions,
+            config_loaded: host::define_counter(counter::CONFIG_LOADED),
+            config_rejected: host::define_counter(counter::CONFIG_REJECTED),
+            chain_forwarded: host::define_counter(counter::CHAIN_FORWARDED),
+            chain_rejected: host::define_counter(counter::CHAIN_REJECTED),
+            chain_dropped: host::define_counter(counter::CHAIN_DROPPED),
+            keys_rotated: host::define_counter(counter::KEYS_ROTATED),
+            keys_fetch_failed: host::define_counter(counter::KEYS_FETCH_FAILED),
+            revocation_updated: host::define_counter(counter::REVOCATION_UPDATED),
+            chain_no_local_identity: host::define_counter(counter::CHAIN_NO_LOCAL_IDENTITY),
+            ..Stats::default()
         }
     }
 
-    /// Defines the per-rule counters of a newly loaded policy's dry-run rules
-    /// (in a dry-run policy every rule reports, up to a bound on cardinality).
-    pub fn define_rules(&mut self, policy: &Policy) {
+    /// Defines the rule and intent counters of a newly loaded policy.
+    pub fn define_policy(&mut self, policy: &Policy) {
         self.warned_no_local_identity.set(false);
-        let every_rule = policy.is_dry_run() && policy.rule_count() <= MAX_RULE_COUNTERS;
-        self.by_dry_run_rule = (0..policy.rule_count() as u32)
-            .filter(|i| every_rule || policy.rule_is_dry_run(*i))
-            .take(MAX_RULE_COUNTERS)
-            .map(|i| {
-                let id = policy.rule_id(i);
-                let deny = host::define_counter(&format!("meshward.rule.{id}.would_deny"));
-                let allow = host::define_counter(&format!("meshward.rule.{id}.would_allow"));
-                (i, (deny, allow))
+        host::increment(self.config_loaded);
+        self.rules.clear();
+        self.other_rules.clear();
+        for (index, name) in publish::rule_stats(policy) {
+            let id = host::define_counter(&name);
+            match index {
+                Some(i) => {
+                    self.rules.insert(i, id);
+                }
+                None => {
+                    self.other_rules.insert(name, id);
+                }
+            }
+        }
+        self.intents = publish::intent_stats(policy)
+            .into_iter()
+            .map(|(index, allow, deny)| {
+                (
+                    index,
+                    (host::define_counter(&allow), host::define_counter(&deny)),
+                )
             })
             .collect();
     }
 
-    /// Counts one decision.
-    pub fn record(&self, decision: &Decision) {
-        host::increment(match decision.effect {
-            Effect::Allow => self.allow,
-            Effect::Deny => self.deny,
-        });
+    /// Counts one decision: its outcome, its would-be outcome, the rule
+    /// behind each, and its intent.
+    pub fn record(&mut self, policy: Option<&Policy>, decision: &Decision) {
+        self.outcome(decision.effect, decision.reason);
         if let Some(would) = decision.would_be {
-            host::increment(match would.effect {
-                Effect::Deny => self.would_deny,
-                Effect::Allow => self.would_allow,
-            });
-            if let Some((deny, allow)) = would.rule.and_then(|r| self.by_dry_run_rule.get(&r)) {
-                host::increment(match would.effect {
-                    Effect::Deny => *deny,
+            let id = *self
+                .would_be
+                .entry((would.effect, would.reason))
+                .or_insert_with(|| {
+                    host::define_counter(&publish::would_be_stat(would.effect, would.reason))
+                });
+            host::increment(id);
+            if let Some(rule) = would.rule {
+                self.rule(policy, rule);
+            }
+        }
+        if let Some(rule) = decision.rule {
+            self.rule(policy, rule);
+        }
+        if let Some(intent) = decision.intent {
+            let counters = self
+                .intents
+                .get(&Some(intent))
+                .or_else(|| self.intents.get(&None));
+            if let Some((allow, deny)) = counters {
+                host::increment(match decision.effect {
                     Effect::Allow => *allow,
+                    Effect::Deny => *deny,
                 });
             }
         }
-        self.reason(decision.reason);
     }
 
-    /// Counts one reason.
-    pub fn reason(&self, reason: Reason) {
-        if let Some((_, id)) = self.by_reason.iter().find(|(r, _)| *r == reason) {
+    /// Counts an outcome that is not a policy evaluation (an outbound chain
+    /// refusal, a request without a usable policy).
+    pub fn outcome(&mut self, effect: Effect, reason: Reason) {
+        let id = *self
+            .decisions
+            .entry((effect, reason))
+            .or_insert_with(|| host::define_counter(&publish::decision_stat(effect, reason)));
+        host::increment(id);
+    }
+
+    fn rule(&self, policy: Option<&Policy>, rule: RuleIdx) {
+        if let Some(id) = self.rules.get(&rule) {
+            host::increment(*id);
+            return;
+        }
+        // Past the cap: the shared counter of the rule's mode and effect.
+        let Some(policy) = policy else { return };
+        let Some(compiled) = policy.compiled().rules.get(rule as usize) else {
+            return;
+        };
+        let name = publish::rule_stat(
+            publish::OTHER_RULES,
+            policy.is_dry_run() || compiled.dry_run,
+            compiled.effect,
+        );
+        if let Some(id) = self.other_rules.get(&name) {
             host::increment(*id);
         }
     }
