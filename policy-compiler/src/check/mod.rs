@@ -8,7 +8,8 @@
 //! Phases, in order: the `policy` block (trust domains first, since subjects
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
-//! their ambiguity), rules (then shadowing), tests, and finally
+//! their ambiguity), rules (then shadowing), the stats labels of intents
+//! and rules (no two may collide), tests, and finally
 //! unused-declaration warnings.
 
 mod cases;
@@ -20,6 +21,7 @@ mod intents;
 mod rules;
 mod settings;
 mod shadowing;
+mod stat_names;
 mod subjects;
 mod templates;
 
@@ -58,6 +60,16 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
     let mut intents = intents::check_intents(&mut cx, &intent_blocks);
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
+    stat_names::check_stat_names(
+        &mut cx,
+        "intent",
+        intents.intents.iter().map(|i| (i.name.as_str(), i.span)),
+    );
+    stat_names::check_stat_names(
+        &mut cx,
+        "rule",
+        rules.rules.iter().map(|r| (r.id.as_str(), r.span)),
+    );
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);

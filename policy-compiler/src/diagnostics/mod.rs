@@ -120,6 +120,10 @@ codes! {
     /// A test's tokens, user or chain that no request could carry (a chain
     /// not ending at the peer, scopes without a user, …).
     InconsistentTestRequest = "E030", Error;
+    /// Two rule ids, or two intent names, that read the same after the
+    /// stats normalization (`ops-admin`, `ops.admin`, `ops_admin`): their
+    /// counters would be one Prometheus series.
+    StatNameCollision = "E031", Error;
     /// A group that no rule uses.
     UnusedGroup = "W001", Warning;
     /// An intent that no rule uses.
