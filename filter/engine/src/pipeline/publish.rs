@@ -209,7 +209,7 @@ pub const OTHER_INTENTS: &str = "_other";
 
 /// The counter families and their labels, as `/stats/prometheus` names them
 /// (docs, the dashboard and its test read this table).
-pub const FAMILIES: [(&str, &[&str], &str); 11] = [
+pub const FAMILIES: [(&str, &[&str], &str); 14] = [
     (
         "meshward_decisions",
         &["decision", "reason"],
@@ -260,6 +260,21 @@ pub const FAMILIES: [(&str, &[&str], &str); 11] = [
         "meshward_chain_rejected",
         &[],
         "outbound calls denied for a forged, edited or expired chain",
+    ),
+    (
+        "meshward_chain_dropped",
+        &[],
+        "outbound calls whose invalid chain was dropped (`on_invalid: drop`)",
+    ),
+    (
+        "meshward_chain_no_local_identity",
+        &[],
+        "allowed requests that got no caller chain: this workload has no SPIFFE ID",
+    ),
+    (
+        "meshward_config_signature_rejected",
+        &["reason"],
+        "configurations refused for their signature, by signature error code",
     ),
 ];
 
