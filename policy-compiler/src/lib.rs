@@ -50,6 +50,7 @@ pub mod dump;
 pub mod generate;
 pub mod graph;
 pub mod istio;
+pub mod istio_telemetry;
 pub mod lower;
 mod model_text;
 pub mod oci;

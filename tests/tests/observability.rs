@@ -544,6 +544,24 @@ fn shipped_configs_carry_the_stats_tags_and_the_access_log() {
             .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
             .collect();
         assert_eq!(tags, expected, "{name}");
+        // The very access log `meshward istio --telemetry` patches into an
+        // Istio proxy, and the stats config its bootstrap patch merges.
+        let json: Value = serde_json::to_value(&yaml).unwrap();
+        let mut entries = Vec::new();
+        access_log_entries(&json, &mut entries);
+        assert!(!entries.is_empty(), "{name}: no access_log");
+        for entry in entries {
+            assert_eq!(
+                entry,
+                &meshward_policy::istio_telemetry::access_log_entry(),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            json["stats_config"]["stats_tags"],
+            meshward_policy::istio_telemetry::stats_config()["stats_tags"],
+            "{name}"
+        );
         let access_logs = text.matches("envoy.access_loggers.file").count();
         let filters = text.matches("- name: meshward\n").count();
         assert_eq!(
@@ -573,4 +591,20 @@ fn without_placeholders(template: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Every `access_log` entry anywhere in a config.
+fn access_log_entries<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("access_log", Value::Array(items)) => out.extend(items),
+                    _ => access_log_entries(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| access_log_entries(v, out)),
+        _ => {}
+    }
 }

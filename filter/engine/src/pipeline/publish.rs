@@ -449,6 +449,58 @@ pub fn extract_tags(name: &str) -> (String, Vec<(String, String)>) {
     (base.join("."), tags)
 }
 
+// --- access log ------------------------------------------------------------
+
+/// The JSON access-log format every shipped Envoy config uses (and `meshward
+/// istio --telemetry` patches in): `(field, Envoy command operator)`. Field
+/// names follow the audit line, so `meshward replay` reads either; the
+/// decision facts come from the filter state of [`FILTER_STATE`]. The
+/// nested `would` object is [`ACCESS_LOG_WOULD`].
+pub const ACCESS_LOG_FIELDS: [(&str, &str); 23] = [
+    ("time", "%START_TIME(%s)%"),
+    ("start_time", "%START_TIME%"),
+    ("request_id", "%REQ(X-REQUEST-ID)%"),
+    ("traceparent", "%REQ(TRACEPARENT)%"),
+    ("x_b3_traceid", "%REQ(X-B3-TRACEID)%"),
+    ("method", "%REQ(:METHOD)%"),
+    ("path", "%REQ(:PATH)%"),
+    ("authority", "%REQ(:AUTHORITY)%"),
+    ("status", "%RESPONSE_CODE%"),
+    ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    ("duration_ms", "%DURATION%"),
+    ("decision", "%FILTER_STATE(wasm.meshward_decision:PLAIN)%"),
+    ("reason", "%FILTER_STATE(wasm.meshward_reason:PLAIN)%"),
+    ("intent", "%FILTER_STATE(wasm.meshward_intent:PLAIN)%"),
+    ("rule", "%FILTER_STATE(wasm.meshward_rule:PLAIN)%"),
+    ("mode", "%FILTER_STATE(wasm.meshward_mode:PLAIN)%"),
+    ("peer", "%FILTER_STATE(wasm.meshward_peer:PLAIN)%"),
+    (
+        "chain_origin",
+        "%FILTER_STATE(wasm.meshward_chain_origin:PLAIN)%",
+    ),
+    (
+        "chain_user",
+        "%FILTER_STATE(wasm.meshward_chain_user:PLAIN)%",
+    ),
+    (
+        "chain_purpose",
+        "%FILTER_STATE(wasm.meshward_chain_purpose:PLAIN)%",
+    ),
+    ("chain", "%FILTER_STATE(wasm.meshward_chain:PLAIN)%"),
+    ("policy", "%FILTER_STATE(wasm.meshward_policy:PLAIN)%"),
+    ("direction", "%FILTER_STATE(wasm.meshward_direction:PLAIN)%"),
+];
+
+/// The `would` object of the access-log format: the would-be outcome.
+pub const ACCESS_LOG_WOULD: [(&str, &str); 3] = [
+    ("decision", "%FILTER_STATE(wasm.meshward_would_be:PLAIN)%"),
+    (
+        "reason",
+        "%FILTER_STATE(wasm.meshward_would_be_reason:PLAIN)%",
+    ),
+    ("rule", "%FILTER_STATE(wasm.meshward_would_be_rule:PLAIN)%"),
+];
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
@@ -539,6 +591,20 @@ mod tests {
         // Every published name is in the table, with the prefix.
         for (name, _) in FILTER_STATE {
             assert!(name.starts_with(FILTER_STATE_PREFIX));
+        }
+    }
+
+    #[test]
+    fn the_access_log_format_prints_every_published_fact() {
+        for (name, _) in FILTER_STATE {
+            let operator = format!("%FILTER_STATE(wasm.{name}:PLAIN)%");
+            assert!(
+                ACCESS_LOG_FIELDS
+                    .iter()
+                    .chain(ACCESS_LOG_WOULD.iter())
+                    .any(|(_, op)| *op == operator),
+                "{name}"
+            );
         }
     }
 }
