@@ -258,6 +258,9 @@ fn access_log_stats_dashboard_and_audit_schema_against_a_real_envoy() {
 
     // Prometheus: parses, with labels.
     let scrape = scrape(&fx.envoy);
+    // Kept with the scratch directory (MESHWARD_KEEP_SCRATCH=1) for docs.
+    let text = fx.envoy.admin_get("/stats/prometheus");
+    fs::write(fx.access_log.with_file_name("prometheus.txt"), text).unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
         scrape
             .samples

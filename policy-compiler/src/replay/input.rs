@@ -229,14 +229,14 @@ mod tests {
         assert_eq!(audit_json(""), None);
     }
 
-    /// An access-log line as the shipped Envoy configs write it (a deny
-    /// recorded by a live Envoy 1.40, request id and hash shortened).
-    const ACCESS_LOG_DENY: &str = r#"{"time":"1764380000","start_time":"2025-11-29T01:33:20.000Z","request_id":"req-7","traceparent":null,"x_b3_traceid":null,"method":"GET","path":"/orders/1","authority":"orders","status":403,"response_code_details":"meshward_denied{no_matching_rule}","duration_ms":0,"decision":"deny","reason":"no_matching_rule","intent":"orders.read","rule":null,"mode":"enforce","would":{"decision":null,"reason":null,"rule":null},"peer":"spiffe://shop.example/ns/shop/sa/payments","chain_origin":null,"chain_user":null,"chain_purpose":null,"chain":null,"policy":"9c1e","direction":"inbound"}"#;
+    /// An access-log line as the shipped Envoy configs write it, as a live
+    /// Envoy 1.40 wrote it (tests/tests/observability.rs).
+    const ACCESS_LOG_DENY: &str = r#"{"authority":"localhost","chain":"v=1;iat=1796539763;exp=1796539823;complete=1;hops=spiffe://shop.example/ns/shop/sa/payments","chain_origin":"spiffe://shop.example/ns/shop/sa/payments","chain_purpose":null,"chain_user":null,"decision":"deny","direction":"inbound","duration_ms":0,"intent":"orders.read","method":"GET","mode":"enforce","path":"/orders/1","peer":"spiffe://shop.example/ns/shop/sa/payments","policy":"4a2689b1e451f780b5121d745ee25471c80959086ba3b448c89b41e10048f88b","reason":"no_matching_rule","request_id":"obs-deny","response_code_details":"meshward_denied{no_matching_rule}","rule":null,"start_time":"2026-12-06T06:49:23.409Z","status":403,"time":"1796539763","traceparent":null,"would":{"decision":null,"reason":null,"rule":null},"x_b3_traceid":null}"#;
 
     #[test]
     fn reads_the_access_log_form() {
         let record = parse_record(ACCESS_LOG_DENY).unwrap().unwrap();
-        assert_eq!(record.time, 1_764_380_000);
+        assert_eq!(record.time, 1_796_539_763);
         assert_eq!(record.decision, "deny");
         assert_eq!(record.reason, "no_matching_rule");
         assert_eq!(record.intent.as_deref(), Some("orders.read"));
@@ -246,7 +246,8 @@ mod tests {
         );
         assert_eq!(record.would, None);
         assert_eq!(record.status, 403);
-        assert_eq!(record.policy, "9c1e");
+        assert!(record.policy.starts_with("4a2689b1"));
+        assert!(record.chain.is_some());
     }
 
     #[test]
