@@ -532,7 +532,7 @@ fn the_frontend_app_cannot_forge_edit_extend_or_reorder(t: &ThreeHops) {
             "chain_duplicate",
         ),
     ];
-    let rejected_before = t.frontend.envoy.meshward_counter("chain.rejected");
+    let rejected_before = t.frontend.envoy.meshward_counter("chain_rejected");
     for (n, (what, edit, reason)) in variants.iter().enumerate() {
         let edit = Arc::clone(edit);
         t.frontend
@@ -563,7 +563,7 @@ fn the_frontend_app_cannot_forge_edit_extend_or_reorder(t: &ThreeHops) {
         );
     }
     assert_eq!(
-        t.frontend.envoy.meshward_counter("chain.rejected") - rejected_before,
+        t.frontend.envoy.meshward_counter("chain_rejected") - rejected_before,
         variants.len() as u64
     );
 }
@@ -772,8 +772,8 @@ fn on_invalid_drop_restarts_the_chain_at_the_frontend() {
         (&refusal[0]["decision"], &refusal[0]["reason"]),
         (&json!("drop-chain"), &json!("chain_forged"))
     );
-    assert_eq!(t.frontend.envoy.meshward_counter("chain.dropped"), 1);
-    assert_eq!(t.frontend.envoy.meshward_counter("chain.rejected"), 0);
+    assert_eq!(t.frontend.envoy.meshward_counter("chain_dropped"), 1);
+    assert_eq!(t.frontend.envoy.meshward_counter("chain_rejected"), 0);
 }
 
 /// `max_depth 4` means a chain of four hops, direct peer included, is
