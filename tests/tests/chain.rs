@@ -379,7 +379,11 @@ fn chain_sealed_on_one_worker_verifies_on_the_other(t: &ThreeHops) {
     );
     let forged_before: u64 = [gw, &t.frontend.envoy]
         .iter()
-        .map(|e| e.meshward_counter("reason.chain_forged"))
+        .map(|e| {
+            // Refused (deny) or dropped (the call goes on without it).
+            e.meshward_counter("decisions.decision=deny.reason=chain_forged")
+                + e.meshward_counter("decisions.decision=allow.reason=chain_forged")
+        })
         .sum();
     let token = t.user_token("alice", "orders.read");
     let (mut crossed, mut same) = (0, 0);
@@ -420,7 +424,11 @@ fn chain_sealed_on_one_worker_verifies_on_the_other(t: &ThreeHops) {
     );
     let forged_after: u64 = [gw, &t.frontend.envoy]
         .iter()
-        .map(|e| e.meshward_counter("reason.chain_forged"))
+        .map(|e| {
+            // Refused (deny) or dropped (the call goes on without it).
+            e.meshward_counter("decisions.decision=deny.reason=chain_forged")
+                + e.meshward_counter("decisions.decision=allow.reason=chain_forged")
+        })
         .sum();
     assert_eq!(forged_after, forged_before, "a chain was refused as forged");
     eprintln!(
