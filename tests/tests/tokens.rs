@@ -682,7 +682,7 @@ fn fetched_revocations_apply_without_restart() {
     // worker's filter fetches on its own timer), and once more: the next
     // requests stay refused.
     let revoke = |doc: Value, what: &str, probe: &dyn Fn() -> (TlsClient, Request), want: u16| {
-        let updates = b.envoy.meshward_counter("revocation.updated");
+        let updates = b.envoy.meshward_counter("revocation_updated");
         b.docs.serve_json("/revoked", &doc);
         let first = poll(what, Duration::from_secs(10), probe, |r| r.status == want);
         let (client, request) = probe();
@@ -692,7 +692,7 @@ fn fetched_revocations_apply_without_restart() {
             (first.status, reason(&first)),
             "{what}: the next request"
         );
-        assert!(b.envoy.meshward_counter("revocation.updated") > updates);
+        assert!(b.envoy.meshward_counter("revocation_updated") > updates);
         first
     };
     let via_front = |path: &'static str, token: &str| {
