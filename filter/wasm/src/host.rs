@@ -1,132 +1,59 @@
-//! The only place that talks to the host. Uses the `Result`-returning
-//! hostcalls (the SDK's trait getters unwrap host errors, which would trap
-//! an authorization filter).
+//! The only place that talks to the proxy-wasm host: [`ProxyWasm`]
+//! implements the engine's [`Host`] with the `Result`-returning hostcalls
+//! (the SDK's trait getters unwrap host errors, which would trap an
+//! authorization filter). Every host failure becomes a value, keeping the
+//! host's status.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
+use meshward_engine::pipeline::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-/// Why a host call failed, as a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError;
+/// The proxy-wasm host (its state lives in Envoy; this is a handle).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyWasm;
 
-/// Reads a connection property as UTF-8. `Ok(None)` when Envoy has none.
-pub fn property(path: &[&str]) -> Result<Option<String>, HostError> {
-    match hostcalls::get_property(path.to_vec()) {
-        Ok(Some(bytes)) => String::from_utf8(bytes).map(Some).map_err(|_| HostError),
-        Ok(None) => Ok(None),
-        Err(_) => Err(HostError),
+fn status(status: Status) -> HostError {
+    match status {
+        Status::NotFound => HostError::NotFound,
+        Status::BadArgument => HostError::BadArgument,
+        other => HostError::Status(other as u32),
     }
 }
 
-/// All request headers in one host call (cheaper than several single reads).
-///
-/// Values are read as bytes: header values may carry obs-text bytes
-/// (0x80-0xFF) that are not UTF-8, and the SDK's `get_map` unwraps a UTF-8
-/// conversion, which trapped the filter (a 503 and a VM restart from a single
-/// request). Such a value is kept with U+FFFD in place of the invalid bytes:
-/// it can never equal a policy's literal, as the raw bytes could not either.
-pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
-    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|_| HostError)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8(value)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (name, value)
-        })
-        .collect())
-}
-
-/// Removes a request header (all its values).
-pub fn remove_request_header(name: &str) -> Result<(), HostError> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(|_| HostError)
-}
-
-/// Sets a request header, replacing any value.
-pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(|_| HostError)
-}
-
-/// Adds a request header value. Cheaper than [`set_request_header`] (no
-/// lookup and removal first): only for names known to be absent, such as the
-/// filter's own headers after every incoming copy was removed.
-pub fn add_request_header(name: &str, value: &str) -> Result<(), HostError> {
-    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(|_| HostError)
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    // The proxy-wasm ABI (0.2.x) imports, declared here because the SDK's
-    // wrappers pass no response code details and trap on any status but Ok.
-    // Statuses are read as the ABI's plain `u32` (0 = Ok).
-    fn proxy_send_local_response(
-        status_code: u32,
-        status_code_details_data: *const u8,
-        status_code_details_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        grpc_status: i32,
-    ) -> u32;
-    fn proxy_set_property(
-        path_data: *const u8,
-        path_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
-}
-
-/// Answers the request locally with Envoy response code `details`
-/// (`%RESPONSE_CODE_DETAILS%`); the filter then returns `Action::Pause`.
-/// `grpc_status` -1 lets Envoy derive it from the HTTP status.
-pub fn send_response(
-    status: u32,
-    headers: &[(&str, &str)],
-    body: &str,
-    details: &str,
-    grpc_status: i32,
-) -> Result<(), HostError> {
-    let headers = serialize_pairs(headers);
-    // SAFETY: every pointer/length pair describes a live, initialized buffer
-    // (`details`, `body`, `headers`) that outlives the call; the host copies
-    // the bytes before returning and writes through none of them.
-    let status = unsafe {
-        proxy_send_local_response(
-            status,
-            details.as_ptr(),
-            details.len(),
-            body.as_ptr(),
-            body.len(),
-            headers.as_ptr(),
-            headers.len(),
-            grpc_status,
-        )
-    };
-    if status == 0 {
-        Ok(())
-    } else {
-        Err(HostError)
+/// The proxy-wasm ABI (0.2.x) imports the SDK wraps without a way to pass
+/// response code details, or without handling a failed status.
+mod abi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
     }
 }
 
-/// Sets the filter-state object `wasm.<name>` of this request to `value`
-/// (what `%FILTER_STATE(wasm.<name>:PLAIN)%` prints). `name` is one path
-/// element, so it must not contain NUL.
-pub fn set_filter_state(name: &str, value: &str) -> Result<(), HostError> {
-    if name.contains('\0') {
-        return Err(HostError);
-    }
-    // SAFETY: both pointer/length pairs describe live, initialized buffers
-    // that outlive the call; the host copies them and writes through neither.
-    let status =
-        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
-    if status == 0 {
-        Ok(())
-    } else {
-        Err(HostError)
+/// An ABI status (`proxy_wasm::types::Status` as a plain number: 0 = Ok,
+/// 1 = NotFound, 2 = BadArgument).
+fn abi_result(code: u32) -> Result<(), HostError> {
+    match code {
+        0 => Ok(()),
+        1 => Err(HostError::NotFound),
+        2 => Err(HostError::BadArgument),
+        other => Err(HostError::Status(other)),
     }
 }
 
@@ -154,95 +81,165 @@ fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
-/// The plugin configuration bytes, if any were delivered.
-pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(|_| HostError)
-}
-
-/// Current Unix time in seconds, from the host clock.
-pub fn now_secs() -> Result<u64, HostError> {
-    now_nanos().map(|n| u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX))
-}
-
-/// Current Unix time in nanoseconds, from the host clock (for timing).
-pub fn now_nanos() -> Result<u128, HostError> {
-    let now = hostcalls::get_current_time().map_err(|_| HostError)?;
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .map_err(|_| HostError)
-}
-
-/// Writes one log line through Envoy's logger.
-pub fn log(level: LogLevel, message: &str) {
-    // Nothing useful can be done if logging itself fails.
-    let _ = hostcalls::log(level, message);
-}
-
-/// Defines a counter; `None` if the host refuses (the filter still works).
-pub fn define_counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
-}
-
-/// Adds one to a counter.
-pub fn increment(counter: Option<u32>) {
-    if let Some(id) = counter {
-        let _ = hostcalls::increment_metric(id, 1);
+fn level(level: LogLevel) -> proxy_wasm::types::LogLevel {
+    use proxy_wasm::types::LogLevel as Wasm;
+    match level {
+        LogLevel::Trace => Wasm::Trace,
+        LogLevel::Debug => Wasm::Debug,
+        LogLevel::Info => Wasm::Info,
+        LogLevel::Warn => Wasm::Warn,
+        LogLevel::Error => Wasm::Error,
     }
 }
 
-/// Reads a value of the process-wide shared data (scoped by `vm_id`).
-pub fn shared_data(key: &str) -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_shared_data(key)
-        .map(|(value, _cas)| value)
-        .map_err(|_| HostError)
-}
+impl Host for ProxyWasm {
+    fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        // Bytes: `get_map` unwraps a UTF-8 conversion of every value, and
+        // HTTP/1 obs-text bytes would trap the filter.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(status)
+    }
 
-/// Writes a value of the process-wide shared data.
-pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
-    hostcalls::set_shared_data(key, Some(value), None).map_err(|_| HostError)
-}
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_property(path.to_vec()).map_err(status)
+    }
 
-/// Starts a GET over an Envoy cluster; the answer arrives in the root
-/// context's `on_http_call_response`.
-pub fn dispatch_get(
-    cluster: &str,
-    authority: &str,
-    path: &str,
-    timeout: std::time::Duration,
-) -> Result<u32, HostError> {
-    hostcalls::dispatch_http_call(
-        cluster,
-        vec![
-            (":method", "GET"),
-            (":path", path),
-            (":authority", authority),
-            ("accept", "application/json"),
-        ],
-        None,
-        vec![],
-        timeout,
-    )
-    .map_err(|_| HostError)
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(status)
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(status)
+    }
+
+    fn send_response(&mut self, response: &LocalResponse) -> Result<(), HostError> {
+        // Envoy maps the HTTP status of a local reply to a gRPC request onto
+        // the gRPC status itself (401 → 16, 403 → 7): `grpc_status` -1.
+        // The SDK's `send_http_response` passes no details and traps on a
+        // non-Ok status, so the ABI call is made here.
+        let headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let headers = serialize_pairs(&headers);
+        let details = response.details.as_bytes();
+        let body = response.body.as_bytes();
+        // SAFETY: every pointer/length pair describes a live, initialized
+        // buffer (`details`, `body`, `headers`) that outlives the call; the
+        // host copies the bytes before returning and writes through none.
+        let code = unsafe {
+            abi::proxy_send_local_response(
+                u32::from(response.status),
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        abi_result(code)
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // Creates the filter-state object `wasm.<name>`. The path is one
+        // element, so the name must not hold the NUL separator. (The SDK's
+        // `set_property` traps on a non-Ok status.)
+        if name.contains('\0') {
+            return Err(HostError::BadArgument);
+        }
+        // SAFETY: both pointer/length pairs describe live, initialized
+        // buffers that outlive the call; the host copies them and writes
+        // through neither.
+        let code = unsafe {
+            abi::proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        };
+        abi_result(code)
+    }
+
+    fn now_nanos(&mut self) -> Result<u128, HostError> {
+        let now = hostcalls::get_current_time().map_err(status)?;
+        now.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .map_err(|_| HostError::BadArgument)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        // WASI `random_get`: the host's CSPRNG.
+        getrandom::getrandom(buf).map_err(|_| HostError::Unsupported)
+    }
+
+    fn plugin_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(status)
+    }
+
+    fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(status)
+    }
+
+    fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_shared_data(key)
+            .map(|(value, _cas)| value)
+            .map_err(status)
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), None).map_err(status)
+    }
+
+    fn define_counter(&mut self, name: &str) -> Option<MetricId> {
+        hostcalls::define_metric(MetricType::Counter, name).ok()
+    }
+
+    fn increment(&mut self, id: MetricId, by: u64) {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        let _ = hostcalls::increment_metric(id, by);
+    }
+
+    fn log(&mut self, level_: LogLevel, message: &str) {
+        // Nothing useful can be done if logging itself fails.
+        let _ = hostcalls::log(level(level_), message);
+    }
+
+    fn dispatch_get(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            vec![
+                (":method", "GET"),
+                (":path", path),
+                (":authority", authority),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            timeout,
+        )
+        .map_err(status)
+    }
+
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
+        hostcalls::set_tick_period(period).map_err(status)
+    }
 }
 
 /// `:status` of the HTTP call being answered (`None` on timeout or reset).
-pub fn http_call_status() -> Option<String> {
+pub fn http_call_status() -> Option<u16> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten()
+        .and_then(|s| s.parse().ok())
 }
 
 /// Body of the HTTP call being answered.
-pub fn http_call_body(size: usize) -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map_err(|_| HostError)
-}
-
-/// Asks for `on_tick` every `period`.
-pub fn set_tick_period(period: std::time::Duration) {
-    let _ = hostcalls::set_tick_period(period);
-}
-
-/// The VM configuration bytes (`vm_config.configuration`), if any.
-pub fn vm_configuration() -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(|_| HostError)
+pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
 }
