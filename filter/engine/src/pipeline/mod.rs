@@ -7,7 +7,8 @@
 //!                                                   │   authority canonicalized)
 //!                                                   │   method override, hand-off
 //!                                                   ▼
-//!   Host ◀──header edits / local response, audit line, counters── apply
+//!   Host ◀──header edits / local response, audit line, counters,── apply
+//!           decision facts as filter state (publish)
 //! ```
 //!
 //! Everything that decides lives here. A host — the proxy-wasm filter
