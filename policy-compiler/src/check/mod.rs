@@ -8,9 +8,9 @@
 //! Phases, in order: the `policy` block (trust domains first, since subjects
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
-//! their ambiguity), rules (then shadowing), the stats labels of intents
-//! and rules (no two may collide), tests, and finally
-//! unused-declaration warnings.
+//! their ambiguity), rules (then shadowing, covered rules and grants lost to
+//! more specific intents), the stats labels of intents and rules (no two may
+//! collide), tests, and finally unused-declaration warnings.
 
 mod cases;
 mod chain;
@@ -18,6 +18,7 @@ mod conditions;
 mod groups;
 mod identity;
 mod intents;
+mod lints;
 mod rules;
 mod settings;
 mod shadowing;
@@ -71,13 +72,23 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
         rules.rules.iter().map(|r| (r.id.as_str(), r.span)),
     );
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
+    // What a rule grants is only known for sure when nothing failed to
+    // check (a dropped condition or subject would make a grant look wider).
+    if !cx.has_errors() {
+        cx.diagnostics.extend(rules.broad_grants);
+        lints::warn_covered_rules(&mut cx, &settings.trust_domains, &rules.rules);
+        lints::warn_lost_grants(
+            &mut cx,
+            &settings.trust_domains,
+            &intents.intents,
+            &rules.rules,
+            &rule_blocks,
+        );
+    }
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
-    let has_errors = cx
-        .diagnostics
-        .iter()
-        .any(|d| d.severity() == Severity::Error);
+    let has_errors = cx.has_errors();
     let policy = (!has_errors).then(|| checked::Policy {
         name: settings.name,
         dry_run: settings.dry_run,
@@ -100,6 +111,12 @@ struct Context {
 impl Context {
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity() == Severity::Error)
     }
 }
 
