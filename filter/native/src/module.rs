@@ -1,0 +1,276 @@
+//! One filter configuration of the module: the engine's pipeline, the
+//! counters defined for it, and the tick schedule. Everything that decides
+//! is the pipeline's; this file only routes Envoy's events to it.
+//!
+//! Threading: Envoy shares one filter configuration among all worker
+//! threads, and the pipeline keeps `!Sync` state (certificate and token
+//! caches, key sets). It lives behind one `Mutex`: a decision holds the lock
+//! for the pipeline's own work only (no I/O waits: every host call is a
+//! synchronous call into Envoy), so workers serialize for microseconds, the
+//! caches and fetched keys are shared by all workers, and one tick on the
+//! main thread refreshes keys for every worker. (One pipeline per worker
+//! would parse the policy and fill the caches once per worker, and fetched
+//! key sets would have to be copied into each.)
+//!
+//! Ticks: HTTP filters have no timers in Envoy 1.40. The configuration's
+//! main-thread scheduler is the clock's stand-in: a tick runs once right
+//! after the configuration is created, and then whenever a request arrives
+//! after the period the pipeline asked for has passed. A proxy with no
+//! traffic therefore fetches nothing, which is harmless: nothing is decided
+//! with the stale keys until a request comes, and that request triggers the
+//! next fetch.
+//!
+//! A panic while the pipeline is locked poisons the lock; the next request
+//! builds a fresh pipeline from the same configuration bytes (as the wasm
+//! build's `FAIL_RELOAD` starts a fresh VM), and a request that cannot get
+//! a working pipeline is denied.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshward_engine::audit::deny_body;
+use meshward_engine::pipeline::{Action, Host, LocalResponse, LogLevel, Pipeline};
+use meshward_engine::{Decision, Reason};
+
+use crate::abi::{AbiLogLevel, ConfigOps, LogOps, StreamOps};
+use crate::host::{ConfigHost, ConfigShared, RequestHost};
+
+/// What the request-headers hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadersVerdict {
+    /// Continue the filter chain (`false`: the module answered the request).
+    pub proceed: bool,
+    /// A tick is due: schedule one on the main thread.
+    pub tick_due: bool,
+}
+
+impl HeadersVerdict {
+    /// The request was answered locally.
+    pub const STOP: HeadersVerdict = HeadersVerdict {
+        proceed: false,
+        tick_due: false,
+    };
+}
+
+/// One filter configuration.
+pub struct Module {
+    shared: ConfigShared,
+    /// `None` after a failed rebuild: every request is denied until one
+    /// succeeds.
+    pipeline: Mutex<Option<Pipeline>>,
+    /// When the next tick is due (Unix milliseconds).
+    next_tick_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Module {
+    /// Runs the pipeline's start and configure steps on the configuration
+    /// bytes (main thread, while Envoy still accepts counter definitions).
+    /// `None` rejects the configuration.
+    pub fn create(
+        plugin_config: Vec<u8>,
+        ops: &mut impl ConfigOps,
+        log: &dyn LogOps,
+    ) -> Option<Module> {
+        let shared = ConfigShared {
+            plugin_config,
+            ..ConfigShared::default()
+        };
+        let mut pipeline = Pipeline::new();
+        let mut host = ConfigHost::creating(ops, &shared, log);
+        if !pipeline.on_vm_start(&mut host) || !pipeline.on_configure(&mut host) {
+            return None;
+        }
+        Some(Module {
+            shared,
+            pipeline: Mutex::new(Some(pipeline)),
+            next_tick_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the pipeline asked for ticks (key or revocation fetches).
+    pub fn wants_ticks(&self) -> bool {
+        self.shared.tick_period_ms.load(Ordering::Relaxed) > 0
+    }
+
+    /// One request's headers: the pipeline decides.
+    pub fn on_request_headers(
+        &self,
+        stream: &mut impl StreamOps,
+        log: &dyn LogOps,
+    ) -> HeadersVerdict {
+        let mut host = RequestHost::new(stream, &self.shared, log);
+        let mut slot = match self.pipeline.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => {
+                // A panic interrupted an earlier request: start afresh.
+                let mut slot = poisoned.into_inner();
+                *slot = self.rebuild(&mut host);
+                self.pipeline.clear_poison();
+                slot
+            }
+        };
+        // Inside the lock, so the test panic poisons it as a real one would.
+        #[cfg(feature = "trap-trigger")]
+        trap_if_asked(&mut host);
+        let Some(pipeline) = slot.as_mut() else {
+            *slot = self.rebuild(&mut host);
+            drop(slot);
+            deny(&mut host, 503, Reason::NoPolicy, "meshward_no_pipeline");
+            return HeadersVerdict::STOP;
+        };
+        let action = pipeline.on_request_headers(&mut host);
+        drop(slot);
+        HeadersVerdict {
+            proceed: matches!(action, Action::Continue),
+            tick_due: self.claim_tick(),
+        }
+    }
+
+    /// A fresh pipeline from the same bytes, or `None` (logged).
+    fn rebuild(&self, host: &mut dyn Host) -> Option<Pipeline> {
+        let mut pipeline = Pipeline::new();
+        if pipeline.on_vm_start(host) && pipeline.on_configure(host) {
+            host.log(LogLevel::Warn, "meshward: pipeline rebuilt after a panic");
+            Some(pipeline)
+        } else {
+            host.log(
+                LogLevel::Error,
+                "meshward: the pipeline could not be rebuilt; denying",
+            );
+            None
+        }
+    }
+
+    /// True for exactly one caller once the tick period has passed.
+    fn claim_tick(&self) -> bool {
+        let period = self.shared.tick_period_ms.load(Ordering::Relaxed);
+        if period == 0 {
+            return false;
+        }
+        let now = now_ms();
+        let due = self.next_tick_ms.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_tick_ms
+                .compare_exchange(
+                    due,
+                    now.saturating_add(period),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Marks a tick as just scheduled (at configuration creation).
+    pub fn tick_scheduled(&self) {
+        let period = self.shared.tick_period_ms.load(Ordering::Relaxed);
+        self.next_tick_ms
+            .store(now_ms().saturating_add(period), Ordering::Relaxed);
+    }
+
+    /// A tick on the main thread.
+    pub fn on_tick(&self, ops: &mut impl ConfigOps, log: &dyn LogOps) {
+        let mut host = ConfigHost::running(ops, &self.shared, log);
+        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pipeline) = slot.as_mut() {
+            pipeline.on_tick(&mut host);
+        }
+    }
+
+    /// The answer to a callout the pipeline started from a tick.
+    pub fn on_callout_done(
+        &self,
+        ops: &mut impl ConfigOps,
+        log: &dyn LogOps,
+        callout_id: u64,
+        status: Option<u16>,
+        body: Option<Vec<u8>>,
+    ) {
+        let Ok(call) = u32::try_from(callout_id) else {
+            return;
+        };
+        let mut host = ConfigHost::running(ops, &self.shared, log);
+        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pipeline) = slot.as_mut() {
+            pipeline.on_http_call_response(&mut host, call, status, body);
+        }
+    }
+
+    /// The request hook panicked: deny this request (503, as a wasm trap
+    /// answers). The poisoned lock makes the next request rebuild.
+    pub fn deny_after_panic(&self, stream: &mut impl StreamOps, log: &dyn LogOps) {
+        log.log(
+            AbiLogLevel::Error,
+            b"meshward: panic while deciding a request; denied",
+        );
+        let mut host = RequestHost::new(stream, &self.shared, log);
+        deny(&mut host, 503, Reason::NoPolicy, "meshward_panic");
+    }
+}
+
+/// Denies a request Envoy handed to a filter without its configuration
+/// (which Envoy's contract rules out; fail closed all the same).
+pub fn deny_without_module(stream: &mut impl StreamOps, log: &dyn LogOps) {
+    let shared = ConfigShared::default();
+    let mut host = RequestHost::new(stream, &shared, log);
+    deny(
+        &mut host,
+        503,
+        Reason::NoPolicy,
+        "meshward_no_configuration",
+    );
+}
+
+/// A deny the shell answers itself, when the pipeline cannot: status, the
+/// engine's deny body and reason header, gRPC-aware.
+fn deny(host: &mut dyn Host, status: u16, reason: Reason, details: &str) {
+    let grpc = host.request_headers().ok().is_some_and(|headers| {
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with(b"application/grpc"))
+    });
+    let response = LocalResponse {
+        status,
+        // 14 UNAVAILABLE: the same meaning as the 503.
+        grpc_status: grpc.then_some(14),
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-meshward-reason", reason.code().to_owned()),
+        ],
+        body: if grpc {
+            String::new()
+        } else {
+            deny_body(None, &Decision::deny(reason), None)
+        },
+        details: details.to_owned(),
+    };
+    if host.send_response(&response).is_err() {
+        host.log(
+            LogLevel::Error,
+            "meshward: could not send the deny response",
+        );
+    }
+}
+
+/// Test builds only (`--features trap-trigger`, never the release module): a
+/// request with `x-meshward-test-trap` panics inside the hook, so tests can
+/// show a panic becomes a deny and Envoy keeps serving.
+#[cfg(feature = "trap-trigger")]
+#[expect(clippy::panic, reason = "deliberate panic for the fail-closed test")]
+fn trap_if_asked(host: &mut dyn Host) {
+    let asked = host
+        .request_headers()
+        .ok()
+        .is_some_and(|h| h.iter().any(|(k, _)| k == "x-meshward-test-trap"));
+    if asked {
+        panic!("meshward: test trap requested");
+    }
+}
