@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::audit::{parse_audit_lines, AuditLine};
+use crate::build::{prepare_config, FilterBuild};
 use crate::http::{read_message, BodyDefault};
 use crate::workspace::{envoy_binary, envoy_dir};
 
@@ -131,7 +132,9 @@ impl Envoy {
     /// the admin endpoint says it is live and the listener is bound.
     pub fn start(dir: &Path, config_yaml: &str) -> Result<Envoy, StartError> {
         let config_path = dir.join("envoy.yaml");
-        fs::write(&config_path, config_yaml).expect("write envoy config");
+        let build = FilterBuild::current();
+        let prepared = prepare_config(config_yaml);
+        fs::write(&config_path, &prepared.yaml).expect("write envoy config");
         let admin_file = dir.join("admin-address.txt");
         let _ = fs::remove_file(&admin_file);
         let mut child = Command::new(envoy_binary())
@@ -145,7 +148,8 @@ impl Envoy {
             // The filter's audit lines are info on the `wasm` logger; everything
             // else only from warning up (start-up failures are error/critical).
             .args(["--concurrency", "1", "-l", "warning"])
-            .args(["--component-log-level", "wasm:info"])
+            .args(["--component-log-level", &build.log_level_arg()])
+            .envs(prepared.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -311,12 +315,16 @@ impl Envoy {
     }
 
     /// Counters and gauges from `/stats` whose names start with `prefix`.
+    /// The filter's own stats are named as the wasm build names them
+    /// (`wasmcustom.meshward.*`) whichever build runs ([`FilterBuild::stat_name`]).
     pub fn stats(&self, prefix: &str) -> BTreeMap<String, u64> {
+        let build = FilterBuild::current();
+        let prefix = build.stat_name(prefix);
         self.admin_get("/stats")
             .lines()
             .filter_map(|l| l.split_once(": "))
-            .filter(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(name, v)| Some((name.to_owned(), v.trim().parse().ok()?)))
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .filter_map(|(name, v)| Some((build.wasm_stat_name(name), v.trim().parse().ok()?)))
             .collect()
     }
 

@@ -3,6 +3,8 @@
 //!
 //! The pieces, each small:
 //!
+//! - [`build`]: which filter build runs (`MESHWARD_BUILD=wasm|native`) and
+//!   the rewrite of rendered configs for the native module.
 //! - [`workspace`]: where the Envoy binary (`.venv`, from `scripts/setup.sh`)
 //!   and the filter's wasm are; missing ones fail the test with the fix.
 //! - [`pki`]: CAs per SPIFFE trust domain and X.509-SVIDs with chosen URI
@@ -22,6 +24,7 @@
 //! `demo` binary of this crate and reuses the same harness.
 
 pub mod audit;
+pub mod build;
 pub mod client;
 pub mod ecds;
 pub mod envoy;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::audit::{parse_audit_lines, AuditLine};
+use crate::build::{prepare_config, FilterBuild};
 use crate::envoy::StartError;
 use crate::http::{read_message, BodyDefault};
 use crate::workspace::envoy_binary;
@@ -71,7 +72,9 @@ impl EnvoyProc {
     /// then waiting for each.
     pub fn spawn(dir: &Path, name: &str, yaml: &str, concurrency: u32) -> Starting {
         let config_path = dir.join(format!("{name}.yaml"));
-        fs::write(&config_path, yaml).expect("write envoy config");
+        let build = FilterBuild::current();
+        let prepared = prepare_config(yaml);
+        fs::write(&config_path, &prepared.yaml).expect("write envoy config");
         let admin_file = dir.join(format!("{name}-admin-address.txt"));
         let _ = fs::remove_file(&admin_file);
         let mut child = Command::new(envoy_binary())
@@ -81,7 +84,13 @@ impl EnvoyProc {
             .arg(&admin_file)
             .arg("--use-dynamic-base-id")
             .args(["--concurrency", &concurrency.to_string()])
-            .args(["-l", "warning", "--component-log-level", "wasm:info"])
+            .args([
+                "-l",
+                "warning",
+                "--component-log-level",
+                &build.log_level_arg(),
+            ])
+            .envs(prepared.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -280,11 +289,14 @@ impl EnvoyProc {
 
     /// Counters and gauges whose names start with `prefix`.
     pub fn stats(&self, prefix: &str) -> BTreeMap<String, u64> {
+        // The filter's stats under their wasm names, whichever build runs.
+        let build = FilterBuild::current();
+        let prefix = build.stat_name(prefix);
         self.admin_get("/stats")
             .lines()
             .filter_map(|l| l.split_once(": "))
-            .filter(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(name, v)| Some((name.to_owned(), v.trim().parse().ok()?)))
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .filter_map(|(name, v)| Some((build.wasm_stat_name(name), v.trim().parse().ok()?)))
             .collect()
     }
 
