@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde_yaml::{Mapping, Value};
@@ -45,10 +46,39 @@ pub enum FilterBuild {
     Native,
 }
 
+/// A build fixed by the test binary itself ([`FilterBuild::pin`]).
+static PINNED: OnceLock<FilterBuild> = OnceLock::new();
+/// A module directory fixed by the test binary itself ([`pin_native_dir`]).
+static PINNED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs every native Envoy of this test process with the `libmeshward.so`
+/// in `dir` (a test build, e.g. with `trap-trigger`).
+pub fn pin_native_dir(dir: PathBuf) {
+    let pinned = PINNED_DIR.get_or_init(|| dir.clone());
+    assert_eq!(
+        *pinned, dir,
+        "this test process already uses another module"
+    );
+}
+
 impl FilterBuild {
-    /// The build chosen by `MESHWARD_BUILD`. Panics on an unknown value (a
-    /// typo must not silently test the other build).
+    /// Runs every Envoy of this test process with `build`, whatever
+    /// `MESHWARD_BUILD` says: for suites about one build (`native_*`).
+    /// Panics if the process already pinned the other build.
+    pub fn pin(build: FilterBuild) {
+        let pinned = *PINNED.get_or_init(|| build);
+        assert_eq!(
+            pinned, build,
+            "this test process already runs the {pinned:?} build"
+        );
+    }
+
+    /// The pinned build, or the one chosen by `MESHWARD_BUILD`. Panics on an
+    /// unknown value (a typo must not silently test the other build).
     pub fn current() -> FilterBuild {
+        if let Some(pinned) = PINNED.get() {
+            return *pinned;
+        }
         match std::env::var(BUILD_ENV).as_deref() {
             Err(_) | Ok("") | Ok("wasm") => FilterBuild::Wasm,
             Ok("native") => FilterBuild::Native,
@@ -196,10 +226,13 @@ fn module_filter(wasm: &Mapping, module_config: &mut Option<String>) -> Mapping 
     out
 }
 
-/// The directory with `libmeshward.so`: `$MESHWARD_NATIVE_DIR`, or
+/// The directory with `libmeshward.so`: the pinned one, `$MESHWARD_NATIVE_DIR`, or
 /// `target/native/`. Panics with the build command when the module is
 /// missing or older than a source file of the module or the engine.
 pub fn native_module_dir() -> PathBuf {
+    if let Some(dir) = PINNED_DIR.get() {
+        return dir.clone();
+    }
     if let Some(dir) = std::env::var_os(NATIVE_DIR_ENV) {
         let dir = PathBuf::from(dir);
         assert!(

@@ -400,6 +400,7 @@ pub fn validate(config: &Path) -> (bool, String) {
             "-c",
         ])
         .arg(config)
+        .envs(FilterBuild::current().envoy_env())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_binary().display()));
