@@ -464,6 +464,140 @@ impl<C: ConfigOps> Host for ConfigHost<'_, C> {
 mod tests {
     use super::*;
 
+    /// A request whose attributes name themselves, recording what the host
+    /// asked of it.
+    #[derive(Default)]
+    struct Recorder {
+        filter_state_set: Vec<(Vec<u8>, Vec<u8>)>,
+        removed: Vec<Vec<u8>>,
+    }
+
+    impl StreamOps for Recorder {
+        fn for_each_request_header(
+            &mut self,
+            visit: &mut dyn FnMut(&[u8], &[u8]),
+        ) -> Result<(), AbiError> {
+            visit(b":path", b"/a");
+            visit(b"x-obs", b"\xff\x80");
+            visit(b"x-obs", b"second");
+            Ok(())
+        }
+
+        fn attribute_string(&mut self, attribute: Attribute) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok(match attribute {
+                Attribute::Sha256PeerCertificateDigest => Some(b"digest".to_vec()),
+                Attribute::UriSanPeerCertificate => Some(b"peer".to_vec()),
+                Attribute::UriSanLocalCertificate => None,
+                Attribute::ConnectionMtls => return Err(AbiError(9)),
+            })
+        }
+
+        fn attribute_bool(&mut self, _attribute: Attribute) -> Result<Option<bool>, AbiError> {
+            Ok(Some(true))
+        }
+
+        fn filter_state(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok((key == b"io.istio.peer_principal").then(|| b"spiffe://x/y".to_vec()))
+        }
+
+        fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> Result<(), AbiError> {
+            self.filter_state_set.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        }
+
+        fn remove_request_header(&mut self, name: &[u8]) -> Result<(), AbiError> {
+            self.removed.push(name.to_vec());
+            Ok(())
+        }
+
+        fn add_request_header(&mut self, _name: &[u8], _value: &[u8]) -> Result<(), AbiError> {
+            Err(AbiError(0))
+        }
+
+        fn send_local_reply(
+            &mut self,
+            _status: u32,
+            _headers: &[(&[u8], &[u8])],
+            _body: &[u8],
+            _details: &[u8],
+        ) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn send_response_headers_only(
+            &mut self,
+            _headers: &[(&[u8], &[u8])],
+        ) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+    }
+
+    struct Quiet;
+
+    impl LogOps for Quiet {
+        fn log(&self, _level: AbiLogLevel, _message: &[u8]) {}
+    }
+
+    #[test]
+    fn a_request_host_moves_bytes_and_keeps_failures_as_values() {
+        let mut stream = Recorder::default();
+        let shared = ConfigShared {
+            plugin_config: b"{}".to_vec(),
+            ..ConfigShared::default()
+        };
+        shared.remember_counter("meshward.decision.allow", 7);
+        let mut host = RequestHost::new(&mut stream, &shared, &Quiet);
+
+        let headers = host.request_headers().unwrap();
+        assert_eq!(headers.len(), 3, "repeated names stay separate entries");
+        assert_eq!(headers[1], ("x-obs".to_owned(), vec![0xff, 0x80]));
+
+        let digest = ["connection", "sha256_peer_certificate_digest"];
+        assert_eq!(host.property(&digest), Ok(Some(b"digest".to_vec())));
+        let peer = ["connection", "uri_san_peer_certificate"];
+        assert_eq!(host.property(&peer), Ok(Some(b"peer".to_vec())));
+        let local = ["connection", "uri_san_local_certificate"];
+        assert_eq!(host.property(&local), Ok(None));
+        assert_eq!(host.property(&["connection", "mtls"]), Ok(Some(vec![1])));
+        let istio = ["filter_state", "io.istio.peer_principal"];
+        assert_eq!(host.property(&istio), Ok(Some(b"spiffe://x/y".to_vec())));
+        assert_eq!(
+            host.property(&["source", "address"]),
+            Err(HostError::Unsupported)
+        );
+
+        assert_eq!(
+            host.add_request_header("x-a", "b"),
+            Err(HostError::Status(0))
+        );
+        host.remove_request_header("x-meshward-peer").unwrap();
+        host.set_filter_state("meshward_decision", "deny").unwrap();
+        assert_eq!(host.define_counter("meshward.decision.allow"), Some(7));
+        assert_eq!(host.define_counter("never.defined"), None);
+        assert_eq!(host.plugin_configuration(), Ok(Some(b"{}".to_vec())));
+        assert_eq!(
+            host.dispatch_get("c", "a", "/p", Duration::from_secs(1)),
+            Err(HostError::Unsupported)
+        );
+        host.set_tick_period(Duration::from_secs(2)).unwrap();
+
+        assert_eq!(stream.removed, [b"x-meshward-peer".to_vec()]);
+        assert_eq!(
+            stream.filter_state_set,
+            [(b"wasm.meshward_decision".to_vec(), b"deny".to_vec())]
+        );
+        assert_eq!(
+            shared
+                .tick_period_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2000
+        );
+    }
+
     #[test]
     fn grpc_deny_is_http_200_with_the_grpc_status_and_our_headers() {
         let response = LocalResponse {
