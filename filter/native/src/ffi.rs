@@ -24,6 +24,10 @@
 use core::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::abi::{AbiError, AbiLogLevel, Attribute, ConfigOps, LogOps, StreamOps};
 use crate::module::{HeadersVerdict, Module};
@@ -526,12 +530,72 @@ impl ConfigOps for EnvoyConfig {
     }
 }
 
-/// What the module keeps per filter configuration: the [`Module`] and the
-/// Envoy handles of its configuration.
+/// What the module keeps per filter configuration: the [`Module`], Envoy's
+/// main-thread scheduler of the configuration, and the ticker thread that
+/// commits tick events to it.
 struct ConfigObject {
     module: Module,
-    /// Envoy's main-thread scheduler of this configuration (ticks).
     scheduler: *mut c_void,
+    ticker: Option<Ticker>,
+}
+
+/// The configuration scheduler, handed to the ticker thread.
+struct SchedulerHandle(*mut c_void);
+
+// SAFETY: abi.h allows `..._config_scheduler_commit` from any thread; the
+// handle is only used for that, and the ticker is joined before the
+// scheduler is deleted (`on_http_filter_config_destroy`).
+unsafe impl Send for SchedulerHandle {}
+
+/// A thread that commits a tick event every period (the first right away),
+/// until stopped.
+struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(scheduler: SchedulerHandle, period_ms: Arc<AtomicU64>) -> Option<Ticker> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("meshward-ticker".to_owned())
+            .spawn(move || {
+                let scheduler = scheduler;
+                let (stopped, wake) = &*signal;
+                let mut guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+                while !*guard {
+                    // SAFETY: see `SchedulerHandle`: the scheduler outlives
+                    // this thread, and commit may be called from any thread.
+                    unsafe {
+                        envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                            scheduler.0,
+                            0,
+                        )
+                    };
+                    let period = period_ms.load(Ordering::Relaxed).max(1);
+                    guard = wake
+                        .wait_timeout(guard, Duration::from_millis(period))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            })
+            .ok()?;
+        Some(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it (it wakes at once).
+    fn stop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// # Safety
@@ -584,15 +648,22 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     // SAFETY: `config_envoy` is live; the scheduler is deleted in destroy.
     let scheduler =
         unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy) };
-    let object = Box::new(ConfigObject { module, scheduler });
-    if object.module.wants_ticks() && !object.scheduler.is_null() {
-        // The first tick right away (key fetches at start-up), then per request.
-        object.module.tick_scheduled();
-        // SAFETY: the scheduler was just created for this configuration.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(object.scheduler, 0)
-        };
+    let ticker = if module.wants_ticks() && !scheduler.is_null() {
+        Ticker::start(SchedulerHandle(scheduler), module.tick_period())
+    } else {
+        None
+    };
+    if module.wants_ticks() && ticker.is_none() {
+        EnvoyLog.log(
+            AbiLogLevel::Error,
+            b"meshward: cannot start the ticker: fetched keys will not refresh",
+        );
     }
+    let object = Box::new(ConfigObject {
+        module,
+        scheduler,
+        ticker,
+    });
     Box::into_raw(object).cast_const().cast()
 }
 
@@ -607,7 +678,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
         return;
     }
     // SAFETY: we created it with Box::into_raw; Envoy destroys it once.
-    let object = unsafe { Box::from_raw(config.cast_mut().cast::<ConfigObject>()) };
+    let mut object = unsafe { Box::from_raw(config.cast_mut().cast::<ConfigObject>()) };
+    // INVARIANT: the ticker is joined before its scheduler is deleted.
+    if let Some(ticker) = object.ticker.as_mut() {
+        ticker.stop();
+    }
     if !object.scheduler.is_null() {
         // SAFETY: created in config_new for this configuration, deleted once.
         unsafe {
@@ -673,13 +748,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         object.module.deny_after_panic(&mut stream, &EnvoyLog);
         HeadersVerdict::STOP
     });
-    if verdict.tick_due && !object.scheduler.is_null() {
-        // SAFETY: the scheduler lives as long as the configuration; commit
-        // may be called from any thread (abi.h).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(object.scheduler, 0)
-        };
-    }
     if verdict.proceed {
         HEADERS_CONTINUE
     } else {
@@ -687,7 +755,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     }
 }
 
-/// A tick, scheduled from a request, on the main thread: key fetches.
+/// A tick on the main thread (committed by the ticker thread): key fetches.
 ///
 /// # Safety
 /// Envoy's contract: both pointers belong to a live configuration.

@@ -9,8 +9,10 @@
 //!
 //! Both only move bytes. What a host cannot do here is
 //! [`HostError::Unsupported`]: no callouts from a request hook (a callout
-//! bound to a stream dies with it), and no timer (HTTP filters have none in
-//! Envoy 1.40; [`crate::module`] drives ticks from requests instead).
+//! bound to a stream dies with it; key fetches run from the configuration).
+//! HTTP filters have no timers in Envoy 1.40: `set_tick_period` records the
+//! period, and a thread of the module turns it into ticks on the main thread
+//! (see [`crate::module`]).
 
 use core::time::Duration;
 use std::collections::HashMap;
@@ -55,8 +57,9 @@ pub struct ConfigShared {
     /// same name (a pipeline configured again on another thread) find them
     /// here.
     pub counters: Mutex<HashMap<String, usize>>,
-    /// The tick period the pipeline asked for, in milliseconds (0: none).
-    pub tick_period_ms: std::sync::atomic::AtomicU64,
+    /// The tick period the pipeline asked for, in milliseconds (0: none),
+    /// shared with the configuration's ticker thread.
+    pub tick_period_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConfigShared {

@@ -12,13 +12,14 @@
 //! would parse the policy and fill the caches once per worker, and fetched
 //! key sets would have to be copied into each.)
 //!
-//! Ticks: HTTP filters have no timers in Envoy 1.40. The configuration's
-//! main-thread scheduler is the clock's stand-in: a tick runs once right
-//! after the configuration is created, and then whenever a request arrives
-//! after the period the pipeline asked for has passed. A proxy with no
-//! traffic therefore fetches nothing, which is harmless: nothing is decided
-//! with the stale keys until a request comes, and that request triggers the
-//! next fetch.
+//! Ticks: HTTP filters have no timers in Envoy 1.40, but a filter
+//! configuration has a scheduler that runs an event on the main thread and
+//! may be committed to from any thread. When the pipeline asks for ticks,
+//! one thread of the module per configuration sleeps for the period and
+//! commits a tick event (the first right away); the tick then runs the
+//! pipeline (key fetches as configuration-level HTTP callouts) on the main
+//! thread, as proxy-wasm's `on_tick` does. The thread is stopped and joined
+//! before Envoy destroys the configuration (`crate::ffi`).
 //!
 //! A panic while the pipeline is locked poisons the lock; the next request
 //! builds a fresh pipeline from the same configuration bytes (as the wasm
@@ -26,8 +27,7 @@
 //! a working pipeline is denied.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use meshward_engine::audit::deny_body;
 use meshward_engine::pipeline::{Action, Host, LocalResponse, LogLevel, Pipeline};
@@ -41,16 +41,11 @@ use crate::host::{ConfigHost, ConfigShared, RequestHost};
 pub struct HeadersVerdict {
     /// Continue the filter chain (`false`: the module answered the request).
     pub proceed: bool,
-    /// A tick is due: schedule one on the main thread.
-    pub tick_due: bool,
 }
 
 impl HeadersVerdict {
     /// The request was answered locally.
-    pub const STOP: HeadersVerdict = HeadersVerdict {
-        proceed: false,
-        tick_due: false,
-    };
+    pub const STOP: HeadersVerdict = HeadersVerdict { proceed: false };
 }
 
 /// One filter configuration.
@@ -59,15 +54,6 @@ pub struct Module {
     /// `None` after a failed rebuild: every request is denied until one
     /// succeeds.
     pipeline: Mutex<Option<Pipeline>>,
-    /// When the next tick is due (Unix milliseconds).
-    next_tick_ms: AtomicU64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Module {
@@ -91,13 +77,17 @@ impl Module {
         Some(Module {
             shared,
             pipeline: Mutex::new(Some(pipeline)),
-            next_tick_ms: AtomicU64::new(0),
         })
     }
 
     /// Whether the pipeline asked for ticks (key or revocation fetches).
     pub fn wants_ticks(&self) -> bool {
         self.shared.tick_period_ms.load(Ordering::Relaxed) > 0
+    }
+
+    /// The tick period in milliseconds (0: none), for the ticker thread.
+    pub fn tick_period(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.tick_period_ms)
     }
 
     /// One request's headers: the pipeline decides.
@@ -130,7 +120,6 @@ impl Module {
         drop(slot);
         HeadersVerdict {
             proceed: matches!(action, Action::Continue),
-            tick_due: self.claim_tick(),
         }
     }
 
@@ -147,33 +136,6 @@ impl Module {
             );
             None
         }
-    }
-
-    /// True for exactly one caller once the tick period has passed.
-    fn claim_tick(&self) -> bool {
-        let period = self.shared.tick_period_ms.load(Ordering::Relaxed);
-        if period == 0 {
-            return false;
-        }
-        let now = now_ms();
-        let due = self.next_tick_ms.load(Ordering::Relaxed);
-        now >= due
-            && self
-                .next_tick_ms
-                .compare_exchange(
-                    due,
-                    now.saturating_add(period),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
-
-    /// Marks a tick as just scheduled (at configuration creation).
-    pub fn tick_scheduled(&self) {
-        let period = self.shared.tick_period_ms.load(Ordering::Relaxed);
-        self.next_tick_ms
-            .store(now_ms().saturating_add(period), Ordering::Relaxed);
     }
 
     /// A tick on the main thread.
