@@ -54,6 +54,7 @@ pub mod lower;
 mod model_text;
 pub mod oci;
 pub mod outcome;
+pub mod raw;
 pub mod replay;
 pub mod signing;
 pub mod source_map;
@@ -144,9 +145,9 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
 }
 
 /// Decides one request against a compiled policy, through its bytes.
-pub fn explain(compiled: &Compiled, request: &SampleRequest) -> Result<Outcome, PolicyError> {
-    let policy = compiled.load()?;
-    Ok(outcome::decide(&policy, &compiled.source_map, request))
+pub fn explain(compiled: &Compiled, request: &SampleRequest) -> Result<Outcome, String> {
+    let mut filter = outcome::OfflineFilter::for_compiled(compiled)?;
+    Ok(filter.decide(request))
 }
 
 #[cfg(test)]

@@ -6,10 +6,16 @@
 
 use std::fmt;
 
-use meshward_engine::chain::{self, Chain};
+use std::collections::BTreeMap;
+
+use meshward_engine::audit::{AuditClaim, AuditUser};
+use meshward_engine::chain::{Chain, CHAIN_HEADER};
 use meshward_engine::model::Effect;
+use meshward_engine::pipeline::{
+    HeaderList, OfflineHost, PeerEvidence, Pipeline, RequestInput, TokenEvidence,
+};
 use meshward_engine::spiffe::{SpiffeId, SpiffeIdError};
-use meshward_engine::{evaluate, Claim, Decision, Policy, Reason, Request, RuleIdx, UserInfo};
+use meshward_engine::{Claim, Decision, Policy, Reason, RuleIdx, UserInfo};
 use serde_json::json;
 
 use crate::source_map::{Location, SourceMap};
@@ -153,32 +159,144 @@ pub struct SampleChain {
     pub scopes: Vec<String>,
 }
 
-/// The clock for sample chains: any fixed time works, the chain is issued
-/// at it and checked at it.
+/// The clock for sample requests: any fixed time works, a sample chain is
+/// issued at it and checked at it.
 const SAMPLE_NOW: u64 = 1_700_000_000;
 
-/// Receives `sample` from `peer` exactly as the filter's inbound side does
-/// (`chain::inbound`): hops are believed only from a trusted forwarder,
-/// otherwise the chain restarts at the peer, marked incomplete; depth and
-/// grammar limits apply.
-fn receive_chain(policy: &Policy, peer: &SpiffeId, sample: &SampleChain) -> Result<Chain, Reason> {
-    let limits = policy.chain_limits();
-    let mut sent = Chain::start(peer.clone(), SAMPLE_NOW, limits.lifetime_secs);
-    if !sample.hops.is_empty() {
-        sent.hops.clone_from(&sample.hops);
+/// The filter, offline: the engine's request pipeline configured with a
+/// plugin configuration, deciding requests through an [`OfflineHost`]. This
+/// is how `meshward explain`, `meshward test` and the dry-run predictions
+/// decide, so they answer what the proxy does.
+pub struct OfflineFilter {
+    pipeline: Pipeline,
+    host: OfflineHost,
+    source_map: SourceMap,
+}
+
+impl OfflineFilter {
+    /// A filter loaded with plugin configuration bytes (as Envoy delivers
+    /// them), naming rules through `source_map`.
+    pub fn new(plugin_config: &[u8], source_map: SourceMap) -> Result<Self, String> {
+        let mut host = OfflineHost::at(SAMPLE_NOW);
+        let mut pipeline = Pipeline::new();
+        if !pipeline.on_vm_start(&mut host) || !pipeline.configure(&mut host, plugin_config) {
+            let why = host
+                .logs
+                .iter()
+                .rev()
+                .map(|(_, line)| line.as_str())
+                .find(|line| line.contains("rejected"))
+                .unwrap_or("the configuration was refused")
+                .to_owned();
+            return Err(why);
+        }
+        Ok(OfflineFilter {
+            pipeline,
+            host,
+            source_map,
+        })
     }
-    sent.complete = !sample.incomplete;
-    sent.purpose.clone_from(&sample.purpose);
-    sent.user.clone_from(&sample.user);
-    sent.scopes.clone_from(&sample.scopes);
-    chain::inbound(
-        peer,
-        policy.may_forward_chain(peer),
-        &[&sent.to_wire()],
-        SAMPLE_NOW,
-        limits,
-    )
-    .map_err(chain::ChainError::reason)
+
+    /// The compiled policy's plugin configuration, loaded.
+    pub fn for_compiled(compiled: &crate::Compiled) -> Result<Self, String> {
+        Self::new(
+            compiled.plugin_config_json(&[]).as_bytes(),
+            compiled.source_map.clone(),
+        )
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.pipeline.config().map(|c| &c.policy)
+    }
+
+    /// Decides one request as the filter's inbound side would.
+    pub fn decide(&mut self, request: &SampleRequest) -> Outcome {
+        let input = self.input(request);
+        self.decide_input(&input)
+    }
+
+    /// Decides a request given as pipeline facts.
+    pub fn decide_input(&mut self, input: &RequestInput) -> Outcome {
+        self.host.reset_request();
+        let decided = self.pipeline.decide(input, &mut self.host);
+        let Some(policy) = self.pipeline.config().map(|c| &c.policy) else {
+            return describe(None, &self.source_map, &decided.verdict.decision, None);
+        };
+        // The chain is shown when the request carried one.
+        let sent_chain = !input.headers.all(CHAIN_HEADER).is_empty();
+        describe(
+            Some(policy),
+            &self.source_map,
+            &decided.verdict.decision,
+            decided.verdict.chain.clone().filter(|_| sent_chain),
+        )
+    }
+
+    /// The pipeline facts of a sample request: the request line and headers,
+    /// the sample chain as the chain header its peer would send, and the
+    /// identities as verified.
+    pub fn input(&self, request: &SampleRequest) -> RequestInput {
+        let mut headers = vec![
+            (":method".to_owned(), request.method.clone()),
+            (":path".to_owned(), request.path.clone()),
+        ];
+        if !request.authority.is_empty() {
+            headers.push((":authority".to_owned(), request.authority.clone()));
+        }
+        headers.extend(request.headers.iter().cloned());
+        if let (Some(sample), Ok(peer), Some(policy)) =
+            (&request.chain, &request.peer, self.policy())
+        {
+            let limits = policy.chain_limits();
+            let mut sent = Chain::start(peer.clone(), SAMPLE_NOW, limits.lifetime_secs);
+            if !sample.hops.is_empty() {
+                sent.hops.clone_from(&sample.hops);
+            }
+            sent.complete = !sample.incomplete;
+            sent.purpose.clone_from(&sample.purpose);
+            sent.user.clone_from(&sample.user);
+            sent.scopes.clone_from(&sample.scopes);
+            headers.push((CHAIN_HEADER.to_owned(), sent.to_wire()));
+        }
+        RequestInput {
+            headers: HeaderList::new(headers),
+            peer: PeerEvidence::Verified {
+                peer: request.peer.clone(),
+                cert_window: None,
+            },
+            tokens: TokenEvidence::Verified {
+                jwt_svid: request.jwt_svid.clone(),
+                user: request.user.as_ref().map(|user| match user {
+                    Ok(user) => Ok(user.to_audit_user()),
+                    Err(reason) => Err(*reason),
+                }),
+            },
+            now: SAMPLE_NOW,
+        }
+    }
+}
+
+impl SampleUser {
+    /// The user as the pipeline records a verified one.
+    pub fn to_audit_user(&self) -> AuditUser {
+        AuditUser {
+            sub: self.subject.clone(),
+            iss: self.issuer.clone(),
+            scopes: self.scopes.clone(),
+            claims: self
+                .claims
+                .iter()
+                .map(|(name, value)| {
+                    let value = match value {
+                        ClaimValue::Str(s) => AuditClaim::Str(s.clone()),
+                        ClaimValue::List(l) => AuditClaim::List(l.clone()),
+                    };
+                    (name.clone(), value)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
 }
 
 /// The identity outcome of a peer written on the command line: a parsed ID,
@@ -249,54 +367,23 @@ pub struct Outcome {
     pub chain: Option<Result<Chain, Reason>>,
 }
 
-/// Evaluates `request` against `policy` and names the result.
-pub fn decide(policy: &Policy, source_map: &SourceMap, request: &SampleRequest) -> Outcome {
-    let chain = match (&request.chain, &request.peer) {
-        (Some(sample), Ok(peer)) => Some(receive_chain(policy, peer, sample)),
-        _ => None,
-    };
-    // The filter's token verifier refuses a JWT-SVID whose subject is in a
-    // trust domain the policy does not trust; `evaluate` sees only verified
-    // subjects, so apply that check here as the verifier would.
-    let jwt_svid = request.jwt_svid.as_ref().map(|token| match token {
-        Ok(id) if !policy.trusts_domain(id.trust_domain()) => Err(Reason::JwtUntrustedDomain),
-        Ok(id) => Ok(id),
-        Err(reason) => Err(*reason),
-    });
-    let request_for_engine = Request {
-        peer: request.peer.as_ref().map_err(|reason| *reason),
-        jwt_svid,
-        user: request.user.as_ref().map(|user| match user {
-            Ok(user) => Ok(user as &dyn UserInfo),
-            Err(reason) => Err(*reason),
-        }),
-        chain: chain
-            .as_ref()
-            .map(|received| received.as_ref().map_err(|reason| *reason)),
-        method: &request.method,
-        path: &request.path,
-        authority: &request.authority,
-        headers: &request.headers,
-    };
-    let decision = evaluate(policy, &request_for_engine);
-    describe(policy, source_map, &decision, chain)
-}
-
 fn describe(
-    policy: &Policy,
+    policy: Option<&Policy>,
     source_map: &SourceMap,
     decision: &Decision,
     chain: Option<Result<Chain, Reason>>,
 ) -> Outcome {
     let rule_ref = |idx: RuleIdx| RuleRef {
-        id: policy.rule_id(idx).to_owned(),
+        id: policy.map_or("?", |p| p.rule_id(idx)).to_owned(),
         location: source_map.rules.get(idx as usize).cloned(),
     };
     Outcome {
         effect: decision.effect,
         reason: decision.reason,
         status: decision.http_status(),
-        intent: decision.intent.map(|i| policy.intent_name(i).to_owned()),
+        intent: decision
+            .intent
+            .and_then(|i| policy.map(|p| p.intent_name(i).to_owned())),
         rule: decision.rule.map(rule_ref),
         would: decision.would_be.map(|w| WouldOutcome {
             effect: w.effect,
@@ -444,7 +531,10 @@ mod tests {
 
     fn received(peer: &str, sample: &SampleChain) -> Result<Chain, Reason> {
         let compiled = crate::compile_source(POLICY, "p.policy").unwrap();
-        receive_chain(&compiled.load().unwrap(), &id(peer), sample)
+        let mut filter = OfflineFilter::for_compiled(&compiled).unwrap();
+        let mut request = SampleRequest::new(Ok(id(peer)), "GET", "/");
+        request.chain = Some(sample.clone());
+        filter.decide(&request).chain.unwrap()
     }
 
     #[test]

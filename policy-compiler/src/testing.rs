@@ -7,11 +7,10 @@
 
 use std::fmt;
 
-use meshward_engine::{Policy, PolicyError};
 use serde_json::json;
 
 use crate::checked::{Expectation, TestCase};
-use crate::outcome::{decide, Outcome, SampleRequest};
+use crate::outcome::{OfflineFilter, Outcome, SampleRequest};
 use crate::source_map::Location;
 use crate::Compiled;
 
@@ -95,14 +94,14 @@ impl fmt::Display for TestReport {
 }
 
 /// Runs every test of `compiled` against its decoded bytes.
-pub fn run_tests(compiled: &Compiled) -> Result<TestReport, PolicyError> {
-    let policy = Policy::decode(&compiled.bytes)?;
+pub fn run_tests(compiled: &Compiled) -> Result<TestReport, String> {
+    let mut filter = OfflineFilter::for_compiled(compiled)?;
     let results = compiled
         .tests
         .iter()
         .enumerate()
         .map(|(index, test)| {
-            let outcome = decide(&policy, &compiled.source_map, &sample(test));
+            let outcome = filter.decide(&sample(test));
             TestResult {
                 name: test.name.clone(),
                 location: compiled.source_map.tests.get(index).cloned(),

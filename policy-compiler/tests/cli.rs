@@ -527,3 +527,52 @@ fn gen_bench_output_is_a_valid_policy() {
     assert_eq!(stats["rules"], 100);
     assert!(stats["bytes_per_rule"].as_f64().is_some_and(|b| b > 0.0));
 }
+
+/// `explain` decides through the filter's pipeline: what the pipeline adds
+/// after `evaluate` (method-override headers) answers as in Envoy, and a
+/// `--peer` that is not a SPIFFE ID is a usage error, not a decision.
+#[test]
+fn explain_runs_the_filter_pipeline() {
+    let chain = format!("{GATEWAY},{FRONTEND}");
+    let allowed_args = [
+        "--chain",
+        chain.as_str(),
+        "--chain-user",
+        "alice",
+        "--chain-scope",
+        "orders.read",
+        "--format",
+        "json",
+    ];
+    let allowed = explain_orders(&allowed_args);
+    assert_eq!(code(&allowed), 0, "{}", stdout(&allowed));
+    let mut overridden = allowed_args.to_vec();
+    overridden.extend(["--header", "x-http-method-override=DELETE"]);
+    let denied = explain_orders(&overridden);
+    assert_eq!(code(&denied), 4, "{}", stdout(&denied));
+    assert_eq!(json(&denied)["reason"], "method_override");
+    assert_eq!(json(&denied)["status"], 403);
+    let shop = shop();
+    for peer in [
+        "spiffe://Shop.Example/x",
+        "https://shop.example/x",
+        "frontend",
+    ] {
+        let out = meshward(&[
+            "explain",
+            &shop,
+            "--peer",
+            peer,
+            "--method",
+            "GET",
+            "--path",
+            "/orders/42",
+        ]);
+        assert_eq!(code(&out), 2, "{peer}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("is not a SPIFFE ID"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::Chain;
 use crate::decision::{Decision, Reason};
 use crate::evaluate::Claim;
+use crate::method_override::METHOD_OVERRIDE_HEADERS;
 use crate::policy::Policy;
 use crate::spiffe::SpiffeId;
 
@@ -73,6 +74,9 @@ pub struct AuditWould {
 /// filters' logs still replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// `outbound` for the client side's lines; absent for inbound ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// `x-request-id`.
     pub request_id: Option<String>,
     /// The verified mTLS peer.
@@ -168,6 +172,7 @@ pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) 
         headers: facts.headers,
     };
     let line = AuditLine {
+        direction: None,
         request_id: facts.request_id,
         peer: facts.peer.ok().map(SpiffeId::as_str),
         peer_error: facts.peer.err().map(code),
@@ -207,10 +212,80 @@ pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) 
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// What an outbound audit line records: the call whose chain was refused.
+#[derive(Clone, Copy)]
+pub struct OutboundAuditFacts<'a> {
+    /// `x-request-id`, when present.
+    pub request_id: Option<&'a str>,
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`.
+    pub path: &'a str,
+    /// `:authority`.
+    pub authority: &'a str,
+    /// Unix time, seconds.
+    pub time: u64,
+    /// The chain was dropped and the call went on (`on_invalid: drop`).
+    pub chain_dropped: bool,
+}
+
+/// Renders the audit line of an outbound call whose chain was refused: the
+/// members of an inbound line (no peer: the caller is this workload's own
+/// app), with `"direction":"outbound"`. A dropped chain is decision
+/// `drop-chain` (the call went on, status 200) with the chain's reason.
+pub fn outbound_audit_line(
+    policy: &Policy,
+    decision: &Decision,
+    facts: &OutboundAuditFacts<'_>,
+) -> String {
+    let no_headers: &[(&str, &str)] = &[];
+    let line = AuditLine {
+        direction: Some("outbound"),
+        request_id: facts.request_id,
+        peer: None,
+        peer_error: None,
+        cert: None,
+        jwt_svid: None,
+        jwt_svid_error: None,
+        user: None,
+        user_error: None,
+        chain: None,
+        chain_error: Some(decision.reason.code()).filter(|_| facts.chain_dropped),
+        headers: ConditionHeaders {
+            names: &[],
+            headers: &no_headers,
+        },
+        method: facts.method,
+        path: facts.path,
+        authority: facts.authority,
+        time: facts.time,
+        intent: None,
+        rule: None,
+        decision: if facts.chain_dropped {
+            "drop-chain"
+        } else {
+            decision.effect.as_str()
+        },
+        reason: decision.reason.code(),
+        status: decision.http_status(),
+        mode: if policy.is_dry_run() {
+            "dry-run"
+        } else {
+            "enforce"
+        },
+        would: None,
+        policy: policy.hash_hex(),
+    };
+    // INVARIANT: serializing strings and numbers cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
 /// [`AuditRecord`] over borrowed data: same members, same order, same
 /// omissions (a test holds the two to the same output).
 #[derive(Serialize)]
 struct AuditLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'static str>,
     request_id: Option<&'a str>,
     peer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,14 +329,24 @@ struct AuditWouldLine<'a> {
 
 /// The condition headers present, as a JSON object in name order (as the
 /// `BTreeMap` of [`AuditRecord::headers`] writes them).
+///
+/// Method-override headers are recorded too: the pipeline denies or strips
+/// them, and replay must see them to decide the same way.
 struct ConditionHeaders<'a> {
     names: &'a [String],
     headers: &'a dyn crate::evaluate::Headers,
 }
 
-impl ConditionHeaders<'_> {
+impl<'a> ConditionHeaders<'a> {
+    fn recorded(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .chain(METHOD_OVERRIDE_HEADERS)
+    }
+
     fn is_empty(&self) -> bool {
-        self.names.iter().all(|n| self.headers.get(n).is_none())
+        self.recorded().all(|n| self.headers.get(n).is_none())
     }
 }
 
@@ -269,9 +354,8 @@ impl Serialize for ConditionHeaders<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut present: Vec<(&str, &str)> = self
-            .names
-            .iter()
-            .filter_map(|n| self.headers.get(n).map(|v| (n.as_str(), v)))
+            .recorded()
+            .filter_map(|n| self.headers.get(n).map(|v| (n, v)))
             .collect();
         present.sort_unstable_by(|a, b| a.0.cmp(b.0));
         present.dedup_by(|a, b| a.0 == b.0);

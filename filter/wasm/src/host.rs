@@ -1,156 +1,160 @@
-//! The only place that talks to the host. Uses the `Result`-returning
-//! hostcalls (the SDK's trait getters unwrap host errors, which would trap
-//! an authorization filter).
+//! The only place that talks to the proxy-wasm host: [`ProxyWasm`]
+//! implements the engine's [`Host`] with the `Result`-returning hostcalls
+//! (the SDK's trait getters unwrap host errors, which would trap an
+//! authorization filter). Every host failure becomes a value, keeping the
+//! host's status.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
+use meshward_engine::pipeline::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-/// Why a host call failed, as a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError;
+/// The proxy-wasm host (its state lives in Envoy; this is a handle).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyWasm;
 
-/// Reads a connection property as UTF-8. `Ok(None)` when Envoy has none.
-pub fn property(path: &[&str]) -> Result<Option<String>, HostError> {
-    match hostcalls::get_property(path.to_vec()) {
-        Ok(Some(bytes)) => String::from_utf8(bytes).map(Some).map_err(|_| HostError),
-        Ok(None) => Ok(None),
-        Err(_) => Err(HostError),
+fn status(status: Status) -> HostError {
+    match status {
+        Status::NotFound => HostError::NotFound,
+        Status::BadArgument => HostError::BadArgument,
+        other => HostError::Status(other as u32),
     }
 }
 
-/// All request headers in one host call (cheaper than several single reads).
-///
-/// Values are read as bytes: header values may carry obs-text bytes
-/// (0x80-0xFF) that are not UTF-8, and the SDK's `get_map` unwraps a UTF-8
-/// conversion, which trapped the filter (a 503 and a VM restart from a single
-/// request). Such a value is kept with U+FFFD in place of the invalid bytes:
-/// it can never equal a policy's literal, as the raw bytes could not either.
-pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
-    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|_| HostError)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8(value)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (name, value)
-        })
-        .collect())
-}
-
-/// Removes a request header (all its values).
-pub fn remove_request_header(name: &str) -> Result<(), HostError> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(|_| HostError)
-}
-
-/// Sets a request header, replacing any value.
-pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(|_| HostError)
-}
-
-/// Adds a request header value. Cheaper than [`set_request_header`] (no
-/// lookup and removal first): only for names known to be absent, such as the
-/// filter's own headers after every incoming copy was removed.
-pub fn add_request_header(name: &str, value: &str) -> Result<(), HostError> {
-    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(|_| HostError)
-}
-
-/// Answers the request locally; the filter then returns `Action::Pause`.
-pub fn send_response(status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), HostError> {
-    hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
-        .map_err(|_| HostError)
-}
-
-/// The plugin configuration bytes, if any were delivered.
-pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(|_| HostError)
-}
-
-/// Current Unix time in seconds, from the host clock.
-pub fn now_secs() -> Result<u64, HostError> {
-    now_nanos().map(|n| u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX))
-}
-
-/// Current Unix time in nanoseconds, from the host clock (for timing).
-pub fn now_nanos() -> Result<u128, HostError> {
-    let now = hostcalls::get_current_time().map_err(|_| HostError)?;
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .map_err(|_| HostError)
-}
-
-/// Writes one log line through Envoy's logger.
-pub fn log(level: LogLevel, message: &str) {
-    // Nothing useful can be done if logging itself fails.
-    let _ = hostcalls::log(level, message);
-}
-
-/// Defines a counter; `None` if the host refuses (the filter still works).
-pub fn define_counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
-}
-
-/// Adds one to a counter.
-pub fn increment(counter: Option<u32>) {
-    if let Some(id) = counter {
-        let _ = hostcalls::increment_metric(id, 1);
+fn level(level: LogLevel) -> proxy_wasm::types::LogLevel {
+    use proxy_wasm::types::LogLevel as Wasm;
+    match level {
+        LogLevel::Trace => Wasm::Trace,
+        LogLevel::Debug => Wasm::Debug,
+        LogLevel::Info => Wasm::Info,
+        LogLevel::Warn => Wasm::Warn,
+        LogLevel::Error => Wasm::Error,
     }
 }
 
-/// Reads a value of the process-wide shared data (scoped by `vm_id`).
-pub fn shared_data(key: &str) -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_shared_data(key)
-        .map(|(value, _cas)| value)
-        .map_err(|_| HostError)
-}
+impl Host for ProxyWasm {
+    fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        // Bytes: `get_map` unwraps a UTF-8 conversion of every value, and
+        // HTTP/1 obs-text bytes would trap the filter.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(status)
+    }
 
-/// Writes a value of the process-wide shared data.
-pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
-    hostcalls::set_shared_data(key, Some(value), None).map_err(|_| HostError)
-}
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_property(path.to_vec()).map_err(status)
+    }
 
-/// Starts a GET over an Envoy cluster; the answer arrives in the root
-/// context's `on_http_call_response`.
-pub fn dispatch_get(
-    cluster: &str,
-    authority: &str,
-    path: &str,
-    timeout: std::time::Duration,
-) -> Result<u32, HostError> {
-    hostcalls::dispatch_http_call(
-        cluster,
-        vec![
-            (":method", "GET"),
-            (":path", path),
-            (":authority", authority),
-            ("accept", "application/json"),
-        ],
-        None,
-        vec![],
-        timeout,
-    )
-    .map_err(|_| HostError)
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(status)
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(status)
+    }
+
+    fn send_response(&mut self, response: &LocalResponse) -> Result<(), HostError> {
+        // Envoy maps the HTTP status of a local reply to a gRPC request onto
+        // the gRPC status itself (401 → 16, 403 → 7).
+        let headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        hostcalls::send_http_response(
+            u32::from(response.status),
+            headers,
+            Some(response.body.as_bytes()),
+        )
+        .map_err(status)
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // Creates the filter-state object `wasm.<name>`.
+        hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(status)
+    }
+
+    fn now_nanos(&mut self) -> Result<u128, HostError> {
+        let now = hostcalls::get_current_time().map_err(status)?;
+        now.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .map_err(|_| HostError::BadArgument)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        // WASI `random_get`: the host's CSPRNG.
+        getrandom::getrandom(buf).map_err(|_| HostError::Unsupported)
+    }
+
+    fn plugin_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(status)
+    }
+
+    fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(status)
+    }
+
+    fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_shared_data(key)
+            .map(|(value, _cas)| value)
+            .map_err(status)
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), None).map_err(status)
+    }
+
+    fn define_counter(&mut self, name: &str) -> Option<MetricId> {
+        hostcalls::define_metric(MetricType::Counter, name).ok()
+    }
+
+    fn increment(&mut self, id: MetricId, by: u64) {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        let _ = hostcalls::increment_metric(id, by);
+    }
+
+    fn log(&mut self, level_: LogLevel, message: &str) {
+        // Nothing useful can be done if logging itself fails.
+        let _ = hostcalls::log(level(level_), message);
+    }
+
+    fn dispatch_get(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            vec![
+                (":method", "GET"),
+                (":path", path),
+                (":authority", authority),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            timeout,
+        )
+        .map_err(status)
+    }
+
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
+        hostcalls::set_tick_period(period).map_err(status)
+    }
 }
 
 /// `:status` of the HTTP call being answered (`None` on timeout or reset).
-pub fn http_call_status() -> Option<String> {
+pub fn http_call_status() -> Option<u16> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten()
+        .and_then(|s| s.parse().ok())
 }
 
 /// Body of the HTTP call being answered.
-pub fn http_call_body(size: usize) -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map_err(|_| HostError)
-}
-
-/// Asks for `on_tick` every `period`.
-pub fn set_tick_period(period: std::time::Duration) {
-    let _ = hostcalls::set_tick_period(period);
-}
-
-/// The VM configuration bytes (`vm_config.configuration`), if any.
-pub fn vm_configuration() -> Result<Option<Vec<u8>>, HostError> {
-    hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(|_| HostError)
+pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
 }

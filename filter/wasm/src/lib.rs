@@ -1,23 +1,18 @@
-//! meshward's proxy-wasm filter: a thin shim around `meshward-engine`.
+//! meshward's proxy-wasm filter: a shell that moves bytes between Envoy and
+//! the engine's request pipeline (`meshward_engine::pipeline`). It decides
+//! nothing; what it does, all of it I/O:
 //!
-//! - [`root`] owns the configuration lifecycle (parse once in `on_configure`,
-//!   reject bad configs so Envoy fails closed).
-//! - [`http`] runs once per request and hands it to [`inbound`] (server
-//!   side: verify, evaluate, seal the chain for the app) or [`outbound`]
-//!   (client side: forward only chains this proxy sealed).
-//! - [`host`] is the only module that calls `proxy_wasm::hostcalls`; every
-//!   host failure becomes a value, never a trap.
+//! - [`root`]: forwards the lifecycle (VM start, configuration, timer,
+//!   HTTP call responses) to the pipeline;
+//! - [`http`]: lends the pipeline to each request;
+//! - [`host`]: the only module that calls `proxy_wasm::hostcalls`; it
+//!   implements the engine's `Host` trait, every host failure a value.
 //!
-//! Every decision is made by `meshward_engine::evaluate`, the same function
-//! the `meshward` CLI calls.
+//! The `meshward` CLI and the Envoy dynamic module run the same pipeline.
 
 mod host;
 mod http;
-mod inbound;
-mod outbound;
 mod root;
-mod seal_key;
-mod stats;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

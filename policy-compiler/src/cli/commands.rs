@@ -51,7 +51,7 @@ pub(super) fn run(command: Command) -> Exit {
             .map(|h| parse_header(h))
             .collect::<Result<Vec<_>, _>>()
             .and_then(|headers| {
-                let mut request = SampleRequest::new(peer_from_text(&peer), method, path);
+                let mut request = SampleRequest::new(peer_arg(&peer)?, method, path);
                 request.authority = host;
                 request.headers = headers;
                 with_identity(request, &identity)
@@ -65,6 +65,7 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Diff(args) => super::rollout::diff_command(&args),
         Command::Graph(args) => super::rollout::graph_command(&args),
         Command::Keygen(args) => super::rollout::keygen_command(&args),
+        Command::Decide(args) => super::decide::decide_command(&args),
     };
     result.unwrap_or_else(|message| {
         err(&format!("error: {message}\n"));
@@ -74,6 +75,24 @@ pub(super) fn run(command: Command) -> Exit {
 
 /// A failure that is the caller's or the system's, not the policy's (exit 2).
 type CliResult = Result<Exit, String>;
+
+/// `--peer`: a SPIFFE ID, or `none` for a connection without a client
+/// certificate. Anything else is a usage error: a certificate with such a
+/// URI SAN is a filter-side deny, but on the command line it is a typo.
+fn peer_arg(text: &str) -> Result<Result<SpiffeId, meshward_engine::Reason>, String> {
+    match peer_from_text(text) {
+        Ok(id) => Ok(Ok(id)),
+        Err(meshward_engine::Reason::NoPeerCertificate) => {
+            Ok(Err(meshward_engine::Reason::NoPeerCertificate))
+        }
+        Err(_) => Err(format!(
+            "--peer `{text}` is not a SPIFFE ID (spiffe://trust-domain/path) or `none`: {}",
+            SpiffeId::parse(text)
+                .err()
+                .map_or_else(String::new, |e| e.to_string())
+        )),
+    }
+}
 
 fn read(file: &Path) -> Result<String, String> {
     std::fs::read_to_string(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))

@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap derive) and dispatch.
 
 mod commands;
+mod decide;
 mod deploy;
 mod rollout;
 
@@ -150,6 +151,10 @@ enum Command {
     /// Draw who may do what: subjects → intents → services (DOT, SVG or HTML).
     #[command(after_help = EXIT_CODES)]
     Graph(rollout::GraphArgs),
+    /// Decide raw requests (JSON lines) through the filter's pipeline, offline:
+    /// certificates, tokens and chains verified as in the proxy.
+    #[command(after_help = EXIT_CODES)]
+    Decide(decide::DecideArgs),
     /// Create an Ed25519 policy signing key; prints the public key (base64).
     #[command(after_help = EXIT_CODES)]
     Keygen(rollout::KeygenArgs),

@@ -23,6 +23,8 @@
 
 use meshward_engine::audit::{reason_from_code, AuditRecord};
 use meshward_engine::chain::{self, Chain};
+use meshward_engine::config::MethodOverride;
+use meshward_engine::pipeline::check_method_override;
 use meshward_engine::spiffe::SpiffeId;
 use meshward_engine::{evaluate, Decision, Policy, Reason, Request};
 
@@ -83,7 +85,14 @@ pub(crate) fn decide(policy: &Policy, record: &AuditRecord) -> Result<Decision, 
         authority: &record.authority,
         headers: &headers,
     };
-    Ok(evaluate(policy, &request))
+    // The filter's own check after `evaluate` (its default setting: the
+    // plugin configuration's `method_override` is not recorded).
+    Ok(check_method_override(
+        evaluate(policy, &request),
+        MethodOverride::Deny,
+        &headers,
+        &record.method,
+    ))
 }
 
 /// The recorded headers, looked up without copying.

@@ -244,6 +244,9 @@ pub struct ReplayReport {
     pub audit_lines: u64,
     /// Audit lines replayed.
     pub replayed: u64,
+    /// Outbound audit lines (refused chains): counted, not replayed, since
+    /// the seal check does not depend on the policy.
+    pub outbound: u64,
     /// Audit lines that could not be replayed.
     pub malformed: u64,
     /// The first malformed lines.
@@ -298,6 +301,7 @@ impl ReplayReport {
             "other_lines": self.other_lines,
             "audit_lines": self.audit_lines,
             "replayed": self.replayed,
+            "outbound": self.outbound,
             "malformed": self.malformed,
             "unchanged": self.unchanged,
             "changed": self.changed,
@@ -362,6 +366,13 @@ impl ReplayReport {
             self.deny_to_allow,
             self.other_changes
         );
+        if self.outbound > 0 {
+            let _ = writeln!(
+                out,
+                "  outbound lines (refused caller chains, decided by the proxy's seal key, not the policy): {}",
+                self.outbound
+            );
+        }
         let mut current = None;
         for group in &self.groups {
             if current != Some(group.kind) {

@@ -35,7 +35,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod revocation;
 #[cfg(all(test, not(target_family = "wasm")))]
-mod test_certs;
+pub(crate) mod test_certs;
 #[cfg(test)]
 mod test_tokens;
 pub mod token_cache;
