@@ -29,8 +29,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use meshward_engine::audit::deny_body;
-use meshward_engine::pipeline::{Action, Host, LocalResponse, LogLevel, Pipeline};
+use meshward_engine::pipeline::{
+    deny_without_pipeline, response, Action, Host, LocalResponse, LogLevel, Pipeline,
+};
 use meshward_engine::{Decision, Reason};
 
 use crate::abi::{AbiLogLevel, ConfigOps, LogOps, StreamOps};
@@ -111,9 +112,10 @@ impl Module {
         #[cfg(feature = "trap-trigger")]
         trap_if_asked(&mut host);
         let Some(pipeline) = slot.as_mut() else {
+            // The last rebuild failed: try again, deny this request.
             *slot = self.rebuild(&mut host);
             drop(slot);
-            deny(&mut host, 503, Reason::NoPolicy, "meshward_no_pipeline");
+            deny_without_pipeline(&mut host, Reason::NoPolicy);
             return HeadersVerdict::STOP;
         };
         let action = pipeline.on_request_headers(&mut host);
@@ -174,7 +176,13 @@ impl Module {
             b"meshward: panic while deciding a request; denied",
         );
         let mut host = RequestHost::new(stream, &self.shared, log);
-        deny(&mut host, 503, Reason::NoPolicy, "meshward_panic");
+        let answer = deny_after_panic_response(&mut host);
+        if host.send_response(&answer).is_err() {
+            host.log(
+                LogLevel::Error,
+                "meshward: could not send the deny response",
+            );
+        }
     }
 }
 
@@ -183,44 +191,31 @@ impl Module {
 pub fn deny_without_module(stream: &mut impl StreamOps, log: &dyn LogOps) {
     let shared = ConfigShared::default();
     let mut host = RequestHost::new(stream, &shared, log);
-    deny(
-        &mut host,
-        503,
-        Reason::NoPolicy,
-        "meshward_no_configuration",
-    );
+    deny_without_pipeline(&mut host, Reason::NoPolicy);
 }
 
-/// A deny the shell answers itself, when the pipeline cannot: status, the
-/// engine's deny body and reason header, gRPC-aware.
-fn deny(host: &mut dyn Host, status: u16, reason: Reason, details: &str) {
-    let grpc = host.request_headers().ok().is_some_and(|headers| {
+/// The answer to a request whose decision panicked: the engine's deny for
+/// `no_policy`, as 503 (gRPC: 14 UNAVAILABLE), as a wasm trap is answered:
+/// the filter failed, not the caller.
+fn deny_after_panic_response(host: &mut dyn Host) -> LocalResponse {
+    let headers = host.request_headers().unwrap_or_default();
+    let header = |name: &str| {
         headers
             .iter()
-            .any(|(k, v)| k == "content-type" && v.starts_with(b"application/grpc"))
-    });
-    let response = LocalResponse {
-        status,
-        // 14 UNAVAILABLE: the same meaning as the 503.
-        grpc_status: grpc.then_some(14),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("x-meshward-reason", reason.code().to_owned()),
-        ],
-        body: if grpc {
-            String::new()
-        } else {
-            deny_body(None, &Decision::deny(reason), None)
-        },
-        details: details.to_owned(),
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| core::str::from_utf8(v).ok())
     };
-    if host.send_response(&response).is_err() {
-        host.log(
-            LogLevel::Error,
-            "meshward: could not send the deny response",
-        );
-    }
+    let grpc = header("content-type").is_some_and(response::is_grpc);
+    let decision = Decision::deny(Reason::NoPolicy);
+    let mut answer = response::deny(None, &decision, header("x-request-id"), grpc);
+    answer.status = 503;
+    answer.grpc_status = grpc.then_some(GRPC_UNAVAILABLE);
+    answer.details = "meshward_panic".to_owned();
+    answer
 }
+
+/// gRPC status for a request the filter could not decide.
+const GRPC_UNAVAILABLE: u32 = 14;
 
 /// Test builds only (`--features trap-trigger`, never the release module): a
 /// request with `x-meshward-test-trap` panics inside the hook, so tests can
