@@ -53,10 +53,19 @@ pub struct ModuleBuffer {
     length: usize,
 }
 
+/// What an empty module buffer points at: a real byte, never a dangling
+/// pointer (an empty Rust slice's address is not one C may be given).
+static EMPTY: [u8; 1] = [0];
+
 impl ModuleBuffer {
     fn of(bytes: &[u8]) -> ModuleBuffer {
+        let ptr = if bytes.is_empty() {
+            EMPTY.as_ptr()
+        } else {
+            bytes.as_ptr()
+        };
         ModuleBuffer {
-            ptr: bytes.as_ptr().cast(),
+            ptr: ptr.cast(),
             length: bytes.len(),
         }
     }
@@ -398,6 +407,23 @@ impl StreamOps for EnvoyStream {
     }
 
     fn add_request_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), AbiError> {
+        if value.is_empty() {
+            // Envoy 1.40's `add_header` refuses an empty value, and
+            // `set_header` with one removes the header: an empty value cannot
+            // be added through this ABI. The pipeline adds only headers whose
+            // incoming copies it removed, so the header ends up absent (never
+            // a client's value); the wasm build adds it empty.
+            // SAFETY: `filter` is live; both buffers outlive the call.
+            let ok = unsafe {
+                envoy_dynamic_module_callback_http_set_header(
+                    self.filter,
+                    REQUEST_HEADER,
+                    ModuleBuffer::of(name),
+                    ModuleBuffer::of(value),
+                )
+            };
+            return ok.then_some(()).ok_or(AbiError(1));
+        }
         // SAFETY: `filter` is live; both buffers outlive the call.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_add_header(
