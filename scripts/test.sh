@@ -58,7 +58,8 @@ step "end-to-end suites again, with the native module (MESHWARD_BUILD=native)"
 # configuration (tests/src/build.rs). Only the end-to-end binaries run again.
 MESHWARD_BUILD=native cargo test -p meshward-e2e --locked \
   --test bypass_corpus --test decisions --test tokens --test chain \
-  --test live_updates --test identity --test path_tricks --test parity
+  --test live_updates --test identity --test path_tricks --test parity \
+  --test broken_config --test policy_cases
 
 step "engine tests compiled to wasm32-wasip1, run under node:wasi"
 # --nocapture: wasip1 aborts on the first panic, before libtest could print a
