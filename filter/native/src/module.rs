@@ -6,7 +6,7 @@
 //! threads, and the pipeline keeps `!Sync` state (certificate and token
 //! caches, key sets). It lives behind one `Mutex`: a decision holds the lock
 //! for the pipeline's own work only (no I/O waits: every host call is a
-//! synchronous call into Envoy), so workers serialize for microseconds, the
+//! synchronous call into Envoy), so workers wait only for decisions, the
 //! caches and fetched keys are shared by all workers, and one tick on the
 //! main thread refreshes keys for every worker. (One pipeline per worker
 //! would parse the policy and fill the caches once per worker, and fetched
