@@ -47,6 +47,7 @@ pub mod checked;
 pub mod diagnostics;
 pub mod diff;
 pub mod dump;
+pub mod fmt;
 pub mod generate;
 pub mod graph;
 pub mod istio;

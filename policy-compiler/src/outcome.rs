@@ -12,7 +12,7 @@ use meshward_engine::audit::{AuditClaim, AuditUser};
 use meshward_engine::chain::{Chain, CHAIN_HEADER};
 use meshward_engine::model::Effect;
 use meshward_engine::pipeline::{
-    HeaderList, OfflineHost, PeerEvidence, Pipeline, RequestInput, TokenEvidence,
+    HeaderList, OfflineHost, PeerEvidence, Pipeline, RequestInput, TokenEvidence, Verdict,
 };
 use meshward_engine::spiffe::{SpiffeId, SpiffeIdError};
 use meshward_engine::{Claim, Decision, Policy, Reason, RuleIdx, UserInfo};
@@ -205,6 +205,24 @@ impl OfflineFilter {
         )
     }
 
+    /// A filter loaded with an already decoded policy and default settings
+    /// (the policy is encoded again; its hash must not change).
+    pub fn for_policy(policy: &Policy) -> Result<Self, String> {
+        let (bytes, _) = meshward_engine::codec::encode(policy.compiled());
+        let config = meshward_engine::config::plugin_config_json(&bytes, &[]).to_string();
+        let filter = Self::new(config.as_bytes(), SourceMap::default())?;
+        match filter.policy() {
+            Some(loaded) if loaded.hash() == policy.hash() => Ok(filter),
+            _ => Err("the policy does not encode back to the same bytes".to_owned()),
+        }
+    }
+
+    /// The pipeline's verdict for a request given as facts.
+    pub fn decide_verdict(&mut self, input: &RequestInput) -> Verdict {
+        self.host.reset_request();
+        self.pipeline.decide(input, &mut self.host).verdict
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> Option<&Policy> {
         self.pipeline.config().map(|c| &c.policy)
@@ -271,6 +289,7 @@ impl OfflineFilter {
                     Ok(user) => Ok(user.to_audit_user()),
                     Err(reason) => Err(*reason),
                 }),
+                chain_refused: None,
             },
             now: SAMPLE_NOW,
         }

@@ -58,8 +58,8 @@ impl TestReport {
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "file": self.file,
-            "passed": self.passed(),
-            "failed": self.failed(),
+            "passed_count": self.passed(),
+            "failed_count": self.failed(),
             "tests": self.results.iter().map(|r| json!({
                 "name": r.name,
                 "location": r.location.as_ref().map(ToString::to_string),

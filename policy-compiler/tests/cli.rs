@@ -111,9 +111,13 @@ fn check_json_lists_diagnostics() {
     let output = meshward(&["check", &golden("e009_duplicate"), "--format", "json"]);
     assert_eq!(code(&output), 1);
     let report = json(&output);
+    assert_eq!(report["command"], "check");
     assert_eq!(report["ok"], false);
-    assert_eq!(report["errors"], 3);
-    let first = &report["diagnostics"][0];
+    assert_eq!(report["error_count"], 3);
+    let file = &report["files"][0];
+    assert_eq!(file["error_count"], 3);
+    assert_eq!(file["policy_hash"], Value::Null);
+    let first = &file["errors"][0];
     assert_eq!(first["code"], "E009");
     assert_eq!(first["severity"], "error");
     assert_eq!(
@@ -125,7 +129,112 @@ fn check_json_lists_diagnostics() {
 
     let clean = json(&meshward(&["check", &shop(), "--format", "json"]));
     assert_eq!(clean["ok"], true);
-    assert_eq!(clean["diagnostics"], Value::Array(vec![]));
+    assert_eq!(clean["files"][0]["warnings"], Value::Array(vec![]));
+    assert_eq!(clean["files"][0]["rule_count"], 9);
+    assert!(clean["files"][0]["policy_hash"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+}
+
+/// Runs meshward with `input` on stdin.
+fn meshward_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshward"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run meshward");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("meshward output")
+}
+
+#[test]
+fn check_takes_several_files_and_stdin() {
+    let shop_source = std::fs::read(shop()).expect("shop");
+    let bad = golden("e004_unknown_intent");
+    let output = meshward_stdin(&["check", "-", &bad, "--format", "json"], &shop_source);
+    assert_eq!(code(&output), 1);
+    let report = json(&output);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["files"][0]["file"], "<stdin>");
+    assert_eq!(report["files"][0]["ok"], true);
+    assert_eq!(report["files"][1]["ok"], false);
+    assert_eq!(report["error_count"], 2);
+
+    let both = meshward_stdin(&["check", &shop(), "-"], &shop_source);
+    assert_eq!(code(&both), 0, "{}", stderr(&both));
+    assert_eq!(stdout(&both).lines().count(), 2);
+    assert!(stdout(&both).contains("ok: `<stdin>`: policy `shop`"));
+
+    let twice = meshward_stdin(&["check", "-", "-"], b"");
+    assert_eq!(code(&twice), 2);
+    assert!(stderr(&twice).contains("`-` (stdin) can be given only once"));
+}
+
+#[test]
+fn fmt_formats_files_and_stdin_and_check_names_unformatted_files() {
+    let messy = crate_path("tests/fmt/messy.policy");
+    let formatted =
+        std::fs::read_to_string(crate_path("tests/fmt/messy.formatted.policy")).expect("golden");
+    let path = temp_path("messy.policy");
+    std::fs::copy(&messy, &path).expect("copy");
+    let path_text = path.display().to_string();
+
+    let check = meshward(&["fmt", "--check", &path_text, &shop()]);
+    assert_eq!(code(&check), 5);
+    assert_eq!(stdout(&check), format!("{path_text}\n"));
+    assert!(stderr(&check).contains("1 file is not formatted"));
+
+    let json_check = json(&meshward(&[
+        "fmt", "--check", &path_text, "--format", "json",
+    ]));
+    assert_eq!(json_check["changed_count"], 1);
+    assert_eq!(json_check["ok"], false);
+
+    assert_eq!(code(&meshward(&["fmt", &path_text])), 0);
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("formatted"),
+        formatted
+    );
+    assert_eq!(code(&meshward(&["fmt", "--check", &path_text])), 0);
+    std::fs::remove_file(&path).ok();
+
+    let piped = meshward_stdin(&["fmt"], std::fs::read(&messy).expect("messy").as_slice());
+    assert_eq!(code(&piped), 0);
+    assert_eq!(stdout(&piped), formatted);
+
+    let broken = meshward_stdin(&["fmt", "-"], b"policy \"p\" {\n  trust_domains 'a'\n}\n");
+    assert_eq!(code(&broken), 1);
+    assert!(stderr(&broken).contains("error[E001]"));
+    assert_eq!(stdout(&broken), "");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_meshward()"),
+        ("zsh", "#compdef meshward"),
+        ("fish", "complete -c meshward"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion:arg-completer[meshward]"),
+    ] {
+        let output = meshward(&["completions", shell]);
+        assert_eq!(code(&output), 0, "{shell}");
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("fmt") && script.contains("deny-warnings"),
+            "{shell}"
+        );
+    }
+    assert_eq!(code(&meshward(&["completions", "tcsh"])), 2);
 }
 
 #[test]
@@ -147,10 +256,12 @@ fn compile_writes_a_loadable_plugin_configuration() {
     let written = std::fs::read(&out).expect("output written");
     std::fs::remove_file(&out).ok();
     let config = FilterConfig::from_json(&written).expect("filter accepts it");
-    assert_eq!(summary["hash"], config.policy.hash_hex());
-    assert_eq!(summary["rules"], config.policy.rule_count());
-    assert_eq!(summary["rules"], 9);
-    assert!(summary["bytes"].as_u64().is_some_and(|b| b > 44));
+    assert_eq!(summary["command"], "compile");
+    assert_eq!(summary["policy_hash"], config.policy.hash_hex());
+    assert_eq!(summary["rule_count"], config.policy.rule_count());
+    assert_eq!(summary["rule_count"], 9);
+    assert_eq!(summary["warnings"], Value::Array(vec![]));
+    assert!(summary["policy_bytes"].as_u64().is_some_and(|b| b > 44));
     assert!(config.revoked_serials.contains("a1b2c"));
     // Pretty by default.
     assert!(String::from_utf8_lossy(&written).lines().count() > 3);
@@ -501,7 +612,10 @@ fn test_command_reports_passes_and_failures() {
 
     let report = json(&meshward(&["test", &failing, "--format", "json"]));
     assert_eq!(
-        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (
+            report["passed_count"].as_u64(),
+            report["failed_count"].as_u64()
+        ),
         (Some(2), Some(1))
     );
     assert_eq!(report["tests"][2]["passed"], false);
@@ -575,4 +689,49 @@ fn explain_runs_the_filter_pipeline() {
             stderr(&out)
         );
     }
+}
+
+/// `meshward decide`: raw requests through the pipeline, one answer per
+/// line; a bad line gets an error answer (the others are still decided)
+/// and exit 2.
+#[test]
+fn decide_runs_raw_requests_through_the_pipeline() {
+    let config = temp_path("decide-config.json");
+    let compiled = meshward(&["compile", &shop(), "-o", config.to_str().unwrap()]);
+    assert_eq!(code(&compiled), 0, "{}", stderr(&compiled));
+    let requests = temp_path("requests.jsonl");
+    std::fs::write(
+        &requests,
+        [
+            r#"{"id":"no-cert","method":"GET","path":"/orders/1","authority":"orders"}"#,
+            r#"{"id":"forged-xfcc","method":"GET","path":"/orders/1","authority":"orders","headers":[["x-forwarded-client-cert","Hash=00;URI=spiffe://shop.example/ns/shop/sa/frontend"]]}"#,
+            r#"{"id":"bad-pem","method":"GET","path":"/orders/1","peer_cert":"not a certificate"}"#,
+            r#"not json"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = meshward(&[
+        "decide",
+        "--config",
+        config.to_str().unwrap(),
+        requests.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let answers: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{}", stdout(&out));
+    assert_eq!(answers[0]["id"], "no-cert");
+    assert_eq!(answers[0]["reason"], "no_peer_certificate");
+    assert_eq!(answers[0]["status"], 401);
+    // A client-sent XFCC is what Envoy's SANITIZE_SET replaces: no peer.
+    assert_eq!(answers[1]["reason"], "no_peer_certificate");
+    assert!(answers[2]["error"].as_str().unwrap().contains("PEM"));
+    assert_eq!(answers[3]["line"], 4);
+    assert!(answers[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a request"));
 }

@@ -113,10 +113,24 @@ const TOKENS: &[&str] = &[
     "\"alice\"",
 ];
 
-/// Compiles and renders everything; any panic fails the property.
+/// Compiles, formats and renders everything; any panic fails the property.
+/// Whatever formats, formats idempotently and compiles as before.
 fn exercise(source: &str) {
     let _ = syntax::parse(source);
-    match compile_source(source, "fuzz.policy") {
+    let compiled = compile_source(source, "fuzz.policy");
+    if let Ok(formatted) = meshward_policy::fmt::format_source(source, "fuzz.policy") {
+        let again = meshward_policy::fmt::format_source(&formatted, "fuzz.policy")
+            .expect("formatted source parses");
+        assert_eq!(again, formatted, "fmt is not idempotent on {source:?}");
+        match (&compiled, compile_source(&formatted, "fuzz.policy")) {
+            (Ok(original), Ok(reformatted)) => {
+                assert_eq!(original.hash_hex(), reformatted.hash_hex(), "{source:?}");
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("formatting changed whether {source:?} compiles"),
+        }
+    }
+    match compiled {
         Ok(compiled) => {
             let _ = compiled.warnings.to_string();
             let _ = compiled.plugin_config_json(&[]);

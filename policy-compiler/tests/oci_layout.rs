@@ -231,7 +231,7 @@ fn compat_layout_holds_plugin_wasm_in_one_tar_gzip_layer() {
         layout.to_str().unwrap(),
         "--tar",
         tarball.to_str().unwrap(),
-        "--format",
+        "--oci-format",
         "docker",
         "--tag",
         "v1",

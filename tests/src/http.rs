@@ -1,10 +1,13 @@
 //! Just enough HTTP/1.1 to read one message off a stream: a head (start line
 //! and headers) and a body framed by `content-length`, `chunked`, or the end of
-//! the stream. Shared by the test client (responses) and the echo upstream
-//! (requests). Deliberately small and strict: anything odd is an error, and
-//! nothing is normalized.
+//! the stream. Shared by the test client (responses), the loopback servers
+//! (requests), and plain-HTTP calls ([`exchange`]: Envoy's admin endpoint,
+//! an app's call to its outbound listener). Deliberately small and strict:
+//! anything odd is an error, and nothing is normalized.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 /// Largest head we accept.
 const MAX_HEAD: usize = 64 * 1024;
@@ -94,7 +97,24 @@ pub fn read_message(r: &mut impl BufRead, default: BodyDefault) -> io::Result<Op
     }))
 }
 
+/// Sends `request` (the whole message, ending the connection with
+/// `connection: close`) over plain TCP to `addr` on a fresh connection and
+/// reads one response (up to `read_timeout` per read).
+pub fn exchange(addr: SocketAddr, request: &[u8], read_timeout: Duration) -> io::Result<Message> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(read_timeout))?;
+    s.write_all(request)?;
+    read_message(&mut BufReader::new(s), BodyDefault::UntilClose)?
+        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
+}
+
 impl Message {
+    /// The status code of a response (`None` for a request, or a status
+    /// line that is not one).
+    pub fn status(&self) -> Option<u16> {
+        self.start_line.split(' ').nth(1)?.parse().ok()
+    }
+
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();

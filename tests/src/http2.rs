@@ -17,10 +17,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use crate::client::ClientError;
+use crate::client::{connect, tls_config, ClientError};
 use crate::pki::Leaf;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -156,41 +155,15 @@ impl H2Client {
     /// Trusts `server_ca_der` for Envoy's certificate (name `localhost`) and
     /// presents `identity`, offering ALPN `h2`.
     pub fn new(addr: SocketAddr, server_ca_der: &[u8], identity: Option<&Leaf>) -> H2Client {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(server_ca_der.to_vec()))
-            .expect("add server CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls protocol versions")
-            .with_root_certificates(roots);
-        let mut config = match identity {
-            Some(leaf) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from(leaf.cert_der.clone())],
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone())),
-                )
-                .expect("client certificate and key"),
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"h2".to_vec()];
         H2Client {
             addr,
-            config: Arc::new(config),
+            config: tls_config(server_ca_der, identity, vec![b"h2".to_vec()]),
         }
     }
 
     /// Sends `request` on stream 1 of a fresh connection.
     pub fn send(&self, request: &H2Request) -> Result<H2Outcome, ClientError> {
-        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-        tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let name = ServerName::try_from("localhost").expect("server name");
-        let conn =
-            ClientConnection::new(Arc::clone(&self.config), name).map_err(ClientError::Tls)?;
-        let mut tls = StreamOwned::new(conn, tcp);
-
+        let mut tls = connect(self.addr, &self.config, Duration::from_secs(10))?;
         let mut out = PREFACE.to_vec();
         frame(&mut out, SETTINGS, 0, 0, &[]);
         let block = request.header_block();

@@ -40,18 +40,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
-};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
 use crate::client::TlsClient;
 use crate::ecds::atomic_move_into;
 use crate::envoy::{Envoy, StartError, LISTENER};
-use crate::pki::{hex, Leaf};
+use crate::pki::{workload_path, Ca, Leaf};
 use crate::upstream::EchoUpstream;
 use crate::workspace::Scratch;
 
@@ -68,76 +64,40 @@ pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.r
 
 /// A mesh CA like istiod's: one trust domain, SVIDs with one URI SAN.
 pub struct MeshCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    ca: Ca,
 }
 
 impl MeshCa {
     /// A fresh CA for `cluster.local`.
     pub fn new() -> MeshCa {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, TRUST_DOMAIN);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(10);
-        let key = KeyPair::generate().expect("CA key");
         MeshCa {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-sign CA"),
+            ca: Ca::istiod(TRUST_DOMAIN),
         }
     }
 
     /// The CA certificate, DER.
     pub fn cert_der(&self) -> Vec<u8> {
-        self.issuer.der().to_vec()
+        self.ca.cert_der()
     }
 
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> String {
-        self.issuer.pem()
+        self.ca.cert_pem()
     }
 
     /// An SVID `spiffe://cluster.local/ns/<ns>/sa/<sa>` valid for `lifetime`
     /// (started a minute ago), with an empty subject as istiod issues them.
     /// `dns_localhost` adds the DNS SAN our test client checks on servers.
     pub fn svid(&self, ns: &str, sa: &str, lifetime: time::Duration, dns_localhost: bool) -> Leaf {
-        let uri = format!("spiffe://{TRUST_DOMAIN}/ns/{ns}/sa/{sa}");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(uri.clone().try_into().expect("IA5"))];
+        let mut svid = self
+            .ca
+            .svid(&workload_path(ns, sa))
+            .empty_subject()
+            .validity(Duration::from_secs(60), lifetime.unsigned_abs());
         if dns_localhost {
-            params
-                .subject_alt_names
-                .push(SanType::DnsName("localhost".try_into().expect("IA5")));
+            svid = svid.dns("localhost");
         }
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(1);
-        params.not_after = params.not_before + lifetime;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut serial = vec![0x10];
-        serial.extend_from_slice(&n.to_be_bytes());
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        Leaf {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().to_vec(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-            uris: vec![uri],
-            serial_hex: hex(&serial),
-        }
+        svid.issue()
     }
 }
 

@@ -20,6 +20,7 @@ use crate::workspace::{filter_wasm, Scratch};
 pub struct MeshBuilder {
     plugin_config: PluginConfig,
     require_client_certificate: bool,
+    serve_as: Option<String>,
     label: String,
 }
 
@@ -53,6 +54,15 @@ impl MeshBuilder {
         self
     }
 
+    /// Makes Envoy serve the SVID of the shop workload at `path`
+    /// (`/ns/<ns>/sa/<sa>`) instead of a certificate without a SPIFFE ID, so
+    /// the filter knows its own identity (`connection.uri_san_local_certificate`)
+    /// and can hand a caller chain to the app.
+    pub fn serve_as(mut self, path: &str) -> Self {
+        self.serve_as = Some(path.to_owned());
+        self
+    }
+
     /// A name for the scratch directory.
     pub fn label(mut self, label: &str) -> Self {
         self.label = label.to_owned();
@@ -68,7 +78,10 @@ impl MeshBuilder {
     pub fn try_start(self) -> Result<Mesh, StartError> {
         let wasm = filter_wasm();
         let scratch = Scratch::new(&self.label);
-        let pki = TestPki::new();
+        let mut pki = TestPki::new();
+        if let Some(path) = &self.serve_as {
+            pki.serve_as(path);
+        }
         let cert_dir = scratch.path().join("certs");
         pki.write_envoy_files(&cert_dir)
             .expect("write certificates");
@@ -133,6 +146,7 @@ impl Mesh {
                 revoked_serials: Vec::new(),
             },
             require_client_certificate: true,
+            serve_as: None,
             label: "mesh".to_owned(),
         }
     }
@@ -143,6 +157,7 @@ impl Mesh {
         MeshBuilder {
             plugin_config: PluginConfig::Raw(raw.to_owned()),
             require_client_certificate: true,
+            serve_as: None,
             label: "raw-config".to_owned(),
         }
     }

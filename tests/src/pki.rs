@@ -1,11 +1,18 @@
-//! A throwaway PKI for the tests: CAs per SPIFFE trust domain, Envoy's serving
-//! certificate, and X.509-SVIDs with exactly the properties a test needs (URI
-//! SANs, validity window, serial).
+//! The one throwaway PKI of the harness: CAs per SPIFFE trust domain and
+//! leaf certificates with exactly the properties a test needs: X.509-SVIDs
+//! (URI SANs, validity window, serial), serving certificates (DNS
+//! `localhost` and IP 127.0.0.1, with or without the workload's SPIFFE ID),
+//! and an Envoy certificate directory to go with them.
+//!
+//! Every fixture builds on [`Ca`] and [`SvidBuilder`]: [`TestPki`] (one
+//! Envoy), [`crate::topology::pki::MeshPki`] (several), and
+//! [`crate::istio::MeshCa`] (istiod's shapes).
 //!
 //! Keys are ECDSA P-256 (rcgen's default), generated fresh per test run.
 
 use std::fs;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,6 +28,17 @@ pub const SHOP: &str = "shop.example";
 /// succeeds) but the test policies do not trust it (so the filter denies).
 pub const PARTNER: &str = "partner.example";
 
+/// The SPIFFE ID `spiffe://<trust_domain><path>` (`path` empty or starting
+/// with `/`).
+pub fn spiffe_id(trust_domain: &str, path: &str) -> String {
+    format!("spiffe://{trust_domain}{path}")
+}
+
+/// The SPIFFE ID path of a Kubernetes service account: `/ns/<ns>/sa/<sa>`.
+pub fn workload_path(ns: &str, sa: &str) -> String {
+    format!("/ns/{ns}/sa/{sa}")
+}
+
 /// A certificate authority for one trust domain.
 pub struct Ca {
     trust_domain: String,
@@ -28,21 +46,48 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// A fresh self-signed CA, valid from an hour ago for ten days.
+    /// A fresh self-signed CA, valid from an hour ago for ten days, carrying
+    /// its trust domain's URI (`spiffe://<trust domain>`) as a SPIFFE CA does.
     pub fn new(trust_domain: &str) -> Ca {
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "meshward tests");
         dn.push(DnType::CommonName, format!("{trust_domain} test CA"));
+        Ca::self_signed(
+            trust_domain,
+            dn,
+            vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ],
+            vec![uri_san(&spiffe_id(trust_domain, ""))],
+        )
+    }
+
+    /// A CA shaped like istiod's self-signed root: organization = the trust
+    /// domain, no common name, no SAN, only certificate and CRL signing.
+    pub fn istiod(trust_domain: &str) -> Ca {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, trust_domain);
+        Ca::self_signed(
+            trust_domain,
+            dn,
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+            Vec::new(),
+        )
+    }
+
+    fn self_signed(
+        trust_domain: &str,
+        dn: DistinguishedName,
+        key_usages: Vec<KeyUsagePurpose>,
+        sans: Vec<SanType>,
+    ) -> Ca {
+        let mut params = CertificateParams::default();
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        // A CA of a SPIFFE trust domain carries the trust domain's URI.
-        params.subject_alt_names = vec![uri_san(&format!("spiffe://{trust_domain}"))];
+        params.key_usages = key_usages;
+        params.subject_alt_names = sans;
         let now = OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(10);
@@ -59,19 +104,24 @@ impl Ca {
         &self.trust_domain
     }
 
+    /// The SPIFFE ID `spiffe://<trust domain><path>`.
+    pub fn id(&self, path: &str) -> String {
+        spiffe_id(&self.trust_domain, path)
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> String {
         self.issuer.pem()
     }
 
-    /// The CA certificate, DER.
+    /// The CA certificate, DER (what [`crate::client::TlsClient`] trusts).
     pub fn cert_der(&self) -> Vec<u8> {
         self.issuer.der().to_vec()
     }
 
     /// Starts an X.509-SVID for `spiffe://<trust domain><path>`.
     pub fn svid(&self, path: &str) -> SvidBuilder<'_> {
-        SvidBuilder::new(self, vec![format!("spiffe://{}{path}", self.trust_domain)])
+        SvidBuilder::new(self, vec![self.id(path)])
     }
 
     /// Starts a leaf certificate with arbitrary URI SANs (none, several, not
@@ -80,40 +130,37 @@ impl Ca {
         SvidBuilder::new(self, uris.iter().map(|u| (*u).to_owned()).collect())
     }
 
-    /// Envoy's serving certificate (DNS `localhost`, IP 127.0.0.1).
-    pub fn server_cert(&self) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server cert params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "meshward test envoy");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(2);
-        self.sign(params, Vec::new(), String::new())
+    /// A serving certificate that carries the workload's SPIFFE ID: URI
+    /// `spiffe://<trust domain><path>`, DNS `localhost`, IP 127.0.0.1 (so the
+    /// test client can verify it, and the filter reads its own identity from
+    /// `connection.uri_san_local_certificate`).
+    pub fn serving_svid(&self, path: &str) -> Leaf {
+        self.svid(path).serving().issue()
     }
 
-    fn sign(&self, params: CertificateParams, uris: Vec<String>, serial_hex: String) -> Leaf {
-        let key = KeyPair::generate().expect("generate leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        Leaf {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().to_vec(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-            uris,
-            serial_hex,
-        }
+    /// A serving certificate without any SPIFFE ID (DNS `localhost`, IP
+    /// 127.0.0.1): Envoy's own in a single-Envoy test, a public edge's, or a
+    /// plain front proxy's. Valid from an hour ago for two days.
+    pub fn server_cert(&self) -> Leaf {
+        self.leaf_with_uris(&[])
+            .serving()
+            .validity(
+                Duration::from_secs(60 * 60),
+                Duration::from_secs(49 * 60 * 60),
+            )
+            .issue()
     }
 }
 
-/// Builds one leaf certificate; [`SvidBuilder::issue`] signs it.
+/// Builds one leaf certificate; [`SvidBuilder::issue`] signs it. By default:
+/// the URI SANs it was started with, subject `O=meshward tests`, valid for
+/// one hour from a minute ago, a random serial, usable for client and
+/// server authentication.
 pub struct SvidBuilder<'a> {
     ca: &'a Ca,
     uris: Vec<String>,
+    other_sans: Vec<SanType>,
+    organization: Option<&'static str>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     serial: Vec<u8>,
@@ -125,6 +172,8 @@ impl<'a> SvidBuilder<'a> {
         SvidBuilder {
             ca,
             uris,
+            other_sans: Vec::new(),
+            organization: Some("meshward tests"),
             // Short-lived, as SVIDs are: one hour, started a minute ago (clock slack).
             not_before: now - time::Duration::minutes(1),
             not_after: now + time::Duration::minutes(59),
@@ -153,14 +202,41 @@ impl<'a> SvidBuilder<'a> {
         self
     }
 
+    /// Adds a DNS SAN.
+    pub fn dns(mut self, name: &str) -> Self {
+        self.other_sans
+            .push(SanType::DnsName(name.try_into().expect("DNS SAN is IA5")));
+        self
+    }
+
+    /// Adds the SANs a test client checks on a loopback server: DNS
+    /// `localhost` and IP 127.0.0.1.
+    pub fn serving(mut self) -> Self {
+        self = self.dns("localhost");
+        self.other_sans
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        self
+    }
+
+    /// An empty subject, as istiod issues SVIDs.
+    pub fn empty_subject(mut self) -> Self {
+        self.organization = None;
+        self
+    }
+
     /// Signs the certificate.
     pub fn issue(self) -> Leaf {
         let mut params = CertificateParams::default();
         // SVIDs identify by URI SAN; the subject is informational.
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "meshward tests");
+        if let Some(org) = self.organization {
+            dn.push(DnType::OrganizationName, org);
+        }
         params.distinguished_name = dn;
-        params.subject_alt_names = self.uris.iter().map(|u| uri_san(u)).collect();
+        params.subject_alt_names = self.other_sans;
+        params
+            .subject_alt_names
+            .extend(self.uris.iter().map(|u| uri_san(u)));
         params.not_before = self.not_before;
         params.not_after = self.not_after;
         params.serial_number = Some(SerialNumber::from_slice(&self.serial));
@@ -173,8 +249,16 @@ impl<'a> SvidBuilder<'a> {
             ExtendedKeyUsagePurpose::ClientAuth,
             ExtendedKeyUsagePurpose::ServerAuth,
         ];
-        let serial_hex = hex(&self.serial);
-        self.ca.sign(params, self.uris, serial_hex)
+        let key = KeyPair::generate().expect("generate leaf key");
+        let cert = params.signed_by(&key, &self.ca.issuer).expect("sign leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+            uris: self.uris,
+            serial_hex: hex(&self.serial),
+        }
     }
 }
 
@@ -202,6 +286,32 @@ impl Leaf {
     }
 }
 
+/// Writes one Envoy's certificate directory, as the templates under
+/// `envoy/` expect: `server.pem`/`server.key` (what its listener serves),
+/// `workload.pem`/`workload.key` (its client SVID for outbound mTLS, when
+/// it has one), and `<trust domain>-ca.pem` for each of `cas`.
+pub fn write_cert_dir(
+    dir: &Path,
+    cas: &[&Ca],
+    server: &Leaf,
+    workload: Option<&Leaf>,
+) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::write(dir.join("server.pem"), &server.cert_pem)?;
+    fs::write(dir.join("server.key"), &server.key_pem)?;
+    if let Some(w) = workload {
+        fs::write(dir.join("workload.pem"), &w.cert_pem)?;
+        fs::write(dir.join("workload.key"), &w.key_pem)?;
+    }
+    for ca in cas {
+        fs::write(
+            dir.join(format!("{}-ca.pem", ca.trust_domain())),
+            ca.cert_pem(),
+        )?;
+    }
+    Ok(())
+}
+
 /// The standard cast of a test: a CA per trust domain, Envoy's serving cert,
 /// and a CA that Envoy does not trust at all.
 pub struct TestPki {
@@ -212,7 +322,8 @@ pub struct TestPki {
     /// A CA in no bundle: its certificates fail the handshake, even when they
     /// claim a `shop.example` identity.
     pub rogue: Ca,
-    /// Envoy's serving certificate, signed by `shop`.
+    /// Envoy's serving certificate, signed by `shop` (no SPIFFE ID unless
+    /// [`TestPki::serve_as`] gave it one).
     pub server: Leaf,
 }
 
@@ -234,18 +345,20 @@ impl TestPki {
 
     /// A short-lived SVID `spiffe://shop.example/ns/<ns>/sa/<sa>`.
     pub fn workload(&self, ns: &str, sa: &str) -> Leaf {
-        self.shop.svid(&format!("/ns/{ns}/sa/{sa}")).issue()
+        self.shop.svid(&workload_path(ns, sa)).issue()
+    }
+
+    /// Makes Envoy serve the SVID of the shop workload at `path` (its
+    /// SPIFFE ID plus DNS `localhost` and IP 127.0.0.1), so the filter knows
+    /// its own identity.
+    pub fn serve_as(&mut self, path: &str) {
+        self.server = self.shop.serving_svid(path);
     }
 
     /// Writes what `envoy/demo.yaml` expects under `${MESHWARD_CERT_DIR}`:
     /// `server.pem`, `server.key`, `shop.example-ca.pem`, `partner.example-ca.pem`.
     pub fn write_envoy_files(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)?;
-        fs::write(dir.join("server.pem"), &self.server.cert_pem)?;
-        fs::write(dir.join("server.key"), &self.server.key_pem)?;
-        fs::write(dir.join("shop.example-ca.pem"), self.shop.cert_pem())?;
-        fs::write(dir.join("partner.example-ca.pem"), self.partner.cert_pem())?;
-        Ok(())
+        write_cert_dir(dir, &[&self.shop, &self.partner], &self.server, None)
     }
 }
 

@@ -5,16 +5,12 @@
 //! check what the app sees (identity headers, the normalized path) and, just
 //! as important, that a denied request never reached it.
 
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::http::{read_message, BodyDefault, Message};
+use crate::http::Message;
+use crate::loopback::{LoopbackServer, Reply};
 
 /// A request as the app received it.
 #[derive(Debug, Clone)]
@@ -60,51 +56,46 @@ impl SeenRequest {
     }
 }
 
-/// A running echo server; stops accepting on drop.
+impl SeenRequest {
+    /// The request of a parsed message (`None` when the start line has no
+    /// method and target).
+    pub fn from_message(msg: &Message) -> Option<SeenRequest> {
+        let mut parts = msg.start_line.split(' ');
+        Some(SeenRequest {
+            method: parts.next()?.to_owned(),
+            path: parts.next()?.to_owned(),
+            headers: msg.headers.clone(),
+        })
+    }
+}
+
+/// A running echo server (a [`LoopbackServer`]); stops accepting on drop.
 pub struct EchoUpstream {
-    addr: SocketAddr,
+    server: LoopbackServer,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 impl EchoUpstream {
     /// Binds `127.0.0.1:0` and starts serving.
     pub fn start() -> EchoUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo upstream");
-        let addr = listener.local_addr().expect("echo upstream address");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = {
+        let server = {
             let seen = Arc::clone(&seen);
-            let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name("echo-upstream".into())
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(conn) = conn else { continue };
-                        let seen = Arc::clone(&seen);
-                        let _ = thread::Builder::new()
-                            .name("echo-conn".into())
-                            .spawn(move || serve(conn, &seen));
-                    }
-                })
-                .expect("spawn echo upstream")
+            LoopbackServer::start("echo-upstream", move |msg| {
+                let req = SeenRequest::from_message(msg)?;
+                let body = serde_json::to_vec(&req.to_json()).unwrap_or_default();
+                if let Ok(mut s) = seen.lock() {
+                    s.push(req);
+                }
+                Some(Reply::ok(body))
+            })
         };
-        EchoUpstream {
-            addr,
-            seen,
-            stop,
-            acceptor: Some(acceptor),
-        }
+        EchoUpstream { server, seen }
     }
 
     /// The port Envoy's `app` cluster points at.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
 
     /// Every request received so far, in order.
@@ -121,48 +112,4 @@ impl EchoUpstream {
     pub fn requests_since(&self, since: usize) -> Vec<SeenRequest> {
         self.requests().into_iter().skip(since).collect()
     }
-}
-
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(conn: TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(conn);
-    while let Ok(Some(msg)) = read_message(&mut reader, BodyDefault::Empty) {
-        let Some(req) = to_seen(&msg) else { return };
-        let body = serde_json::to_vec(&req.to_json()).unwrap_or_default();
-        if let Ok(mut s) = seen.lock() {
-            s.push(req);
-        }
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
-            return;
-        }
-    }
-}
-
-fn to_seen(msg: &Message) -> Option<SeenRequest> {
-    let mut parts = msg.start_line.split(' ');
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    Some(SeenRequest {
-        method,
-        path,
-        headers: msg.headers.clone(),
-    })
 }

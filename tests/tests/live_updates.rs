@@ -260,7 +260,17 @@ fn policy_swaps_under_load_decide_by_old_or_new_and_a_broken_update_is_rejected(
     let records = load.finish();
 
     // Every response: 200 or 403, from one of the two policies, agreeing
-    // with its audit line.
+    // with its audit line. Envoy writes the log asynchronously: wait until
+    // the lines of every request are there before reading them all.
+    let logged: std::collections::HashSet<String> = mesh
+        .envoy
+        .audit_lines()
+        .iter()
+        .filter_map(|a| a.str("request_id").map(str::to_owned))
+        .collect();
+    for r in records.iter().filter(|r| !logged.contains(&r.id)) {
+        mesh.envoy.audit_for(&r.id);
+    }
     let audits = mesh.envoy.audit_lines();
     let by_id: std::collections::HashMap<&str, &meshward_e2e::audit::AuditLine> = audits
         .iter()

@@ -10,7 +10,8 @@
 //!
 //! * `certs/`: a CA per trust domain (`mesh.example`, `partner.example`), the
 //!   Envoy-under-test's serving certificate, and one X.509-SVID (12 h) per
-//!   identity in `ENVOY_PEERS`, all ECDSA P-256 (rcgen);
+//!   identity in `ENVOY_PEERS`, all ECDSA P-256, from the end-to-end
+//!   harness's PKI (`meshward_e2e::pki`);
 //! * `target-ROW.json`: one Envoy bootstrap per row (mTLS listener with the
 //!   SPIFFE validator, `direct_response` 200): `none`, `noop`, `noop-xfcc`,
 //!   `rbac-N`, `meshward-N` (audit log of denies), `quiet-N` (meshward
@@ -40,14 +41,11 @@ use meshward_bench::mix::{envoy_mix, RequestSpec, ENVOY_PEERS, SEED};
 use meshward_bench::rbac;
 use meshward_bench::translate::PolicyView;
 use meshward_bench::workload::{Owned, Workload};
+use meshward_e2e::pki::{write_cert_dir, Ca, SvidBuilder};
+use meshward_e2e::topology::tokens::now as unix_now;
 use meshward_engine::config::plugin_config_json;
 use meshward_engine::{evaluate, Effect};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
 /// Requests in the Envoy mix.
 const ENVOY_MIX_LEN: usize = 256;
@@ -80,7 +78,7 @@ impl JwtFixture {
             "kty": "EC", "crv": "P-256", "kid": "bench", "use": "jwt-svid",
             "x": b64(x), "y": b64(y),
         }]});
-        let now = OffsetDateTime::now_utc().unix_timestamp().unsigned_abs();
+        let now = unix_now();
         let header = b64(br#"{"alg":"ES256","kid":"bench","typ":"JWT"}"#);
         let tokens = ENVOY_PEERS
             .iter()
@@ -143,71 +141,6 @@ fn main() {
             eprintln!("usage: envoy-fixtures write|check ... (see the source)");
             std::process::exit(2);
         }
-    }
-}
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-fn uri(u: &str) -> SanType {
-    SanType::URI(u.try_into().expect("uri"))
-}
-
-impl Ca {
-    fn new(td: &str) -> Ca {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{td} bench CA"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.subject_alt_names = vec![uri(&format!("spiffe://{td}"))];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(7);
-        let key = KeyPair::generate().expect("key");
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-sign"),
-        }
-    }
-
-    fn leaf(&self, params: CertificateParams) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn svid(&self, id: &str) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![uri(id)];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = OffsetDateTime::now_utc();
-        // Short-lived, within the policy's `max_cert_lifetime 24h`.
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = params.not_before + time::Duration::hours(12);
-        self.leaf(params)
-    }
-
-    fn server(&self) -> (String, String) {
-        let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(uri("spiffe://mesh.example/ns/bench/sa/inbound"));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = params.not_before + time::Duration::hours(12);
-        self.leaf(params)
     }
 }
 
@@ -447,22 +380,29 @@ fn write(args: &[String]) {
     let certs = out.join("certs");
     std::fs::create_dir_all(&certs).expect("mkdir");
 
+    // The end-to-end harness's PKI: a CA per trust domain; certificates
+    // short-lived (12 h, started 5 min ago), within the policy's
+    // `max_cert_lifetime 24h`.
     let mesh = Ca::new("mesh.example");
     let partner = Ca::new("partner.example");
-    put(&certs.join("mesh.example-ca.pem"), &mesh.issuer.pem());
-    put(&certs.join("partner.example-ca.pem"), &partner.issuer.pem());
-    let (pem, key) = mesh.server();
-    put(&certs.join("server.pem"), &pem);
-    put(&certs.join("server.key"), &key);
+    let short_lived = |leaf: SvidBuilder<'_>| {
+        leaf.validity(Duration::from_secs(5 * 60), Duration::from_secs(12 * 3600))
+            .issue()
+    };
+    let server = short_lived(
+        mesh.leaf_with_uris(&["spiffe://mesh.example/ns/bench/sa/inbound"])
+            .dns(SERVER_NAME),
+    );
+    write_cert_dir(&certs, &[&mesh, &partner], &server, None).expect("write certificates");
     for (i, id) in ENVOY_PEERS.iter().enumerate() {
         let ca = if trust_domain(id) == "partner.example" {
             &partner
         } else {
             &mesh
         };
-        let (pem, key) = ca.svid(id);
-        put(&certs.join(format!("peer{i}.pem")), &pem);
-        put(&certs.join(format!("peer{i}.key")), &key);
+        let peer = short_lived(ca.leaf_with_uris(&[id]));
+        put(&certs.join(format!("peer{i}.pem")), &peer.cert_pem);
+        put(&certs.join(format!("peer{i}.key")), &peer.key_pem);
     }
 
     let jwt = JwtFixture::new();

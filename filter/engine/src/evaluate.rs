@@ -1,6 +1,7 @@
 //! `evaluate`: one request in, one [`Decision`] out. Pure, deterministic, and
 //! allocation-free: the filter and the CLI call exactly this.
 
+use crate::authority::CanonicalAuthority;
 use crate::chain::Chain;
 use crate::decision::{Decision, Reason, RuleIdx, WouldBe};
 use crate::model::{
@@ -8,7 +9,7 @@ use crate::model::{
 };
 use crate::path;
 use crate::policy::{FoundBy, Policy, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
-use crate::routes::{authority_host, SplitPath};
+use crate::routes::SplitPath;
 use crate::spiffe::SpiffeId;
 
 /// Request headers, looked up by lowercase name.
@@ -180,7 +181,9 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `:path`, query included.
     pub path: &'a str,
-    /// `:authority` (or `host`), port allowed.
+    /// `:authority` (or `host`) as received, port allowed; `evaluate`
+    /// canonicalizes it ([`CanonicalAuthority`]) and denies
+    /// `non_canonical_host` when it cannot. Empty means no host.
     pub authority: &'a str,
     /// Request headers that conditions may read.
     pub headers: &'a dyn Headers,
@@ -440,7 +443,12 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     let Ok((rest, count)) = path::split_canonical(req.path, &mut ends) else {
         return Decision::deny(Reason::NonCanonicalPath);
     };
-    let host = authority_host(req.authority);
+    // Classification sees only the canonical host; anything else could be
+    // read as a protected host by the app while matching no intent here.
+    let Ok(authority) = CanonicalAuthority::parse(req.authority) else {
+        return Decision::deny(Reason::NonCanonicalHost);
+    };
+    let host = authority.host();
     let split = SplitPath {
         rest,
         ends: &ends,

@@ -13,6 +13,7 @@
 //! crate, so `meshward explain` answers exactly what Envoy enforces.
 
 pub mod audit;
+pub mod authority;
 pub mod chain;
 pub mod codec;
 pub mod config;
@@ -31,7 +32,7 @@ pub mod spiffe;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Decision, Reason, RuleIdx, WouldBe};
+pub use decision::{Decision, DenyStatus, Reason, RuleIdx, WouldBe};
 pub use evaluate::{evaluate, Claim, Headers, Request, UserInfo};
 pub use model::Effect;
 pub use policy::{Policy, PolicyError};

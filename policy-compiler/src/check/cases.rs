@@ -493,7 +493,7 @@ mod tests {
     use crate::outcome::ClaimValue;
 
     const RULES: &str =
-        "intent i { path \"/\" }\nallow r {\n  subject any_authenticated\n  intent i\n}\n";
+        "intent i {\n  method GET\n  path \"/\"\n}\nallow r {\n  subject any_authenticated\n  intent i\n}\n";
 
     #[test]
     fn resolves_a_complete_test() {

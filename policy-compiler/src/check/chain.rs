@@ -135,7 +135,7 @@ mod tests {
     use crate::check::test_support::{check_source, codes, PREAMBLE};
 
     fn rule() -> &'static str {
-        "intent i { path \"/\" }\nallow r {\n  subject any_authenticated\n  intent i\n}\n"
+        "intent i {\n  method GET\n  path \"/\"\n}\nallow r {\n  subject any_authenticated\n  intent i\n}\n"
     }
 
     #[test]

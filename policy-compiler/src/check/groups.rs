@@ -68,6 +68,7 @@ pub(super) fn check_groups<'a>(
             .names
             .declare(cx, &block.name.value, block.name.span, index);
         let mut members: Vec<Subject> = Vec::new();
+        let mut member_spans: Vec<Span> = Vec::new();
         let mut seen: Vec<Spanned<String>> = Vec::new();
         for member in &block.members {
             let entry = Spanned::new(member.value.clone(), member.span);
@@ -78,8 +79,10 @@ pub(super) fn check_groups<'a>(
             seen.push(entry);
             if let Some(subject) = subject_from_id(cx, settings, member) {
                 members.push(subject);
+                member_spans.push(member.span);
             }
         }
+        warn_covered_members(cx, &block.name.value, &members, &member_spans);
         if block.members.is_empty() {
             cx.report(
                 Diagnostic::new(
@@ -98,6 +101,32 @@ pub(super) fn check_groups<'a>(
         }
     }
     groups
+}
+
+/// `W008`: a member that another member of the same group matches already
+/// (of two members matching each other, the later one is reported).
+fn warn_covered_members(cx: &mut Context, group: &str, members: &[Subject], spans: &[Span]) {
+    for (index, (member, span)) in members.iter().zip(spans).enumerate() {
+        let cover = members
+            .iter()
+            .zip(spans)
+            .enumerate()
+            .find(|(other, (by, _))| {
+                *other != index && by.covers(member) && (*other < index || !member.covers(by))
+            });
+        if let Some((_, (_, by_span))) = cover {
+            cx.report(
+                Diagnostic::new(
+                    Code::CoveredMember,
+                    format!("a member of group `{group}` is covered by another member"),
+                    *span,
+                )
+                .note("every workload this member matches, the other matches too")
+                .with_label(*by_span, "this member already matches it")
+                .help("remove the covered member (or narrow the wider one)"),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +148,25 @@ mod tests {
                 Code::EmptyGroup,
                 Code::UnusedGroup,
             ]
+        );
+    }
+
+    #[test]
+    fn covered_members_warn() {
+        let source = format!(
+            "{PREAMBLE}group g {{\n  member \"spiffe://a.example/ns/x/sa/y\"\n  member \"spiffe://a.example/ns/*/sa/y\"\n  member \"spiffe://a.example/ns/z/sa/*\"\n  member \"spiffe://b.example/ns/x/sa/y\"\n}}\nintent i {{\n  method GET\n  path \"/\"\n}}\nallow r {{\n  subject group g\n  intent i\n}}\n"
+        );
+        let (_, diagnostics) = crate::check::test_support::check_source(&source);
+        let covered: Vec<_> = diagnostics
+            .iter()
+            .filter(|d| d.code == Code::CoveredMember)
+            .collect();
+        // Only the exact ID under `ns/*/sa/y`; other domains and the
+        // `ns/z/sa/*` pattern are not covered.
+        assert_eq!(covered.len(), 1, "{diagnostics:#?}");
+        assert_eq!(
+            &source[covered[0].primary.span.start..covered[0].primary.span.end],
+            "\"spiffe://a.example/ns/x/sa/y\""
         );
     }
 }

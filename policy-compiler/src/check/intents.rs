@@ -27,6 +27,8 @@ pub(super) struct Intents<'a> {
     names: Names<'a>,
     /// Checked intents, indexed as in the compiled policy.
     pub intents: Vec<Intent>,
+    /// Per intent: declared with `grpc` (always `POST`).
+    pub grpc: Vec<bool>,
 }
 
 impl<'a> Intents<'a> {
@@ -65,15 +67,21 @@ pub(super) fn check_intents<'a>(cx: &mut Context, blocks: &[&'a IntentBlock]) ->
     let mut intents = Intents {
         names: Names::new("intent"),
         intents: Vec::new(),
+        grpc: Vec::new(),
     };
     for block in blocks {
         let intent = check_intent(cx, block);
+        let grpc = block
+            .statements
+            .iter()
+            .any(|s| matches!(s, IntentStatement::Grpc { .. }));
         let index = intents.intents.len();
         if intents
             .names
             .declare(cx, &block.name.value, block.name.span, index)
         {
             intents.intents.push(intent);
+            intents.grpc.push(grpc);
         }
     }
     check_ambiguity(cx, &intents.intents);
@@ -336,7 +344,7 @@ mod tests {
 
     fn with_rule(intents: &str, names: &str) -> String {
         format!(
-            "{PREAMBLE}{intents}\nallow r {{\n  subject any_authenticated\n  intent {names}\n}}\n"
+            "{PREAMBLE}{intents}\nallow r {{\n  subject \"spiffe://a.example/x\"\n  intent {names}\n}}\n"
         )
     }
 

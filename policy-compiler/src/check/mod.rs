@@ -8,8 +8,8 @@
 //! Phases, in order: the `policy` block (trust domains first, since subjects
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
-//! their ambiguity), rules (then shadowing), tests, and finally
-//! unused-declaration warnings.
+//! their ambiguity), rules (then shadowing, covered rules and grants lost to
+//! more specific intents), tests, and finally unused-declaration warnings.
 
 mod cases;
 mod chain;
@@ -17,6 +17,7 @@ mod conditions;
 mod groups;
 mod identity;
 mod intents;
+mod lints;
 mod rules;
 mod settings;
 mod shadowing;
@@ -59,13 +60,23 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
+    // What a rule grants is only known for sure when nothing failed to
+    // check (a dropped condition or subject would make a grant look wider).
+    if !cx.has_errors() {
+        cx.diagnostics.extend(rules.broad_grants);
+        lints::warn_covered_rules(&mut cx, &settings.trust_domains, &rules.rules);
+        lints::warn_lost_grants(
+            &mut cx,
+            &settings.trust_domains,
+            &intents.intents,
+            &rules.rules,
+            &rule_blocks,
+        );
+    }
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
-    let has_errors = cx
-        .diagnostics
-        .iter()
-        .any(|d| d.severity() == Severity::Error);
+    let has_errors = cx.has_errors();
     let policy = (!has_errors).then(|| checked::Policy {
         name: settings.name,
         dry_run: settings.dry_run,
@@ -88,6 +99,12 @@ struct Context {
 impl Context {
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity() == Severity::Error)
     }
 }
 

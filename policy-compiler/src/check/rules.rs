@@ -6,9 +6,10 @@ use meshward_engine::model::Effect;
 use super::chain::ChainChecked;
 use super::conditions::{check_conditions, RuleFacts};
 use super::intents::Intents;
+use super::lints::{broad_grant, broad_subject, BroadSubject};
 use super::subjects::{subject_text, SubjectResolver};
 use super::{report_repeated_setting, warn_listed_twice, Context, Names};
-use crate::ast::{EffectKw, IntentRef, Mode, PrincipalExpr, RuleBlock, RuleStatement};
+use crate::ast::{EffectKw, IntentRef, Mode, PrincipalExpr, RuleBlock, RuleStatement, SubjectExpr};
 use crate::checked::{Condition, Principal, Rule, Subject};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::span::{Span, Spanned};
@@ -18,6 +19,9 @@ use crate::suggest::did_you_mean;
 pub(super) struct CheckedRules {
     pub rules: Vec<Rule>,
     pub used_intents: Vec<bool>,
+    /// `W006` warnings, reported only when the policy has no error (a
+    /// condition that failed to check might have narrowed the rule).
+    pub broad_grants: Vec<Diagnostic>,
 }
 
 pub(super) fn check_rules(
@@ -30,6 +34,7 @@ pub(super) fn check_rules(
     let mut checked = CheckedRules {
         rules: Vec::new(),
         used_intents: vec![false; intents.intents.len()],
+        broad_grants: Vec::new(),
     };
     let mut names = Names::new("rule");
     for block in blocks {
@@ -86,6 +91,7 @@ fn check_rule(
         conditions: Vec::new(),
     };
     let mut written_subjects: Vec<Spanned<String>> = Vec::new();
+    let mut broad: Option<BroadSubject> = None;
     let mut has_intent_statement = false;
     let mut unclassified_at: Option<Span> = None;
     let mut intent_spans: Vec<Span> = Vec::new();
@@ -109,12 +115,23 @@ fn check_rule(
                     warn_listed_twice(cx, "subject", &text, first.span);
                     continue;
                 }
-                written_subjects.push(text);
                 for subject in resolver.resolve(cx, expr).unwrap_or_default() {
+                    if broad.is_none() {
+                        broad = broad_subject(&subject).map(|who| BroadSubject {
+                            span: text.span,
+                            who: match expr {
+                                SubjectExpr::Group(name) => {
+                                    format!("{who} (through group `{}`)", name.value)
+                                }
+                                _ => who,
+                            },
+                        });
+                    }
                     if !rule.subjects.contains(&subject) {
                         rule.subjects.push(subject);
                     }
                 }
+                written_subjects.push(text);
             }
             RuleStatement::Intents { intents: refs, .. } => {
                 has_intent_statement = true;
@@ -210,6 +227,17 @@ fn check_rule(
     }
     warn_chain_not_forwarded(cx, &rule, &chain.config.forwarders, &conditions);
     rule.conditions = conditions.into_iter().map(|(c, _)| c).collect();
+    if rule.principal != Principal::User {
+        let warning = broad_grant(
+            &rule,
+            broad.as_ref(),
+            &intents.intents,
+            &intents.grpc,
+            &intent_spans,
+            unclassified_at,
+        );
+        usage.broad_grants.extend(warning);
+    }
     rule
 }
 
@@ -298,7 +326,7 @@ mod tests {
     #[test]
     fn checks_principals() {
         let (policy, diagnostics) = check_source(&format!(
-            "{PREAMBLE}group gw {{ member \"spiffe://a.example/gw\" }}\nintent i {{ path \"/\" }}\nallow via {{\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n}}\nallow users {{\n  principal user\n  intent i\n  when user scope \"s\"\n}}\nallow bound {{\n  principal peer_bound_jwt_svid\n  subject any_authenticated\n  intent i\n}}\n"
+            "{PREAMBLE}group gw {{ member \"spiffe://a.example/gw\" }}\nintent i {{\n  method GET\n  path \"/\"\n}}\nallow via {{\n  principal jwt_svid via group gw\n  subject domain \"b.example\"\n  intent i\n}}\nallow users {{\n  principal user\n  intent i\n  when user scope \"s\"\n}}\nallow bound {{\n  principal peer_bound_jwt_svid\n  subject any_authenticated\n  intent i\n}}\n"
         ));
         assert!(diagnostics.is_empty(), "{diagnostics:#?}");
         let rules = policy.unwrap().rules;

@@ -60,7 +60,7 @@ fn shadows(deny: &Rule, allow: &Rule, trust_domains: &[String]) -> bool {
 }
 
 /// Whether every credential set the allow accepts, the deny accepts too.
-fn principal_covered(deny: &Rule, allow: &Rule, trust_domains: &[String]) -> bool {
+pub(super) fn principal_covered(deny: &Rule, allow: &Rule, trust_domains: &[String]) -> bool {
     use Principal::*;
     let all = |by: &[Subject], of: &[Subject]| {
         !of.is_empty() && of.iter().all(|s| covered(by, s, trust_domains))

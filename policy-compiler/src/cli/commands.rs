@@ -18,10 +18,12 @@ use super::{Command, Exit, Format, IdentityArgs};
 pub(super) fn run(command: Command) -> Exit {
     let result = match command {
         Command::Check {
-            file,
+            files,
             format,
             deny_warnings,
-        } => check(&file, format, deny_warnings),
+        } => super::authoring::check(&files, format, deny_warnings),
+        Command::Fmt(args) => super::authoring::fmt(&args),
+        Command::Completions(args) => super::authoring::completions(&args),
         Command::Compile {
             file,
             output,
@@ -74,7 +76,7 @@ pub(super) fn run(command: Command) -> Exit {
 }
 
 /// A failure that is the caller's or the system's, not the policy's (exit 2).
-type CliResult = Result<Exit, String>;
+pub(super) type CliResult = Result<Exit, String>;
 
 /// `--peer`: a SPIFFE ID, or `none` for a connection without a client
 /// certificate. Anything else is a usage error: a certificate with such a
@@ -99,7 +101,7 @@ fn read(file: &Path) -> Result<String, String> {
 }
 
 /// Writes to stdout. A closed pipe (`meshward ... | head`) is not an error.
-fn out(text: &str) -> Result<(), String> {
+pub(super) fn out(text: &str) -> Result<(), String> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(format!("cannot write to stdout: {e}"))
@@ -109,18 +111,18 @@ fn out(text: &str) -> Result<(), String> {
 }
 
 /// Writes to stderr; there is nowhere left to report a failure to.
-fn err(text: &str) {
+pub(super) fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), String> {
+pub(super) fn print_json(value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     out(&format!("{text}\n"))
 }
 
 /// Compiles `file`; on policy errors reports them (stderr, or stdout as JSON)
 /// and returns `None`.
-fn compile_file(file: &Path, format: Format) -> Result<Option<Compiled>, String> {
+fn compile_file(file: &Path, format: Format, command: &str) -> Result<Option<Compiled>, String> {
     let source = read(file)?;
     match compile_source(&source, &file.display().to_string()) {
         Ok(compiled) => {
@@ -130,61 +132,52 @@ fn compile_file(file: &Path, format: Format) -> Result<Option<Compiled>, String>
             Ok(Some(compiled))
         }
         Err(diagnostics) => {
-            report(&diagnostics, format)?;
+            report(&diagnostics, format, command)?;
             Ok(None)
         }
     }
 }
 
-fn report(diagnostics: &Diagnostics, format: Format) -> Result<(), String> {
+fn report(diagnostics: &Diagnostics, format: Format, command: &str) -> Result<(), String> {
     match format {
         Format::Text => {
             err(&diagnostics.to_string());
             Ok(())
         }
-        Format::Json => print_json(&json_diagnostics(diagnostics)),
+        Format::Json => print_json(&policy_errors_json(diagnostics, command)),
     }
 }
 
-fn json_diagnostics(diagnostics: &Diagnostics) -> serde_json::Value {
+/// The JSON document of a command whose policy does not compile: the
+/// diagnostics (`docs/schema/policy-errors.json`).
+pub(super) fn policy_errors_json(diagnostics: &Diagnostics, command: &str) -> serde_json::Value {
     let mut value = diagnostics.to_json();
     if let Some(object) = value.as_object_mut() {
-        object.insert("ok".to_owned(), json!(!diagnostics.has_errors()));
+        object.insert("command".to_owned(), json!(command));
     }
     value
 }
 
-fn check(file: &Path, format: Format, deny_warnings: bool) -> CliResult {
-    let source = read(file)?;
-    let name = file.display().to_string();
-    let (diagnostics, summary) = match compile_source(&source, &name) {
-        Ok(compiled) => {
-            let summary = format!(
-                "ok: `{name}`: policy `{}`, {} intents, {} rules, {} tests",
-                compiled
-                    .policy
-                    .strings
-                    .get(compiled.policy.name as usize)
-                    .map_or("", String::as_str),
-                compiled.policy.intents.len(),
-                compiled.policy.rules.len(),
-                compiled.tests.len()
-            );
-            (compiled.warnings, Some(summary))
-        }
-        Err(diagnostics) => (diagnostics, None),
-    };
-    let failed = diagnostics.has_errors() || (deny_warnings && diagnostics.warning_count() > 0);
-    match format {
-        Format::Json => print_json(&json_diagnostics(&diagnostics))?,
-        Format::Text => {
-            err(&diagnostics.to_string());
-            if let (Some(summary), false) = (summary, failed) {
-                out(&format!("{summary}\n"))?;
-            }
-        }
+/// Adds the fields every JSON document of a command on a compiled policy
+/// carries: `command`, `policy_hash`, `warning_count`, `warnings`.
+pub(super) fn with_policy_fields(
+    mut value: serde_json::Value,
+    command: &str,
+    compiled: &Compiled,
+) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("command".to_owned(), json!(command));
+        object.insert("policy_hash".to_owned(), json!(compiled.hash_hex()));
+        object.insert(
+            "warning_count".to_owned(),
+            json!(compiled.warnings.warning_count()),
+        );
+        object.insert(
+            "warnings".to_owned(),
+            meshward_policy::diagnostics::warnings_json(&compiled.warnings),
+        );
     }
-    Ok(if failed { Exit::PolicyErrors } else { Exit::Ok })
+    value
 }
 
 fn compile(
@@ -202,7 +195,7 @@ fn compile(
                 .ok_or_else(|| format!("revoked serial `{s}` is not a hexadecimal serial number"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(compiled) = compile_file(file, format)? else {
+    let Some(compiled) = compile_file(file, format, "compile")? else {
         return Ok(Exit::PolicyErrors);
     };
     let mut config = compiled.plugin_config_value(&serials);
@@ -223,17 +216,19 @@ fn compile(
         std::fs::write(output, &text)
             .map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
     }
-    let summary = json!({
-        "file": file.display().to_string(),
-        "output": output.display().to_string(),
-        "hash": compiled.hash_hex(),
-        "intents": compiled.policy.intents.len(),
-        "rules": compiled.policy.rules.len(),
-        "bytes": compiled.bytes.len(),
-        "config_bytes": text.len(),
-        "warnings": compiled.warnings.to_json().get("diagnostics"),
-        "signed_by": signed_by,
-    });
+    let summary = with_policy_fields(
+        json!({
+            "file": file.display().to_string(),
+            "output": output.display().to_string(),
+            "intent_count": compiled.policy.intents.len(),
+            "rule_count": compiled.policy.rules.len(),
+            "policy_bytes": compiled.bytes.len(),
+            "config_bytes": text.len(),
+            "signed_by": signed_by,
+        }),
+        "compile",
+        &compiled,
+    );
     match (format, to_stdout) {
         (Format::Json, false) => print_json(&summary)?,
         // The configuration itself went to stdout: keep it clean.
@@ -322,7 +317,7 @@ fn with_identity(
 }
 
 fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliResult {
-    let Some(compiled) = compile_file(file, format)? else {
+    let Some(compiled) = compile_file(file, format, "explain")? else {
         return Ok(Exit::PolicyErrors);
     };
     let outcome = explain(&compiled, request).map_err(|e| format!("internal error: {e}"))?;
@@ -368,9 +363,8 @@ fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliR
             });
             if let Some(object) = value.as_object_mut() {
                 object.insert("request".to_owned(), request_json);
-                object.insert("policy_hash".to_owned(), json!(compiled.hash_hex()));
             }
-            print_json(&value)?;
+            print_json(&with_policy_fields(value, "explain", &compiled))?;
         }
         Format::Text => {
             let host = if request.authority.is_empty() {
@@ -406,12 +400,12 @@ fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliR
 }
 
 fn test(file: &Path, format: Format) -> CliResult {
-    let Some(compiled) = compile_file(file, format)? else {
+    let Some(compiled) = compile_file(file, format, "test")? else {
         return Ok(Exit::PolicyErrors);
     };
     let report = run_tests(&compiled).map_err(|e| format!("internal error: {e}"))?;
     match format {
-        Format::Json => print_json(&report.to_json())?,
+        Format::Json => print_json(&with_policy_fields(report.to_json(), "test", &compiled))?,
         Format::Text => out(&report.to_string())?,
     }
     Ok(if report.failed() > 0 {

@@ -10,7 +10,8 @@ use meshward_policy::istio::{self, FailStrategy, IstioOptions, Mode, PeerCertifi
 use meshward_policy::oci::{self, Image, ImageFormat};
 use meshward_policy::{compile_source, Compiled};
 
-use super::Exit;
+use super::commands::{policy_errors_json, print_json, with_policy_fields};
+use super::{Exit, Format};
 
 /// `meshward oci`: package the filter's wasm as an OCI image layout.
 #[derive(Debug, clap::Args)]
@@ -28,8 +29,11 @@ pub(super) struct OciArgs {
     /// Image shape: the Wasm OCI artifact (two layers with the
     /// `application/vnd.module.wasm.*` media types), or the compat image (one
     /// tar+gzip layer holding `plugin.wasm`, as `docker build` makes it).
+    #[arg(long = "oci-format", value_enum, default_value_t)]
+    oci_format: OciFormat,
+    /// Output format (`json`: the layout's digest and paths on stdout).
     #[arg(long, value_enum, default_value_t)]
-    format: OciFormat,
+    format: Format,
     /// The tag recorded in `index.json` (`org.opencontainers.image.ref.name`).
     #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
     tag: String,
@@ -97,6 +101,10 @@ pub(super) struct IstioArgs {
     /// Where to write the manifests (`-` = stdout).
     #[arg(short, long, value_name = "OUT.yaml", default_value = "-")]
     output: PathBuf,
+    /// Summary format (`json`: hash, resources and warnings; on stderr when
+    /// the manifests go to stdout).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -170,7 +178,7 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>, String> {
 /// `meshward oci`.
 pub(super) fn oci(args: &OciArgs) -> CliResult {
     let wasm = read_wasm(&args.wasm)?;
-    let image = Image::build(&wasm, args.format.into(), istio::PLUGIN_NAME)
+    let image = Image::build(&wasm, args.oci_format.into(), istio::PLUGIN_NAME)
         .map_err(|e| format!("`{}`: {e}", args.wasm.display()))?;
     image
         .write_layout(&args.output, &args.tag)
@@ -180,6 +188,19 @@ pub(super) fn oci(args: &OciArgs) -> CliResult {
         std::fs::write(tar, bytes).map_err(|e| format!("cannot write `{}`: {e}", tar.display()))?;
     }
     let hex = image.manifest.digest_hex();
+    if args.format == Format::Json {
+        print_json(&serde_json::json!({
+            "command": "oci",
+            "wasm": args.wasm.display().to_string(),
+            "output": args.output.display().to_string(),
+            "tar": args.tar.as_ref().map(|t| t.display().to_string()),
+            "oci_format": args.oci_format.to_possible_value().map(|v| v.get_name().to_owned()),
+            "tag": args.tag,
+            "manifest_digest": image.manifest_digest(),
+            "sha256": hex,
+        }))?;
+        return Ok(Exit::Ok);
+    }
     err(&format!(
         "wrote OCI image layout `{}` ({}, tag `{}`{}): manifest {}\n\
          pin it in WasmPlugin.sha256 (`meshward istio --oci-layout {}`), push with\n  \
@@ -249,11 +270,14 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
     let compiled: Compiled = match compile_source(&source, &args.policy.display().to_string()) {
         Ok(compiled) => compiled,
         Err(diagnostics) => {
-            err(&diagnostics.to_string());
+            match args.format {
+                Format::Text => err(&diagnostics.to_string()),
+                Format::Json => print_json(&policy_errors_json(&diagnostics, "istio"))?,
+            }
             return Ok(Exit::PolicyErrors);
         }
     };
-    if !compiled.warnings.is_empty() {
+    if args.format == Format::Text && !compiled.warnings.is_empty() {
         err(&compiled.warnings.to_string());
     }
     let mut opts = IstioOptions::new(&args.namespace, selector, &args.image);
@@ -294,14 +318,50 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
         std::fs::write(&args.output, &yaml)
             .map_err(|e| format!("cannot write `{}`: {e}", args.output.display()))?;
     }
-    for warning in &generated.warnings {
-        err(&format!("warning: {warning}\n"));
-    }
     let names: Vec<String> = generated
         .resources
         .iter()
         .map(|r| format!("{}/{}", r.kind, r.metadata.name))
         .collect();
+    if args.format == Format::Json {
+        let mut summary = with_policy_fields(
+            serde_json::json!({
+                "file": args.policy.display().to_string(),
+                "output": args.output.display().to_string(),
+                "namespace": args.namespace,
+                "resources": generated.resources.iter().map(|r| serde_json::json!({
+                    "kind": r.kind,
+                    "name": r.metadata.name,
+                })).collect::<Vec<_>>(),
+            }),
+            "istio",
+            &compiled,
+        );
+        // The generator's own warnings join the policy's.
+        if let Some(object) = summary.as_object_mut() {
+            let mut warnings = match object.remove("warnings") {
+                Some(serde_json::Value::Array(list)) => list,
+                _ => Vec::new(),
+            };
+            warnings.extend(
+                generated
+                    .warnings
+                    .iter()
+                    .map(|w| serde_json::json!({ "message": w })),
+            );
+            object.insert("warning_count".to_owned(), warnings.len().into());
+            object.insert("warnings".to_owned(), warnings.into());
+        }
+        if args.output == Path::new("-") {
+            err(&format!("{summary}\n"));
+        } else {
+            print_json(&summary)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    for warning in &generated.warnings {
+        err(&format!("warning: {warning}\n"));
+    }
     err(&format!(
         "generated {} in namespace `{}` for policy {} -> {}\n",
         names.join(", "),

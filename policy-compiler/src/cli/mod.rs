@@ -1,5 +1,6 @@
 //! The command line: argument parsing (clap derive) and dispatch.
 
+mod authoring;
 mod commands;
 mod decide;
 mod deploy;
@@ -25,7 +26,7 @@ pub enum Exit {
     /// `explain`: the decision is deny.
     Denied = 4,
     /// `diff --exit-code`: the policies differ; `replay`: a decision changed
-    /// in a way `--fail-on` forbids.
+    /// in a way `--fail-on` forbids; `fmt --check`: a file is not formatted.
     Changes = 5,
 }
 
@@ -42,21 +43,22 @@ Exit codes:
   2  usage, I/O or internal error
   3  `test`: at least one policy test failed
   4  `explain`: the decision is deny
-  5  `diff --exit-code`: the policies differ; `replay`: a decision changed as `--fail-on` forbids";
+  5  `diff --exit-code`: the policies differ; `replay`: a decision changed as `--fail-on` forbids;
+     `fmt --check`: a file is not formatted";
 
 /// meshward: workload zero trust for the service mesh. Checks and compiles
 /// identity policies for the meshward Envoy filter, and answers what the
 /// filter would decide.
 #[derive(Debug, Parser)]
 #[command(name = "meshward", version, after_help = EXIT_CODES)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// Human-readable text.
     #[default]
     Text,
@@ -66,11 +68,12 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a policy and report every error and warning.
+    /// Check policies and report every error and warning.
     #[command(after_help = EXIT_CODES)]
     Check {
-        /// The policy file.
-        file: PathBuf,
+        /// The policy files (`-` = stdin).
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
         /// Output format (`json`: diagnostics as JSON on stdout).
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -158,6 +161,14 @@ enum Command {
     /// Create an Ed25519 policy signing key; prints the public key (base64).
     #[command(after_help = EXIT_CODES)]
     Keygen(rollout::KeygenArgs),
+    /// Format policy source canonically (indentation, spacing, blank lines;
+    /// comments kept).
+    #[command(after_help = EXIT_CODES)]
+    Fmt(authoring::FmtArgs),
+    /// Print a shell completion script (e.g. `meshward completions bash >
+    /// /etc/bash_completion.d/meshward`).
+    #[command(after_help = EXIT_CODES)]
+    Completions(authoring::CompletionsArgs),
     /// Print a generated policy with N rules (for size and speed measurements).
     #[command(hide = true)]
     GenBench {

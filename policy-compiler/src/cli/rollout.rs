@@ -73,6 +73,8 @@ pub(super) enum GraphFormat {
     Html,
     /// The SVG drawing alone.
     Svg,
+    /// The nodes and edges as JSON (`docs/schema/graph.json`).
+    Json,
 }
 
 /// `meshward graph`.
@@ -97,6 +99,9 @@ pub(super) struct KeygenArgs {
     /// Replace an existing file.
     #[arg(long)]
     force: bool,
+    /// Output format (`json`: key id and public key on stdout).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 type CliResult = Result<Exit, String>;
@@ -119,14 +124,24 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
     out(&format!("{text}\n"))
 }
 
-/// Compiles a policy file; on errors prints them (stderr) and returns `None`.
-fn compile_quiet(file: &Path) -> Result<Option<(String, Compiled)>, String> {
+/// Compiles a policy file; on errors prints them (stderr, or stdout as the
+/// `command`'s JSON) and returns `None`.
+fn compile_quiet(
+    file: &Path,
+    format: Format,
+    command: &str,
+) -> Result<Option<(String, Compiled)>, String> {
     let source = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
     match compile_source(&source, &file.display().to_string()) {
         Ok(compiled) => Ok(Some((source, compiled))),
         Err(diagnostics) => {
-            err(&diagnostics.to_string());
+            match format {
+                Format::Text => err(&diagnostics.to_string()),
+                Format::Json => {
+                    print_json(&super::commands::policy_errors_json(&diagnostics, command))?
+                }
+            }
             Ok(None)
         }
     }
@@ -175,7 +190,7 @@ impl Progress {
 }
 
 pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
-    let Some((_, compiled)) = compile_quiet(&args.policy)? else {
+    let Some((_, compiled)) = compile_quiet(&args.policy, args.format, "replay")? else {
         return Ok(Exit::PolicyErrors);
     };
     // Through the compiled bytes, exactly as the filter loads them.
@@ -245,6 +260,7 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
                         .map(|v| v.get_name().to_owned())),
                 );
                 object.insert("failed".to_owned(), serde_json::json!(fails));
+                object.insert("command".to_owned(), serde_json::json!("replay"));
             }
             print_json(&json)?;
         }
@@ -253,10 +269,10 @@ pub(super) fn replay_command(args: &ReplayArgs) -> CliResult {
 }
 
 pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
-    let Some((_, old)) = compile_quiet(&args.old)? else {
+    let Some((_, old)) = compile_quiet(&args.old, args.format, "diff")? else {
         return Ok(Exit::PolicyErrors);
     };
-    let Some((_, new)) = compile_quiet(&args.new)? else {
+    let Some((_, new)) = compile_quiet(&args.new, args.format, "diff")? else {
         return Ok(Exit::PolicyErrors);
     };
     let changes = diff::diff(&old, &new);
@@ -266,7 +282,13 @@ pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
     );
     match args.format {
         Format::Text => out(&changes.to_text(&old_name, &new_name))?,
-        Format::Json => print_json(&changes.to_json(&old_name, &new_name))?,
+        Format::Json => {
+            let mut json = changes.to_json(&old_name, &new_name);
+            if let Some(object) = json.as_object_mut() {
+                object.insert("command".to_owned(), serde_json::json!("diff"));
+            }
+            print_json(&json)?;
+        }
     }
     Ok(if args.exit_code && !changes.is_empty() {
         Exit::Changes
@@ -276,7 +298,11 @@ pub(super) fn diff_command(args: &DiffArgs) -> CliResult {
 }
 
 pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
-    let Some((source, compiled)) = compile_quiet(&args.file)? else {
+    let format = match args.format {
+        GraphFormat::Json => Format::Json,
+        GraphFormat::Dot | GraphFormat::Html | GraphFormat::Svg => Format::Text,
+    };
+    let Some((source, compiled)) = compile_quiet(&args.file, format, "graph")? else {
         return Ok(Exit::PolicyErrors);
     };
     let graph = Graph::new(&source, &compiled);
@@ -284,6 +310,16 @@ pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Html => graph.to_html(),
         GraphFormat::Svg => graph.to_svg(),
+        GraphFormat::Json => {
+            let json = super::commands::with_policy_fields(
+                graph_json(&graph, &args.file),
+                "graph",
+                &compiled,
+            );
+            let mut text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+            text.push('\n');
+            text
+        }
     };
     match &args.output {
         None => out(&text)?,
@@ -297,13 +333,51 @@ pub(super) fn graph_command(args: &GraphArgs) -> CliResult {
 pub(super) fn keygen_command(args: &KeygenArgs) -> CliResult {
     let key = signing::generate_key()?;
     signing::write_private_key(&args.output, &key, args.force)?;
-    err(&format!(
-        "wrote private key `{}` (Ed25519, PKCS#8 PEM, mode 0600; key id {}); the public key follows on stdout: list it in `require_signature.keys`\n",
-        args.output.display(),
-        signing::key_id(&key)
-    ));
-    out(&format!("{}\n", signing::public_key_base64(&key)))?;
+    match args.format {
+        Format::Text => {
+            err(&format!(
+                "wrote private key `{}` (Ed25519, PKCS#8 PEM, mode 0600; key id {}); the public key follows on stdout: list it in `require_signature.keys`\n",
+                args.output.display(),
+                signing::key_id(&key)
+            ));
+            out(&format!("{}\n", signing::public_key_base64(&key)))?;
+        }
+        Format::Json => print_json(&serde_json::json!({
+            "command": "keygen",
+            "output": args.output.display().to_string(),
+            "algorithm": "ed25519",
+            "key_id": signing::key_id(&key),
+            "public_key": signing::public_key_base64(&key),
+        }))?,
+    }
     Ok(Exit::Ok)
+}
+
+/// `graph --format json`: the drawing's nodes and edges.
+fn graph_json(graph: &Graph, file: &Path) -> serde_json::Value {
+    use meshward_policy::graph::Column;
+    serde_json::json!({
+        "file": file.display().to_string(),
+        "policy_name": graph.name,
+        "dry_run": graph.dry_run,
+        "nodes": graph.nodes.iter().map(|n| serde_json::json!({
+            "id": n.id,
+            "column": match n.column {
+                Column::Who => "subject",
+                Column::What => "intent",
+                Column::Where => "service",
+            },
+            "label": n.label,
+            "detail": n.detail,
+        })).collect::<Vec<_>>(),
+        "edges": graph.edges.iter().map(|e| serde_json::json!({
+            "from": e.from,
+            "to": e.to,
+            "effect": e.effect.map(|e| e.as_str()),
+            "dry_run": e.dry_run,
+            "rules": e.rules,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Adds the signature by the key in `key_file` to a plugin configuration.

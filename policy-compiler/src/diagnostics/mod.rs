@@ -12,7 +12,7 @@ use std::fmt;
 
 use crate::span::{SourceFile, Span};
 
-pub use render::{render_json, render_text};
+pub use render::{render_json, render_text, warnings_json};
 
 /// Whether a diagnostic stops compilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,19 @@ codes! {
     /// A rule looks past its direct peer, but that peer is never trusted to
     /// forward the hops before it.
     ChainNotForwarded = "W005", Warning;
+    /// An allow rule grants a write-capable, admin-looking or catch-all
+    /// intent to a broad subject (`any_authenticated`, a whole trust domain,
+    /// or a domain-wide `**` pattern).
+    BroadGrant = "W006", Warning;
+    /// A rule that another rule of the same effect and mode fully covers
+    /// (subjects, intents and conditions): removing it changes no decision.
+    CoveredRule = "W007", Warning;
+    /// A group member that another member of the same group already matches.
+    CoveredMember = "W008", Warning;
+    /// A rule names an intent whose requests are partly classified as a
+    /// more specific intent that the rule's subjects are neither granted nor
+    /// denied.
+    GrantLostToSpecificIntent = "W009", Warning;
 }
 
 impl fmt::Display for Code {
@@ -256,7 +269,8 @@ impl Diagnostics {
         self.error_count() > 0
     }
 
-    /// The JSON form: `{"file", "errors", "warnings", "diagnostics": [...]}`.
+    /// The JSON form: `{"file", "ok", "error_count", "warning_count",
+    /// "errors": [...], "warnings": [...]}` (docs/cli-json.md).
     pub fn to_json(&self) -> serde_json::Value {
         render_json(self)
     }

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{Diagnostic, Diagnostics, Label};
+use super::{Diagnostic, Diagnostics, Label, Severity};
 use crate::span::{SourceFile, Span};
 
 /// Tabs are shown as this many spaces so carets line up.
@@ -143,36 +143,55 @@ fn expand_tabs(s: &str) -> String {
 /// The JSON form, one object per diagnostic with 1-based lines and columns.
 pub fn render_json(diagnostics: &Diagnostics) -> serde_json::Value {
     let source = diagnostics.source();
-    let items: Vec<_> = diagnostics
-        .items()
-        .iter()
-        .map(|d| {
-            let start = source.line_col(d.primary.span.start);
-            let end = source.line_col(d.primary.span.end);
-            json!({
-                "severity": d.severity().as_str(),
-                "code": d.code.as_str(),
-                "message": d.message,
-                "file": source.name(),
-                "line": start.line,
-                "column": start.col,
-                "end_line": end.line,
-                "end_column": end.col,
-                "label": d.primary.note,
-                "help": d.help,
-                "related": d
-                    .secondary
-                    .iter()
-                    .map(|label| label_json(source, label))
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let list = |severity: Severity| -> Vec<serde_json::Value> {
+        diagnostics
+            .items()
+            .iter()
+            .filter(|d| d.severity() == severity)
+            .map(|d| diagnostic_json(source, d))
+            .collect()
+    };
     json!({
         "file": source.name(),
-        "errors": diagnostics.error_count(),
-        "warnings": diagnostics.warning_count(),
-        "diagnostics": items,
+        "ok": !diagnostics.has_errors(),
+        "error_count": diagnostics.error_count(),
+        "warning_count": diagnostics.warning_count(),
+        "errors": list(Severity::Error),
+        "warnings": list(Severity::Warning),
+    })
+}
+
+/// The warnings alone, as a JSON list of diagnostic objects.
+pub fn warnings_json(diagnostics: &Diagnostics) -> serde_json::Value {
+    serde_json::Value::Array(
+        diagnostics
+            .items()
+            .iter()
+            .filter(|d| d.severity() == Severity::Warning)
+            .map(|d| diagnostic_json(diagnostics.source(), d))
+            .collect(),
+    )
+}
+
+fn diagnostic_json(source: &SourceFile, d: &Diagnostic) -> serde_json::Value {
+    let start = source.line_col(d.primary.span.start);
+    let end = source.line_col(d.primary.span.end);
+    json!({
+        "severity": d.severity().as_str(),
+        "code": d.code.as_str(),
+        "message": d.message,
+        "file": source.name(),
+        "line": start.line,
+        "column": start.col,
+        "end_line": end.line,
+        "end_column": end.col,
+        "label": d.primary.note,
+        "help": d.help,
+        "related": d
+            .secondary
+            .iter()
+            .map(|label| label_json(source, label))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -235,8 +254,9 @@ error: could not compile `t.policy`: 1 error
     #[test]
     fn json_has_positions() {
         let value = render_json(&sample());
-        assert_eq!(value["errors"], 1);
-        let first = &value["diagnostics"][0];
+        assert_eq!(value["error_count"], 1);
+        assert_eq!(value["warnings"], json!([]));
+        let first = &value["errors"][0];
         assert_eq!(first["code"], "E012");
         assert_eq!(first["line"], 2);
         assert_eq!(first["column"], 7);

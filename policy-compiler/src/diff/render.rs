@@ -178,8 +178,8 @@ impl PolicyDiff {
     /// JSON; `old_file` and `new_file` name the inputs.
     pub fn to_json(&self, old_file: &str, new_file: &str) -> serde_json::Value {
         json!({
-            "old": {"file": old_file, "name": self.old.0, "hash": self.old.1},
-            "new": {"file": new_file, "name": self.new.0, "hash": self.new.1},
+            "old": {"file": old_file, "name": self.old.0, "policy_hash": self.old.1},
+            "new": {"file": new_file, "name": self.new.0, "policy_hash": self.new.1},
             "changed": !self.is_empty(),
             "settings": self.settings.iter().map(|s| json!({
                 "setting": s.setting, "old": s.old, "new": s.new,

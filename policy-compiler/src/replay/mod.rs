@@ -32,6 +32,8 @@ use meshward_engine::audit::AuditRecord;
 use meshward_engine::model::Effect;
 use meshward_engine::{Decision, Policy};
 
+use crate::outcome::OfflineFilter;
+
 pub use input::{audit_json, Line, Lines, AUDIT_MARKER, MAX_LINE_BYTES};
 pub use report::{
     ChangeGroup, ChangeKind, Example, MalformedLine, ReplayReport, Verdict, WouldRow, WouldVerdict,
@@ -83,7 +85,8 @@ const PROGRESS_EVERY: u64 = 8_192;
 
 /// Replays every line of `input` against `policy`. `progress` receives
 /// (lines, bytes) read so far every few thousand lines. Fails only when
-/// reading fails; bad lines are part of the report.
+/// reading fails (or the policy cannot be loaded into the pipeline); bad
+/// lines are part of the report.
 pub fn replay<R: BufRead>(
     policy: &Policy,
     input: R,
@@ -91,7 +94,7 @@ pub fn replay<R: BufRead>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> io::Result<ReplayReport> {
     let mut lines = Lines::new(input, MAX_LINE_BYTES);
-    let mut replayer = Replayer::new(policy, *options);
+    let mut replayer = Replayer::new(policy, *options).map_err(io::Error::other)?;
     while let Some((number, line)) = lines.next_line()? {
         replayer.line(number, &line);
         if number % PROGRESS_EVERY == 0 {
@@ -106,6 +109,8 @@ pub fn replay<R: BufRead>(
 /// Replays lines one at a time (for callers with their own reading loop).
 pub struct Replayer<'p> {
     policy: &'p Policy,
+    /// The filter's pipeline, loaded with `policy`: what decides each line.
+    filter: OfflineFilter,
     options: ReplayOptions,
     report: ReplayReport,
     groups: HashMap<GroupKey, ChangeGroup>,
@@ -127,10 +132,12 @@ struct GroupKey {
 }
 
 impl<'p> Replayer<'p> {
-    /// A replayer against `policy`.
-    pub fn new(policy: &'p Policy, options: ReplayOptions) -> Self {
-        Replayer {
+    /// A replayer against `policy`. Fails only if the policy cannot be
+    /// loaded into the filter's pipeline.
+    pub fn new(policy: &'p Policy, options: ReplayOptions) -> Result<Self, String> {
+        Ok(Replayer {
             policy,
+            filter: OfflineFilter::for_policy(policy)?,
             options,
             report: ReplayReport {
                 policy_name: policy.name().to_owned(),
@@ -152,7 +159,7 @@ impl<'p> Replayer<'p> {
                 .map(|c| (c.to_owned(), 0))
                 .collect(),
             records_with_user: 0,
-        }
+        })
     }
 
     /// Takes one line of the log.
@@ -201,7 +208,7 @@ impl<'p> Replayer<'p> {
         if let Err(problem) = check_recorded(&record) {
             return self.malformed(number, problem);
         }
-        match record::decide(self.policy, &record) {
+        match record::decide(&mut self.filter, &record) {
             Ok(decision) => self.compare(number, &record, &decision),
             Err(problem) => self.malformed(number, problem),
         }

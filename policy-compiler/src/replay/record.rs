@@ -1,19 +1,22 @@
-//! One audit record back into the engine's [`Request`], as the filter
-//! would have built it under the *new* policy.
+//! One audit record back into the pipeline's facts, decided by the filter's
+//! own pipeline under the *new* policy.
 //!
 //! An audit line records what the filter verified under the policy in force
 //! then. Most of it does not depend on the policy (the peer's SPIFFE ID, the
-//! token subjects, method, path, headers); what does is re-applied here with
-//! the new policy's settings:
+//! token subjects, method, path, authority, the headers conditions read and
+//! method-override headers); what does is re-applied by the pipeline, as
+//! the proxy would apply it with the new policy:
 //!
 //! - a JWT-SVID subject in a trust domain the new policy does not trust is
-//!   refused (`jwt_untrusted_domain`), as the token verifier would;
+//!   refused (`jwt_untrusted_domain`);
 //! - a peer certificate whose recorded validity window is longer than the new
 //!   `max_cert_lifetime` is refused (`cert_lifetime_exceeds_bound`);
-//! - a received chain deeper than the new `max_depth` is refused
-//!   (`chain_too_deep`); one that carries hops, a user or a purpose from a
-//!   peer the new policy does not trust to forward restarts at the peer,
-//!   incomplete.
+//! - the received chain goes through the new policy's chain rules (depth,
+//!   lifetime, forwarders): one that carries hops, a user or a purpose from
+//!   a peer the new policy does not trust to forward restarts at the peer,
+//!   incomplete;
+//! - authority canonicalization, path canonicalization and method-override
+//!   headers are judged as in the proxy.
 //!
 //! What a record cannot tell is replayed as recorded: an identity refused
 //! under the old policy stays refused (the rejected value was not logged),
@@ -22,15 +25,21 @@
 //! when the new policy reads such a header).
 
 use meshward_engine::audit::{reason_from_code, AuditRecord};
-use meshward_engine::chain::{self, Chain};
-use meshward_engine::config::MethodOverride;
-use meshward_engine::pipeline::check_method_override;
+use meshward_engine::chain::{self, Chain, CHAIN_HEADER};
+use meshward_engine::pipeline::{HeaderList, PeerEvidence, RequestInput, TokenEvidence};
 use meshward_engine::spiffe::SpiffeId;
-use meshward_engine::{evaluate, Decision, Policy, Reason, Request};
+use meshward_engine::{Decision, Reason};
 
-/// Decides a recorded request with `policy`. `Err` says why the record is
-/// unusable (it is then reported as malformed).
-pub(crate) fn decide(policy: &Policy, record: &AuditRecord) -> Result<Decision, String> {
+use crate::outcome::OfflineFilter;
+
+/// Decides a recorded request with the filter's pipeline. `Err` says why the
+/// record is unusable (it is then reported as malformed).
+pub(crate) fn decide(filter: &mut OfflineFilter, record: &AuditRecord) -> Result<Decision, String> {
+    Ok(filter.decide_verdict(&input(record)?).decision)
+}
+
+/// The pipeline facts a record holds.
+pub(crate) fn input(record: &AuditRecord) -> Result<RequestInput, String> {
     let peer = match (&record.peer, &record.peer_error) {
         (Some(text), None) => {
             Ok(SpiffeId::parse(text).map_err(|e| format!("`peer` `{text}`: {e}"))?)
@@ -39,103 +48,65 @@ pub(crate) fn decide(policy: &Policy, record: &AuditRecord) -> Result<Decision, 
         (Some(_), Some(_)) => return Err("both `peer` and `peer_error` are set".to_owned()),
         (None, None) => return Err("neither `peer` nor `peer_error` is set".to_owned()),
     };
-    let peer = match (peer, record.cert, policy.max_cert_lifetime_secs()) {
-        (Ok(_), Some(cert), Some(max)) if cert.not_after.saturating_sub(cert.not_before) > max => {
-            Err(Reason::CertLifetimeExceedsBound)
-        }
-        (peer, _, _) => peer,
-    };
     let jwt_svid = match (&record.jwt_svid, &record.jwt_svid_error) {
-        (Some(text), None) => {
-            let id = SpiffeId::parse(text).map_err(|e| format!("`jwt_svid` `{text}`: {e}"))?;
-            Some(if policy.trusts_domain(id.trust_domain()) {
-                Ok(id)
-            } else {
-                Err(Reason::JwtUntrustedDomain)
-            })
-        }
+        (Some(text), None) => Some(Ok(
+            SpiffeId::parse(text).map_err(|e| format!("`jwt_svid` `{text}`: {e}"))?
+        )),
         (None, Some(code)) => Some(Err(reason(code, "jwt_svid_error")?)),
         (None, None) => None,
         (Some(_), Some(_)) => return Err("both `jwt_svid` and `jwt_svid_error` are set".to_owned()),
     };
     let user = match (&record.user, &record.user_error) {
-        (Some(user), None) => Some(Ok(user.as_user_info())),
+        (Some(user), None) => Some(Ok(user.clone())),
         (None, Some(code)) => Some(Err(reason(code, "user_error")?)),
         (None, None) => None,
         (Some(_), Some(_)) => return Err("both `user` and `user_error` are set".to_owned()),
     };
-    let chain = match (&record.chain, &record.chain_error) {
+    let mut headers = vec![
+        (":method".to_owned(), record.method.clone()),
+        (":path".to_owned(), record.path.clone()),
+    ];
+    if !record.authority.is_empty() {
+        headers.push((":authority".to_owned(), record.authority.clone()));
+    }
+    headers.extend(record.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let chain_refused = match (&record.chain, &record.chain_error) {
         (Some(wire), None) => {
+            // Checked here only for its grammar: the pipeline judges it
+            // under the new policy.
             let received = Chain::from_wire(wire, record.time, chain::MAX_CHAIN_DEPTH)
                 .map_err(|e| format!("`chain`: {e}"))?;
-            Some(rechecked(policy, peer.as_ref().ok(), received, record.time))
+            // A chain that started at the peer is what the proxy builds when
+            // no chain header came: replay it as no header.
+            let started_here = received.hops.len() == 1
+                && peer.as_ref().ok() == received.hops.first()
+                && received.complete
+                && received.user.is_none()
+                && received.purpose.is_none();
+            if !started_here {
+                headers.push((CHAIN_HEADER.to_owned(), wire.clone()));
+            }
+            None
         }
-        (None, Some(code)) => Some(Err(reason(code, "chain_error")?)),
+        (None, Some(code)) => Some(reason(code, "chain_error")?),
         (None, None) => None,
         (Some(_), Some(_)) => return Err("both `chain` and `chain_error` are set".to_owned()),
     };
-    let headers = RecordedHeaders(record);
-    let request = Request {
-        peer: peer.as_ref().map_err(|r| *r),
-        jwt_svid: jwt_svid.as_ref().map(|j| j.as_ref().map_err(|r| *r)),
-        user,
-        chain: chain.as_ref().map(|c| c.as_ref().map_err(|r| *r)),
-        method: &record.method,
-        path: &record.path,
-        authority: &record.authority,
-        headers: &headers,
-    };
-    // The filter's own check after `evaluate` (its default setting: the
-    // plugin configuration's `method_override` is not recorded).
-    Ok(check_method_override(
-        evaluate(policy, &request),
-        MethodOverride::Deny,
-        &headers,
-        &record.method,
-    ))
-}
-
-/// The recorded headers, looked up without copying.
-struct RecordedHeaders<'a>(&'a AuditRecord);
-
-impl meshward_engine::Headers for RecordedHeaders<'_> {
-    fn get(&self, lowercase_name: &str) -> Option<&str> {
-        self.0.headers.get(lowercase_name).map(String::as_str)
-    }
-
-    // Audit lines record one value per header; a request whose condition
-    // header was repeated was denied `duplicate_header` before any rule ran,
-    // and replays from its recorded reason only as far as this allows.
-    fn is_repeated(&self, _lowercase_name: &str) -> bool {
-        false
-    }
+    Ok(RequestInput {
+        headers: HeaderList::new(headers),
+        peer: PeerEvidence::Verified {
+            peer,
+            cert_window: record.cert.map(|c| (c.not_before, c.not_after)),
+        },
+        tokens: TokenEvidence::Verified {
+            jwt_svid,
+            user,
+            chain_refused,
+        },
+        now: record.time,
+    })
 }
 
 fn reason(code: &str, field: &str) -> Result<Reason, String> {
     reason_from_code(code).ok_or_else(|| format!("unknown reason code `{code}` in `{field}`"))
-}
-
-/// The recorded chain as the new policy's inbound side would have kept it.
-fn rechecked(
-    policy: &Policy,
-    peer: Option<&SpiffeId>,
-    received: Chain,
-    now: u64,
-) -> Result<Chain, Reason> {
-    let limits = policy.chain_limits();
-    if let Some(peer) = peer {
-        let carries_more = received.hops.len() > 1
-            || received.user.is_some()
-            || received.purpose.is_some()
-            || !received.scopes.is_empty();
-        if carries_more && !policy.may_forward_chain(peer) {
-            let mut fresh = Chain::start(peer.clone(), now, limits.lifetime_secs);
-            fresh.complete = false;
-            return Ok(fresh);
-        }
-    }
-    if received.depth() > limits.max_depth.min(chain::MAX_CHAIN_DEPTH) {
-        return Err(Reason::ChainTooDeep);
-    }
-    Ok(received)
 }

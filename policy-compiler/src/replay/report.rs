@@ -101,7 +101,7 @@ impl Verdict {
             "reason": self.reason,
             "rule": self.rule,
             "intent": self.intent,
-            "would": self.would.as_ref().map(|w| json!({
+            "would_be": self.would.as_ref().map(|w| json!({
                 "decision": w.decision,
                 "reason": w.reason,
                 "rule": w.rule,
@@ -295,7 +295,7 @@ impl ReplayReport {
     /// The report as JSON (`log` and `policy_file` name the inputs).
     pub fn to_json(&self, log: &str, policy_file: &str) -> serde_json::Value {
         json!({
-            "policy": {"file": policy_file, "name": self.policy_name, "hash": self.policy_hash},
+            "policy": {"file": policy_file, "name": self.policy_name, "policy_hash": self.policy_hash},
             "log": log,
             "lines": self.lines,
             "other_lines": self.other_lines,
@@ -327,18 +327,19 @@ impl ReplayReport {
                 "error": m.error,
             })).collect::<Vec<_>>(),
             "malformed_lines_listed": self.malformed_lines.len(),
-            "would_by_rule": self.would.iter().map(|w| json!({
+            "would_be_by_rule": self.would.iter().map(|w| json!({
                 "rule": w.rule,
                 "recorded": {"would_allow": w.recorded.allow, "would_deny": w.recorded.deny},
                 "replayed": {"would_allow": w.replayed.allow, "would_deny": w.replayed.deny},
             })).collect::<Vec<_>>(),
             "recorded_policies": self.recorded_policies.iter().map(|(hash, lines)| json!({
-                "hash": hash,
+                "policy_hash": hash,
                 "lines": lines,
                 "this_policy": *hash == self.policy_hash,
             })).collect::<Vec<_>>(),
             "other_recorded_policies": self.other_recorded_policies,
-            "warnings": self.warnings,
+            "warning_count": self.warnings.len(),
+            "warnings": self.warnings.iter().map(|w| json!({"message": w})).collect::<Vec<_>>(),
         })
     }
 

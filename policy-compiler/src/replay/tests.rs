@@ -548,6 +548,37 @@ fn new_policy_settings_apply_to_recorded_identities() {
     );
 }
 
+#[test]
+fn a_recorded_chain_outliving_the_new_lifetime_is_refused() {
+    let old = policy("mode enforce", "mode enforce");
+    // The recorded chains lived 60 s from their origin; the new policy
+    // allows 30 s, as its inbound side would have.
+    let log = log_for(&old);
+    let source = POLICY
+        .replace("@POLICY_MODE@", "mode enforce")
+        .replace("@RULE_MODE@", "mode enforce")
+        .replace("  max_depth 4\n", "  max_depth 4\n  lifetime 30s\n");
+    assert_ne!(source, POLICY.replace("@POLICY_MODE@", "mode enforce"));
+    let new = compile_source(&source, "new.policy")
+        .unwrap()
+        .load()
+        .unwrap();
+    let report = run(&new, &log);
+    assert_eq!(report.malformed, 0);
+    assert!(
+        report
+            .groups
+            .iter()
+            .any(|g| g.caller.ends_with("/sa/frontend")
+                && g.kind == ChangeKind::AllowToDeny
+                && g.new.reason == "chain_lifetime_exceeds_bound"),
+        "{:#?}",
+        report.groups
+    );
+    // With the same lifetime nothing changes.
+    assert_eq!(run(&old, &log).changed, 0);
+}
+
 mod properties {
     use proptest::prelude::*;
 

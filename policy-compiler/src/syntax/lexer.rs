@@ -33,7 +33,7 @@ pub enum TokenKind {
     LtEq,
     /// `>=`
     GtEq,
-    /// End of a line (comments are dropped).
+    /// End of a line (comments are not tokens: see [`lex_with_comments`]).
     Newline,
     /// End of input.
     Eof,
@@ -71,20 +71,45 @@ pub struct Token {
 
 /// Splits `source` into tokens (always ending with `Eof`) and lexical errors.
 pub fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
+    let lexed = lex_with_comments(source);
+    (lexed.tokens, lexed.errors)
+}
+
+/// Tokens together with the trivia the parser never sees: the comments,
+/// for tools that rewrite source (`meshward fmt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lexed {
+    /// The tokens, as [`lex`] returns them.
+    pub tokens: Vec<Token>,
+    /// Each comment, from its `#` to the end of its line (newline excluded),
+    /// in source order.
+    pub comments: Vec<Span>,
+    /// Lexical errors.
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Like [`lex`], also keeping where the comments are.
+pub fn lex_with_comments(source: &str) -> Lexed {
     let mut lexer = Lexer {
         source,
         pos: 0,
         tokens: Vec::new(),
+        comments: Vec::new(),
         errors: Vec::new(),
     };
     lexer.run();
-    (lexer.tokens, lexer.errors)
+    Lexed {
+        tokens: lexer.tokens,
+        comments: lexer.comments,
+        errors: lexer.errors,
+    }
 }
 
 struct Lexer<'a> {
     source: &'a str,
     pos: usize,
     tokens: Vec<Token>,
+    comments: Vec<Span>,
     errors: Vec<Diagnostic>,
 }
 
@@ -133,6 +158,7 @@ impl Lexer<'_> {
                     while self.peek().is_some_and(|c| c != '\n') {
                         self.bump();
                     }
+                    self.comments.push(Span::new(start, self.pos));
                 }
                 '{' | '}' | '[' | ']' | ',' => {
                     self.bump();

@@ -6,6 +6,8 @@
 mod lexer;
 mod parser;
 
+pub use lexer::{lex_with_comments, Lexed, Token, TokenKind};
+
 use crate::ast::PolicyFile;
 use crate::diagnostics::Diagnostic;
 

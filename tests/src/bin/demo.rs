@@ -7,8 +7,8 @@
 //!
 //! The plugin configuration is what `meshward compile` wrote. Everything else
 //! (a CA for `shop.example`, one for the federated `partner.example`, SVIDs,
-//! Envoy's certificate, the echo app, free ports) is made up on the spot and
-//! thrown away at the end.
+//! Envoy's certificate (the app's SVID), the echo app, free ports) is made up
+//! on the spot and thrown away at the end.
 
 use std::process::ExitCode;
 
@@ -21,6 +21,10 @@ use meshward_e2e::topology::{ThreeHops, ThreeHopsSpec, ISSUER, USER_AUDIENCE};
 use meshward_e2e::workspace::repo_root;
 use meshward_e2e::{Leaf, Mesh, Request};
 use serde_json::Value;
+
+/// The SPIFFE ID path of the app behind the single Envoy: Envoy serves its
+/// SVID, so the filter knows whose inbound side it is.
+const APP: &str = "/ns/shop/sa/app";
 
 struct Call {
     who: &'static str,
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
 
     let mesh = match Mesh::builder_with_raw_config(plugin_config.trim())
         .label("demo")
+        .serve_as(APP)
         .try_start()
     {
         Ok(mesh) => mesh,
@@ -76,8 +81,9 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "Envoy 1.40 with meshward is listening on {} (mTLS), admin on {}.",
+        "Envoy 1.40 with meshward is listening on {} (mTLS, serving the app's SVID {}), admin on {}.",
         mesh.envoy.listener(),
+        mesh.pki.server.spiffe_id(),
         mesh.envoy.admin()
     );
     if let Some(line) = mesh

@@ -38,10 +38,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use meshward_e2e::ecds::EcdsMesh;
-use meshward_e2e::topology::tokens::{jwks, svid_claims, SigningKey};
+use meshward_e2e::pki::hex;
+use meshward_e2e::topology::tokens::{jwks, now as unix_now, svid_claims, SigningKey};
 use meshward_e2e::{Leaf, Request, Response, TlsClient};
 use meshward_engine::chain;
 use meshward_engine::config::{FilterConfig, PeerCertificateSource};
@@ -122,12 +123,6 @@ fn parse_args() -> Result<Settings, String> {
         return Err("--minutes must be in (0, 240] and --threads in 1..=64".to_owned());
     }
     Ok(s)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Policy version `v`: every version has its own name (so its own hash)
@@ -300,10 +295,6 @@ fn broken(version: &Version) -> String {
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     value["policy"] = json!(String::from_utf8(bytes).expect("ASCII"));
     value.to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A workload the load is sent as.

@@ -17,17 +17,15 @@
 //!
 //! The last app of a path (no next hop) has `"downstream": null`.
 
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::client::Response;
-use crate::http::{read_message, BodyDefault, Message};
+use crate::http::exchange;
+use crate::loopback::{LoopbackServer, Reply};
 use crate::upstream::SeenRequest;
 
 /// The chain header.
@@ -52,19 +50,15 @@ struct Shared {
     seen: Mutex<Vec<SeenRequest>>,
 }
 
-/// A running app; stops accepting on drop.
+/// A running app (a [`LoopbackServer`]); stops accepting on drop.
 pub struct ChainApp {
-    addr: SocketAddr,
+    server: LoopbackServer,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 impl ChainApp {
     /// Binds `127.0.0.1:0` and serves; `name` labels its answers.
     pub fn start(name: &str) -> ChainApp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind app");
-        let addr = listener.local_addr().expect("app address");
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             next: Mutex::new(None),
@@ -72,37 +66,19 @@ impl ChainApp {
             path_map: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = {
+        let server = {
             let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name(format!("app-{name}"))
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(conn) = conn else { continue };
-                        let shared = Arc::clone(&shared);
-                        let _ = thread::Builder::new()
-                            .name("app-conn".into())
-                            .spawn(move || serve(conn, &shared));
-                    }
-                })
-                .expect("spawn app")
+            LoopbackServer::start(&format!("app-{name}"), move |msg| {
+                let req = SeenRequest::from_message(msg)?;
+                Some(Reply::ok(serve(&shared, req)))
+            })
         };
-        ChainApp {
-            addr,
-            shared,
-            stop,
-            acceptor: Some(acceptor),
-        }
+        ChainApp { server, shared }
     }
 
     /// The port the workload's Envoy routes inbound requests to.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
 
     /// Where the app sends its own calls: its Envoy's outbound listener.
@@ -156,70 +132,47 @@ impl ChainApp {
     }
 }
 
-impl Drop for ChainApp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
+/// Serves one request: records it, calls the next hop (if any), and
+/// returns the JSON answer.
+fn serve(shared: &Shared, req: SeenRequest) -> Vec<u8> {
+    if let Ok(mut s) = shared.seen.lock() {
+        s.push(req.clone());
     }
-}
-
-fn serve(conn: TcpStream, shared: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
+    let next = shared.next.lock().ok().and_then(|n| *n);
+    let answer = match next {
+        None => json!({"app": shared.name, "received": req.to_json(), "downstream": null}),
+        Some(next) => {
+            let rewrite = shared
+                .rewrite
+                .lock()
+                .map(|r| Arc::clone(&r))
+                .unwrap_or_else(|_| copy_chain());
+            let incoming: Vec<String> = req
+                .header_all(CHAIN)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let outgoing = rewrite(&incoming);
+            let path = match shared.path_map.lock().ok().and_then(|m| m.clone()) {
+                Some(map) => map(&req.path),
+                None => req.path.clone(),
+            };
+            let downstream = match call(next, &req, &path, &outgoing) {
+                Ok(r) => json!({
+                    "status": r.status,
+                    "reason": r.header("x-meshward-reason"),
+                    "body": serde_json::from_slice::<Value>(&r.body)
+                        .unwrap_or_else(|_| Value::String(r.text())),
+                }),
+                Err(e) => {
+                    json!({"status": 0, "reason": null, "body": format!("call failed: {e}")})
+                }
+            };
+            json!({"app": shared.name, "received": req.to_json(), "sent_chain": outgoing,
+                   "downstream": downstream})
+        }
     };
-    let mut reader = BufReader::new(conn);
-    while let Ok(Some(msg)) = read_message(&mut reader, BodyDefault::Empty) {
-        let Some(req) = to_seen(&msg) else { return };
-        if let Ok(mut s) = shared.seen.lock() {
-            s.push(req.clone());
-        }
-        let next = shared.next.lock().ok().and_then(|n| *n);
-        let answer = match next {
-            None => json!({"app": shared.name, "received": req.to_json(), "downstream": null}),
-            Some(next) => {
-                let rewrite = shared
-                    .rewrite
-                    .lock()
-                    .map(|r| Arc::clone(&r))
-                    .unwrap_or_else(|_| copy_chain());
-                let incoming: Vec<String> = req
-                    .header_all(CHAIN)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                let outgoing = rewrite(&incoming);
-                let path = match shared.path_map.lock().ok().and_then(|m| m.clone()) {
-                    Some(map) => map(&req.path),
-                    None => req.path.clone(),
-                };
-                let downstream = match call(next, &req, &path, &outgoing) {
-                    Ok(r) => json!({
-                        "status": r.status,
-                        "reason": r.header("x-meshward-reason"),
-                        "body": serde_json::from_slice::<Value>(&r.body)
-                            .unwrap_or_else(|_| Value::String(r.text())),
-                    }),
-                    Err(e) => {
-                        json!({"status": 0, "reason": null, "body": format!("call failed: {e}")})
-                    }
-                };
-                json!({"app": shared.name, "received": req.to_json(), "sent_chain": outgoing,
-                       "downstream": downstream})
-            }
-        };
-        let body = serde_json::to_vec(&answer).unwrap_or_default();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
-            return;
-        }
-    }
+    serde_json::to_vec(&answer).unwrap_or_default()
 }
 
 /// One plain-HTTP call to the outbound listener, on a fresh connection:
@@ -230,8 +183,6 @@ fn call(
     path: &str,
     chain: &[String],
 ) -> std::io::Result<Response> {
-    let mut s = TcpStream::connect_timeout(&next, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut out = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
         req.method,
@@ -245,28 +196,11 @@ fn call(
         out.push_str(&format!("{CHAIN}: {value}\r\n"));
     }
     out.push_str("connection: close\r\n\r\n");
-    s.write_all(out.as_bytes())?;
-    let msg = read_message(&mut BufReader::new(s), BodyDefault::UntilClose)?
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-    let status = msg
-        .start_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let msg = exchange(next, out.as_bytes(), Duration::from_secs(20))?;
     Ok(Response {
-        status,
+        status: msg.status().unwrap_or(0),
         headers: msg.headers,
         body: msg.body,
-    })
-}
-
-fn to_seen(msg: &Message) -> Option<SeenRequest> {
-    let mut parts = msg.start_line.split(' ');
-    Some(SeenRequest {
-        method: parts.next()?.to_owned(),
-        path: parts.next()?.to_owned(),
-        headers: msg.headers.clone(),
     })
 }
 

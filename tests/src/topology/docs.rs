@@ -4,14 +4,12 @@
 //! (rotate keys, revoke, answer 500, reset connections) and counts fetches.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::{read_message, BodyDefault};
+use crate::http::Message;
+use crate::loopback::{LoopbackServer, Reply};
 
 /// What a path answers.
 #[derive(Debug, Clone)]
@@ -28,51 +26,26 @@ struct State {
     hits: HashMap<String, u64>,
 }
 
-/// A running document server; stops on drop.
+/// A running document server (a [`LoopbackServer`]); stops on drop.
 pub struct DocServer {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 impl DocServer {
     /// Binds `127.0.0.1:0` and serves. Unknown paths answer 404.
     pub fn start() -> DocServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind doc server");
-        let addr = listener.local_addr().expect("doc server address");
         let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = {
+        let server = {
             let state = Arc::clone(&state);
-            let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name("doc-server".into())
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(conn) = conn else { continue };
-                        let state = Arc::clone(&state);
-                        let _ = thread::Builder::new()
-                            .name("doc-conn".into())
-                            .spawn(move || serve(conn, &state));
-                    }
-                })
-                .expect("spawn doc server")
+            LoopbackServer::start("doc-server", move |msg| answer(&state, msg))
         };
-        DocServer {
-            addr,
-            state,
-            stop,
-            acceptor: Some(acceptor),
-        }
+        DocServer { server, state }
     }
 
     /// The port Envoy's key cluster points at.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
 
     /// `path` answers 200 with `json` from now on.
@@ -112,43 +85,22 @@ impl DocServer {
     }
 }
 
-impl Drop for DocServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(conn: TcpStream, state: &Mutex<State>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
+fn answer(state: &Mutex<State>, msg: &Message) -> Option<Reply> {
+    let path = msg.start_line.split(' ').nth(1).unwrap_or("").to_owned();
+    let answer = {
+        let mut s = state.lock().ok()?;
+        *s.hits.entry(path.clone()).or_insert(0) += 1;
+        s.answers.get(&path).cloned()
     };
-    let mut reader = BufReader::new(conn);
-    while let Ok(Some(msg)) = read_message(&mut reader, BodyDefault::Empty) {
-        let path = msg.start_line.split(' ').nth(1).unwrap_or("").to_owned();
-        let answer = match state.lock() {
-            Ok(mut s) => {
-                *s.hits.entry(path.clone()).or_insert(0) += 1;
-                s.answers.get(&path).cloned()
-            }
-            Err(_) => return,
-        };
-        let (status, body) = match answer {
-            Some(Answer::Doc(status, body)) => (status, body),
-            Some(Answer::Reset) => return,
-            None => (404, "{}".to_owned()),
-        };
-        let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body.as_bytes()).is_err()
-        {
-            return;
-        }
+    match answer {
+        Some(Answer::Doc(status, body)) => Some(Reply {
+            status,
+            body: body.into_bytes(),
+        }),
+        Some(Answer::Reset) => None,
+        None => Some(Reply {
+            status: 404,
+            body: b"{}".to_vec(),
+        }),
     }
 }

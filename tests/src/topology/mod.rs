@@ -3,12 +3,15 @@
 //! chain (`tests/tests/chain.rs`) and token (`tests/tests/tokens.rs`)
 //! end-to-end tests and the demo run.
 //!
-//! - [`proc`]: one Envoy process with N workers and named listeners.
-//! - [`pki`]: CAs and SVIDs (client SVIDs, and serving SVIDs that carry
-//!   the workload's SPIFFE ID).
-//! - [`app`]: the app that calls the next hop and propagates the chain
-//!   (or misbehaves on request), and [`app::Trace`] to read a whole path.
-//! - [`docs`]: a document server for fetched key sets and revocation lists.
+//! - [`proc`]: one Envoy process with N workers and named listeners
+//!   ([`crate::envoy::EnvoyProc`], re-exported).
+//! - [`pki`]: CAs and SVIDs on [`crate::pki`] (client SVIDs, and serving
+//!   SVIDs that carry the workload's SPIFFE ID).
+//! - [`app`]: the app (a [`crate::loopback`] handler) that calls the next
+//!   hop and propagates the chain (or misbehaves on request), and
+//!   [`app::Trace`] to read a whole path.
+//! - [`docs`]: a document server (a [`crate::loopback`] handler) for
+//!   fetched key sets and revocation lists.
 //! - [`tokens`]: signing keys and JWT-SVIDs / user tokens minted at test time.
 //! - [`ThreeHops`]: edge gateway → frontend → orders, each an Envoy with an
 //!   inbound and an outbound listener (same `vm_id`) and an app.
@@ -30,10 +33,10 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::client::{Request, Response, TlsClient};
-use crate::ecds::{fill, template, yaml_single_quoted};
 use crate::envoy::StartError;
 use crate::pki::Leaf;
 use crate::policy::plugin_config;
+use crate::templates::{fill, template, yaml_single_quoted};
 use crate::workspace::{filter_wasm, Scratch};
 
 use self::app::ChainApp;

@@ -94,7 +94,7 @@ impl Pipeline {
                 });
                 (jwt_svid, user)
             }
-            TokenEvidence::Verified { jwt_svid, user } => {
+            TokenEvidence::Verified { jwt_svid, user, .. } => {
                 // Verified elsewhere; the checks that depend on this policy
                 // apply here as the token verifier would apply them.
                 let jwt_svid = jwt_svid.as_ref().map(|token| match token {
@@ -117,7 +117,14 @@ impl Pipeline {
 
         // The caller chain, believed only from peers trusted to forward it.
         let chain_values = headers.all(CHAIN_HEADER);
+        let refused = match &input.tokens {
+            TokenEvidence::Verified { chain_refused, .. } => *chain_refused,
+            TokenEvidence::FromHeaders => None,
+        };
         let chain: Option<Result<Chain, Reason>> = peer.as_ref().ok().map(|p| {
+            if let Some(reason) = refused {
+                return Err(reason);
+            }
             chain::inbound(
                 &p.id,
                 policy.may_forward_chain(&p.id),

@@ -101,6 +101,9 @@ pub enum TokenEvidence {
         jwt_svid: Option<Result<SpiffeId, Reason>>,
         /// End user, or why the token was refused; `None` = none presented.
         user: Option<Result<AuditUser, Reason>>,
+        /// Why the caller chain the request carried was refused, when that
+        /// was recorded (an audit line keeps the reason, not the header).
+        chain_refused: Option<Reason>,
     },
 }
 

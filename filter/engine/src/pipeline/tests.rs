@@ -481,6 +481,7 @@ fn the_cli_path_decides_like_the_proxy_path() {
             tokens: TokenEvidence::Verified {
                 jwt_svid: None,
                 user: None,
+                chain_refused: None,
             },
             ..raw
         };
