@@ -229,8 +229,23 @@ pub fn compile_with_settings(
 
 /// Decides one request against a compiled policy, through its bytes.
 pub fn explain(compiled: &Compiled, request: &SampleRequest) -> Result<Outcome, String> {
+    explain_why_not(compiled, request, None)
+}
+
+/// [`explain`], also saying how the rule `why_not` fared (`Err` when the
+/// policy has no rule with that id).
+pub fn explain_why_not(
+    compiled: &Compiled,
+    request: &SampleRequest,
+    why_not: Option<&str>,
+) -> Result<Outcome, String> {
     let mut filter = outcome::OfflineFilter::for_compiled(compiled)?;
-    Ok(filter.decide(request))
+    if let (Some(name), Some(policy)) = (why_not, filter.policy()) {
+        if !(0..policy.rule_count() as u32).any(|r| policy.rule_id(r) == name) {
+            return Err(format!("--why-not: the policy has no rule `{name}`"));
+        }
+    }
+    Ok(filter.explain(request, why_not))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use meshward_engine::pipeline::{
     HeaderList, OfflineHost, PeerEvidence, Pipeline, RequestInput, TokenEvidence, Verdict,
 };
 use meshward_engine::spiffe::{SpiffeId, SpiffeIdError};
-use meshward_engine::{Claim, Decision, Policy, Reason, RuleIdx, UserInfo};
+use meshward_engine::{check_rule, Claim, Decision, Policy, Reason, RuleCheck, RuleIdx, UserInfo};
 use serde_json::json;
 
 use crate::source_map::{Location, SourceMap};
@@ -236,19 +236,65 @@ impl OfflineFilter {
 
     /// Decides a request given as pipeline facts.
     pub fn decide_input(&mut self, input: &RequestInput) -> Outcome {
+        self.explain_input(input, None)
+    }
+
+    /// Decides a request given as facts, and says how the rule named
+    /// `why_not` fared (`Err` when no rule has that id). A deny the rules
+    /// decided also lists the allow rules that came closest.
+    pub fn explain_input(&mut self, input: &RequestInput, why_not: Option<&str>) -> Outcome {
         self.host.reset_request();
         let decided = self.pipeline.decide(input, &mut self.host);
         let Some(policy) = self.pipeline.config().map(|c| &c.policy) else {
             return describe(None, &self.source_map, &decided.verdict.decision, None);
         };
+        let verdict = &decided.verdict;
         // The chain is shown when the request carried one.
         let sent_chain = !input.headers.all(CHAIN_HEADER).is_empty();
-        describe(
+        let mut outcome = describe(
             Some(policy),
             &self.source_map,
-            &decided.verdict.decision,
-            decided.verdict.chain.clone().filter(|_| sent_chain),
-        )
+            &verdict.decision,
+            verdict.chain.clone().filter(|_| sent_chain),
+        );
+        let Some(request) = verdict.evaluated_request(&input.headers) else {
+            return outcome;
+        };
+        let intent = outcome.intent.clone();
+        let miss =
+            |rule: RuleIdx| rule_miss(policy, &self.source_map, &request, rule, intent.as_deref());
+        if let Some(name) = why_not {
+            outcome.why_not = (0..policy.rule_count() as u32)
+                .find(|r| policy.rule_id(*r) == name)
+                .and_then(|r| miss(r).map(|(_, m)| m));
+        }
+        if verdict.decision.effect == Effect::Deny && rules_were_consulted(verdict.decision.reason)
+        {
+            let mut misses: Vec<(u32, RuleIdx, RuleMiss)> = (0..policy.rule_count() as u32)
+                .filter(|r| {
+                    policy
+                        .compiled()
+                        .rules
+                        .get(*r as usize)
+                        .is_some_and(|rule| rule.effect == Effect::Allow && !rule.dry_run)
+                })
+                .filter_map(|r| miss(r).map(|(rank, m)| (rank, r, m)))
+                .filter(|(rank, _, _)| (1..u32::MAX).contains(rank))
+                .collect();
+            misses.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            outcome.near_misses = misses
+                .into_iter()
+                .take(MAX_NEAR_MISSES)
+                .map(|(_, _, m)| m)
+                .collect();
+        }
+        outcome
+    }
+
+    /// Explains a sample request, with `--why-not`.
+    pub fn explain(&mut self, request: &SampleRequest, why_not: Option<&str>) -> Outcome {
+        let input = self.input(request);
+        self.explain_input(&input, why_not)
     }
 
     /// The pipeline facts of a sample request: the request line and headers,
@@ -384,6 +430,124 @@ pub struct Outcome {
     /// The caller chain as the inbound side rebuilt it from what the peer
     /// sent (or why it was refused); `None` when no chain was sent.
     pub chain: Option<Result<Chain, Reason>>,
+    /// For a deny that the rules decided (or did not): the allow rules that
+    /// came closest, each with the first requirement it failed.
+    pub near_misses: Vec<RuleMiss>,
+    /// `--why-not RULE`: how that rule fared.
+    pub why_not: Option<RuleMiss>,
+}
+
+/// How one rule fared against the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMiss {
+    /// The rule.
+    pub rule: RuleRef,
+    /// `holds`, `intent`, `principal`, `subject` or `condition`.
+    pub failed: &'static str,
+    /// What did not hold, in the policy's terms.
+    pub detail: String,
+}
+
+impl RuleMiss {
+    /// The JSON form.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "rule": {
+                "id": self.rule.id,
+                "location": self.rule.location.as_ref().map(ToString::to_string),
+            },
+            "failed": self.failed,
+            "detail": self.detail,
+        })
+    }
+}
+
+/// Most near misses shown.
+const MAX_NEAR_MISSES: usize = 3;
+
+/// Reasons after which rules were looked at (and so could nearly match).
+fn rules_were_consulted(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::NoMatchingRule | Reason::Unclassified | Reason::DeniedByRule
+    )
+}
+
+/// How `rule` fared, in words, from the engine's own check.
+fn rule_miss(
+    policy: &Policy,
+    source_map: &SourceMap,
+    request: &meshward_engine::Request<'_>,
+    rule: RuleIdx,
+    intent: Option<&str>,
+) -> Option<(u32, RuleMiss)> {
+    let check = check_rule(policy, request, rule).ok()?;
+    let model = policy.compiled();
+    let compiled_rule = model.rules.get(rule as usize)?;
+    let (rank, failed, detail) = match check {
+        RuleCheck::Holds => (u32::MAX, "holds", "every requirement holds".to_owned()),
+        RuleCheck::Intent => {
+            let granted: Vec<String> = compiled_rule
+                .intents
+                .iter()
+                .map(|i| format!("`{}`", policy.intent_name(*i)))
+                .chain(
+                    compiled_rule
+                        .unclassified
+                        .then(|| "unclassified".to_owned()),
+                )
+                .collect();
+            (
+                0,
+                "intent",
+                format!(
+                    "the request is {}, the rule covers {}",
+                    intent.map_or_else(|| "unclassified".to_owned(), |i| format!("`{i}`")),
+                    granted.join(", ")
+                ),
+            )
+        }
+        RuleCheck::Principal => (
+            1,
+            "principal",
+            format!(
+                "needs `principal {}`, which the request does not carry",
+                crate::model_text::principal(model, &compiled_rule.principal)
+            ),
+        ),
+        RuleCheck::Subject => (
+            2,
+            "subject",
+            format!(
+                "the caller is not one of {}",
+                crate::model_text::subjects(model, &compiled_rule.subjects)
+            ),
+        ),
+        RuleCheck::Condition(index) => (
+            3 + u32::try_from(index).unwrap_or(u32::MAX - 3),
+            "condition",
+            compiled_rule
+                .conditions
+                .get(index)
+                .map_or_else(String::new, |c| {
+                    format!(
+                        "`when {}` does not hold",
+                        crate::model_text::condition(model, c)
+                    )
+                }),
+        ),
+    };
+    Some((
+        rank,
+        RuleMiss {
+            rule: RuleRef {
+                id: policy.rule_id(rule).to_owned(),
+                location: source_map.rules.get(rule as usize).cloned(),
+            },
+            failed,
+            detail,
+        },
+    ))
 }
 
 fn describe(
@@ -410,6 +574,8 @@ fn describe(
             rule: w.rule.map(rule_ref),
         }),
         chain,
+        near_misses: Vec::new(),
+        why_not: None,
     }
 }
 
@@ -474,6 +640,8 @@ impl Outcome {
                 "rule": rule_json(&w.rule),
             })),
             "chain": self.chain.as_ref().map(chain_json),
+            "near_misses": self.near_misses.iter().map(RuleMiss::to_json).collect::<Vec<_>>(),
+            "why_not": self.why_not.as_ref().map(RuleMiss::to_json),
         })
     }
 
@@ -533,6 +701,15 @@ impl fmt::Display for Outcome {
         }
         if let Some(chain) = &self.chain {
             writeln!(f, "chain:    {}", chain_text(chain))?;
+        }
+        if !self.near_misses.is_empty() {
+            writeln!(f, "near misses:")?;
+            for miss in &self.near_misses {
+                writeln!(f, "  {}: {}", miss.rule, miss.detail)?;
+            }
+        }
+        if let Some(miss) = &self.why_not {
+            writeln!(f, "why not {}: {}", miss.rule, miss.detail)?;
         }
         Ok(())
     }

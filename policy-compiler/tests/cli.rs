@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshward_engine::config::FilterConfig;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn crate_path(relative: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -734,4 +734,48 @@ fn decide_runs_raw_requests_through_the_pipeline() {
         .as_str()
         .unwrap()
         .contains("not a request"));
+}
+
+/// A deny lists the allow rules that came closest, each with the first
+/// requirement it failed; `--why-not RULE` says it for one rule.
+#[test]
+fn explain_shows_near_misses_and_why_not() {
+    let denied = json(&explain_orders(&["--format", "json"]));
+    assert_eq!(denied["reason"], "no_matching_rule");
+    let misses = denied["near_misses"].as_array().unwrap();
+    assert!(!misses.is_empty(), "{denied}");
+    assert_eq!(misses[0]["rule"]["id"], "frontend-reads-orders");
+    assert_eq!(misses[0]["failed"], "condition");
+    assert!(misses[0]["detail"].as_str().unwrap().contains("origin"));
+    assert!(misses[0]["rule"]["location"]
+        .as_str()
+        .unwrap()
+        .contains("shop.policy"));
+    let text = stdout(&explain_orders(&[]));
+    assert!(text.contains("near misses:"), "{text}");
+
+    let why = json(&explain_orders(&[
+        "--why-not",
+        "frontend-reads-orders",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(why["why_not"]["failed"], "condition");
+    let unknown = explain_orders(&["--why-not", "no-such-rule"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(stderr(&unknown).contains("no rule `no-such-rule`"));
+    // An allow has no near misses.
+    let chain = format!("{GATEWAY},{FRONTEND}");
+    let allowed = json(&explain_orders(&[
+        "--chain",
+        &chain,
+        "--chain-user",
+        "alice",
+        "--chain-scope",
+        "orders.read",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["near_misses"], json!([]));
 }

@@ -10,7 +10,7 @@ use meshward_engine::identity::claim_path::ClaimPath;
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
 use meshward_policy::{compile_source, compile_with_settings};
-use meshward_policy::{explain, generate, jwt_svid_from_text, peer_from_text};
+use meshward_policy::{explain_why_not, generate, jwt_svid_from_text, peer_from_text};
 use meshward_policy::{run_tests, ClaimValue, Compiled, Diagnostics};
 use meshward_policy::{SampleChain, SampleRequest, SampleUser};
 use serde_json::json;
@@ -51,6 +51,7 @@ pub(super) fn run(command: Command) -> Exit {
             host,
             headers,
             identity,
+            why_not,
             format,
         } => headers
             .iter()
@@ -62,7 +63,7 @@ pub(super) fn run(command: Command) -> Exit {
                 request.headers = headers;
                 with_identity(request, &identity)
             })
-            .and_then(|request| explain_request(&file, &request, format)),
+            .and_then(|request| explain_request(&file, &request, why_not.as_deref(), format)),
         Command::Test { file, format } => test(&file, format),
         Command::GenBench { rules, stats } => gen_bench(rules, stats),
         Command::Istio(args) => super::deploy::istio(&args),
@@ -403,11 +404,16 @@ fn with_identity(
     Ok(request)
 }
 
-fn explain_request(file: &Path, request: &SampleRequest, format: Format) -> CliResult {
+fn explain_request(
+    file: &Path,
+    request: &SampleRequest,
+    why_not: Option<&str>,
+    format: Format,
+) -> CliResult {
     let Some(compiled) = compile_file(file, format, "explain")? else {
         return Ok(Exit::PolicyErrors);
     };
-    let outcome = explain(&compiled, request).map_err(|e| format!("internal error: {e}"))?;
+    let outcome = explain_why_not(&compiled, request, why_not)?;
     let peer = match &request.peer {
         Ok(id) => id.to_string(),
         Err(reason) => format!("none ({})", reason.code()),

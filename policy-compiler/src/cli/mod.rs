@@ -131,6 +131,10 @@ enum Command {
         /// Tokens, end user and caller chain.
         #[command(flatten)]
         identity: Box<IdentityArgs>,
+        /// Also say how this rule fared: the first requirement it failed
+        /// (a deny lists the closest allow rules anyway).
+        #[arg(long = "why-not", value_name = "RULE")]
+        why_not: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,

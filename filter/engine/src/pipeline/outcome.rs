@@ -2,6 +2,7 @@
 //! the verified facts it rests on) and, from it, the complete [`Outcome`]
 //! (response, header edits, audit line, counters, log lines) a host applies.
 
+use super::headers::HeaderList;
 use super::host::{LocalResponse, LogLevel};
 use super::inbound::Peer;
 use super::stats::{decision_counters, Counter};
@@ -9,6 +10,7 @@ use crate::audit::AuditUser;
 use crate::chain::Chain;
 use crate::config::Direction;
 use crate::decision::{Decision, Reason};
+use crate::evaluate::{Request, UserInfo};
 use crate::model::Effect;
 use crate::spiffe::SpiffeId;
 
@@ -101,5 +103,28 @@ impl Outcome {
         let mut counters = verdict.counters.clone();
         decision_counters(&verdict.decision, &mut counters);
         counters
+    }
+}
+
+impl Verdict {
+    /// The request as `evaluate` saw it, rebuilt from the verified facts of
+    /// an inbound verdict and the request's headers; `None` for a verdict
+    /// reached before any identity was read (no policy, outbound). What
+    /// `check_rule` needs to say why a rule did not apply.
+    pub fn evaluated_request<'a>(&'a self, headers: &'a HeaderList) -> Option<Request<'a>> {
+        let peer = self.peer.as_ref()?;
+        Some(Request {
+            peer: peer.as_ref().map(|p| &p.id).map_err(|r| *r),
+            jwt_svid: self.jwt_svid.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            user: self
+                .user
+                .as_ref()
+                .map(|r| r.as_ref().map(|u| u as &dyn UserInfo).map_err(|e| *e)),
+            chain: self.chain.as_ref().map(|r| r.as_ref().map_err(|e| *e)),
+            method: headers.get_or_empty(":method"),
+            path: headers.get_or_empty(":path"),
+            authority: headers.get_or_empty(":authority"),
+            headers,
+        })
     }
 }
