@@ -51,8 +51,9 @@ pub use stats::Counter;
 use lifecycle::Fetches;
 use stats::Stats;
 
-/// How many parsed peer certificates an instance (one per worker) keeps.
-pub const CERT_CACHE_CAPACITY: usize = 1024;
+/// How many parsed peer certificates an instance (one per worker) keeps: the
+/// identity module's default, under the pipeline's name.
+pub use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
 /// How many verified tokens of each kind an instance keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
 
