@@ -35,7 +35,7 @@ use crate::model::{
     Segment, StrId, Subject, UserTest,
 };
 use crate::routes::{Router, Template};
-use crate::spiffe::{self, eq_bytes, text_hash, SpiffeId};
+use crate::spiffe::{self, eq_bytes, pattern, text_hash, SpiffeId};
 
 /// Why a decoded policy is inconsistent (a compiler bug or tampering: the
 /// hash matched, so these bytes were written this way).
@@ -257,36 +257,19 @@ impl Pattern {
     /// Whether `id`, whose trust domain has id `domain`, matches.
     #[inline]
     fn matches(&self, domain: u32, id: &SpiffeId) -> bool {
-        if domain != self.domain || domain == NO_ID {
-            return false;
+        domain == self.domain
+            && domain != NO_ID
+            && pattern::path_matches(self.segments.iter().map(PatternSeg::as_segment), id)
+    }
+}
+
+impl PatternSeg {
+    fn as_segment(&self) -> pattern::Segment<'_> {
+        match self {
+            PatternSeg::Literal(s) => pattern::Segment::Literal(s),
+            PatternSeg::Any => pattern::Segment::Any,
+            PatternSeg::Rest => pattern::Segment::Rest,
         }
-        // `rest` is "" or starts with `/`; SPIFFE ID segments are never empty.
-        let mut rest = id.path().as_bytes();
-        for seg in &self.segments {
-            match seg {
-                PatternSeg::Rest => return true,
-                PatternSeg::Any => {
-                    let Some(after) = rest.strip_prefix(b"/") else {
-                        return false;
-                    };
-                    let end = after.iter().position(|b| *b == b'/').unwrap_or(after.len());
-                    rest = after.get(end..).unwrap_or(&[]);
-                }
-                PatternSeg::Literal(want) => {
-                    let Some(after) = rest
-                        .strip_prefix(b"/")
-                        .and_then(|r| r.strip_prefix(want.as_bytes()))
-                    else {
-                        return false;
-                    };
-                    if !(after.is_empty() || after.first() == Some(&b'/')) {
-                        return false;
-                    }
-                    rest = after;
-                }
-            }
-        }
-        rest.is_empty()
     }
 }
 
@@ -743,28 +726,15 @@ impl Policy {
             Subject::Pattern {
                 trust_domain,
                 segments,
-            } => {
-                if self.string(*trust_domain) != id.trust_domain() {
-                    return false;
-                }
-                let mut actual = id.segments();
-                for seg in segments {
-                    match seg {
-                        IdSegment::Rest => return true,
-                        IdSegment::Any => {
-                            if actual.next().is_none() {
-                                return false;
-                            }
-                        }
-                        IdSegment::Literal(want) => {
-                            if actual.next() != Some(self.string(*want)) {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                actual.next().is_none()
-            }
+            } => pattern::matches(
+                self.string(*trust_domain),
+                segments.iter().map(|seg| match seg {
+                    IdSegment::Literal(want) => pattern::Segment::Literal(self.string(*want)),
+                    IdSegment::Any => pattern::Segment::Any,
+                    IdSegment::Rest => pattern::Segment::Rest,
+                }),
+                id,
+            ),
         }
     }
 
