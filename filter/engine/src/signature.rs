@@ -358,12 +358,6 @@ impl SignatureError {
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    reason = "unit tests: a failed expectation should panic loudly"
-)]
 mod tests {
     use super::*;
 

@@ -171,12 +171,6 @@ pub fn pem_certificate_to_der(pem: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    reason = "unit tests: a failed expectation should panic loudly"
-)]
 mod tests {
     use std::collections::HashSet;
 

@@ -195,12 +195,6 @@ pub fn normalize_serial(s: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    reason = "unit tests: a failed expectation should panic loudly"
-)]
 mod tests {
     use super::*;
 

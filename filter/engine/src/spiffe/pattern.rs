@@ -55,10 +55,6 @@ pub fn path_matches<'a>(pattern: impl IntoIterator<Item = Segment<'a>>, id: &Spi
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::indexing_slicing,
-    reason = "unit tests: a failed expectation should panic loudly"
-)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
