@@ -21,8 +21,8 @@
 //!
 //! The lifecycle (start-up, configuration, key fetches) is in `lifecycle`.
 
-pub mod headers;
-pub mod host;
+mod headers;
+mod host;
 mod inbound;
 mod lifecycle;
 pub mod offline;
