@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
                 unsealed.is_err(),
                 "an edited sealed chain was accepted: {edited}"
             );
-            assert!(chain::outbound(&[&edited], KEY, NOW).is_err());
+            assert!(chain::outbound(&[&edited], KEY, NOW, LIMITS).is_err());
         }
         check_parsed(&edited);
         return;
@@ -103,13 +103,15 @@ fuzz_target!(|data: &[u8]| {
             Ok(c) => {
                 assert_eq!(c.hops.last(), Some(&peer));
                 assert!(c.depth() <= LIMITS.max_depth);
+                // Never longer-lived than the policy allows.
+                assert!(c.expires_at <= c.issued_at + LIMITS.lifetime_secs, "{text}");
                 if !forward {
                     assert_eq!(c.depth(), 1);
                     assert_eq!(c.complete, values.is_empty());
                 }
                 if let Ok(app) = chain::for_app(c, &id(ORDERS), Some("orders.read")) {
                     let sealed = app.seal(KEY);
-                    let wire = chain::outbound(&[&sealed], KEY, NOW)
+                    let wire = chain::outbound(&[&sealed], KEY, NOW, LIMITS)
                         .expect("our own seal is accepted")
                         .expect("a chain");
                     assert_eq!(wire, app.to_wire());
@@ -119,7 +121,7 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => assert!(forward && values.len() == 1),
         }
     }
-    match chain::outbound(&values, KEY, NOW) {
+    match chain::outbound(&values, KEY, NOW, LIMITS) {
         Ok(None) => assert!(values.is_empty()),
         Ok(Some(_)) => panic!("outbound accepted a chain it never sealed: {text}"),
         Err(_) => assert!(!values.is_empty()),

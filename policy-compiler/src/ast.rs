@@ -26,6 +26,8 @@ pub enum Item {
     Test(TestBlock),
     /// `chain { ... }`
     Chain(ChainBlock),
+    /// `identity { ... }`
+    Identity(IdentityBlock),
 }
 
 /// A double-quoted string literal.
@@ -554,4 +556,231 @@ pub struct WouldExpr {
     pub effect: Spanned<EffectKw>,
     /// Expected would-be deciding rule.
     pub by: Option<Spanned<String>>,
+}
+
+/// `identity { ... }`: where tokens and keys come from (the plugin
+/// configuration's token and key settings, written as source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityBlock {
+    /// The `identity` keyword.
+    pub keyword: Span,
+    /// Statements and sub-blocks in source order.
+    pub settings: Vec<IdentitySetting>,
+}
+
+/// A statement or sub-block inside `identity { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySetting {
+    /// `jwt_svid { ... }`
+    JwtSvid {
+        /// The keyword.
+        keyword: Span,
+        /// Settings in source order.
+        settings: Vec<TokenSetting>,
+    },
+    /// `user_tokens { ... }`: settings shared by every issuer.
+    UserTokens {
+        /// The keyword.
+        keyword: Span,
+        /// Settings in source order.
+        settings: Vec<TokenSetting>,
+    },
+    /// `issuer "https://..." { ... }`
+    Issuer(IssuerBlock),
+    /// `trust_bundle "td" { ... }`
+    TrustBundle(TrustBundleBlock),
+    /// `revocation { ... }`
+    Revocation {
+        /// The keyword.
+        keyword: Span,
+        /// Settings in source order.
+        settings: Vec<RevocationSetting>,
+    },
+    /// `external`: the token and key settings are added to the plugin
+    /// configuration outside meshward; the cross-checks that need them are
+    /// skipped.
+    External(Span),
+    /// `chain_hand_off sealed|wire`
+    ChainHandOff {
+        /// The keyword.
+        keyword: Span,
+        /// The value as written.
+        value: Spanned<String>,
+    },
+}
+
+/// A statement of `jwt_svid { ... }`, `user_tokens { ... }` or `issuer { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSetting {
+    /// `header "x-jwt-svid"`
+    Header {
+        /// The keyword.
+        keyword: Span,
+        /// The header name.
+        name: StrLit,
+    },
+    /// `scheme "Bearer"` (`""`: a bare token)
+    Scheme {
+        /// The keyword.
+        keyword: Span,
+        /// The scheme.
+        scheme: StrLit,
+    },
+    /// `audiences "a" "b"`
+    Audiences {
+        /// The keyword.
+        keyword: Span,
+        /// The audiences.
+        audiences: Vec<StrLit>,
+    },
+    /// `max_lifetime 5m`
+    MaxLifetime {
+        /// The keyword.
+        keyword: Span,
+        /// The duration as written.
+        value: Spanned<String>,
+    },
+    /// `clock_skew 30s`
+    ClockSkew {
+        /// The keyword.
+        keyword: Span,
+        /// The duration as written.
+        value: Spanned<String>,
+    },
+    /// `algorithms ES256 EdDSA`
+    Algorithms {
+        /// The keyword.
+        keyword: Span,
+        /// Algorithm names as written.
+        names: Vec<Spanned<String>>,
+    },
+    /// `max_token_bytes 8192`
+    MaxTokenBytes {
+        /// The keyword.
+        keyword: Span,
+        /// The number as written.
+        value: Spanned<String>,
+    },
+    /// `keys ...` (issuers only)
+    Keys(KeysExpr),
+    /// `claims "groups" "realm_access.roles"` (issuers only)
+    Claims {
+        /// The keyword.
+        keyword: Span,
+        /// Claim paths.
+        paths: Vec<StrLit>,
+    },
+}
+
+/// `issuer "https://idp.example" { ... }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerBlock {
+    /// The keyword.
+    pub keyword: Span,
+    /// `iss`, compared exactly.
+    pub issuer: StrLit,
+    /// Settings in source order.
+    pub settings: Vec<TokenSetting>,
+}
+
+/// `trust_bundle "prod.example" { keys ... }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustBundleBlock {
+    /// The keyword.
+    pub keyword: Span,
+    /// The trust domain.
+    pub domain: StrLit,
+    /// `keys` statements.
+    pub keys: Vec<KeysExpr>,
+}
+
+/// Where a key set comes from, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysExpr {
+    /// `keys file "path/to/jwks.json"`: read at compile time, embedded.
+    File {
+        /// The `keys` keyword.
+        keyword: Span,
+        /// The path, relative to the policy file's directory.
+        path: StrLit,
+    },
+    /// `keys inline "{...}"`: the JSON document itself.
+    Inline {
+        /// The `keys` keyword.
+        keyword: Span,
+        /// The document.
+        document: StrLit,
+    },
+    /// `keys fetch cluster "c" path "/p" ...`: fetched by the filter.
+    Fetch {
+        /// The `keys` keyword.
+        keyword: Span,
+        /// The fetch options.
+        fetch: FetchExpr,
+    },
+}
+
+impl KeysExpr {
+    /// The `keys` keyword.
+    pub fn keyword(&self) -> Span {
+        match self {
+            KeysExpr::File { keyword, .. }
+            | KeysExpr::Inline { keyword, .. }
+            | KeysExpr::Fetch { keyword, .. } => *keyword,
+        }
+    }
+}
+
+/// `cluster "c" path "/p" [authority "a"] [refresh 5m] [max_staleness 1h] [timeout 5s]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchExpr {
+    /// The `fetch` word.
+    pub keyword: Span,
+    /// Options in source order.
+    pub options: Vec<FetchOption>,
+}
+
+/// One option of a fetch, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOption {
+    /// `cluster "name"`: the Envoy cluster to call.
+    Cluster(Span, StrLit),
+    /// `path "/p"`: the request path.
+    Path(Span, StrLit),
+    /// `authority "host"`: the `:authority` (default: the cluster name).
+    Authority(Span, StrLit),
+    /// `refresh 5m`
+    Refresh(Span, Spanned<String>),
+    /// `max_staleness 1h`
+    MaxStaleness(Span, Spanned<String>),
+    /// `timeout 5s`
+    Timeout(Span, Spanned<String>),
+}
+
+/// A statement of `revocation { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationSetting {
+    /// `fetch cluster "c" path "/revoked.json" refresh 1m`
+    Fetch(FetchExpr),
+    /// `spiffe_id "spiffe://..." ...`
+    SpiffeIds {
+        /// The keyword.
+        keyword: Span,
+        /// Revoked IDs.
+        ids: Vec<StrLit>,
+    },
+    /// `serial "0a1b" ...`
+    Serials {
+        /// The keyword.
+        keyword: Span,
+        /// Revoked certificate serials (hex).
+        serials: Vec<StrLit>,
+    },
+    /// `jti "..." ...`
+    Jtis {
+        /// The keyword.
+        keyword: Span,
+        /// Revoked token ids.
+        jtis: Vec<StrLit>,
+    },
 }

@@ -30,6 +30,108 @@ pub struct Policy {
     pub tests: Vec<TestCase>,
     /// How caller chains are received.
     pub chain: ChainConfig,
+    /// Token and key settings for the plugin configuration.
+    pub identity: IdentitySettings,
+}
+
+/// The checked `identity` block: everything the plugin configuration says
+/// about tokens and keys, validated, with key files already read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentitySettings {
+    /// `jwt_svid`: JWT-SVIDs are verified when set.
+    pub jwt_svid: Option<JwtSvidSource>,
+    /// `user_tokens` with its issuers: user tokens are verified when set.
+    pub user_tokens: Option<UserTokenSource>,
+    /// Trust bundles per trust domain, in declaration order.
+    pub trust_bundles: Vec<TrustBundle>,
+    /// Revocation lists fetched by the filter.
+    pub revocation_fetch: Vec<FetchSource>,
+    /// Revoked SPIFFE IDs written in the policy.
+    pub revoked_spiffe_ids: Vec<String>,
+    /// Revoked certificate serials (hex) written in the policy.
+    pub revoked_serials: Vec<String>,
+    /// Revoked token ids written in the policy.
+    pub revoked_jtis: Vec<String>,
+    /// `chain_hand_off`: `sealed` or `wire` (`None`: the filter's default).
+    pub chain_hand_off: Option<String>,
+}
+
+/// Settings every token kind has (absent: the filter's default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// Lowercase header name.
+    pub header: Option<String>,
+    /// Authentication scheme (`""`: a bare token).
+    pub scheme: Option<String>,
+    /// Longest accepted `exp - iat`, seconds.
+    pub max_lifetime_secs: Option<u64>,
+    /// Allowed clock skew, seconds.
+    pub clock_skew_secs: Option<u64>,
+    /// Accepted algorithms (`ES256`, `RS256`, `PS256`, `EdDSA`).
+    pub algorithms: Option<Vec<String>>,
+    /// Largest token, bytes.
+    pub max_token_bytes: Option<u64>,
+}
+
+/// The checked `jwt_svid` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtSvidSource {
+    /// Accepted audiences (at least one).
+    pub audiences: Vec<String>,
+    /// Header, scheme, bounds, algorithms.
+    pub settings: TokenSettings,
+}
+
+/// The checked `user_tokens` block and every `issuer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserTokenSource {
+    /// Header, scheme, bounds, algorithms.
+    pub settings: TokenSettings,
+    /// Trusted issuers (at least one).
+    pub issuers: Vec<IssuerSource>,
+    /// Canonical claim paths rules read, plus those issuers list.
+    pub claims: Vec<String>,
+}
+
+/// One checked `issuer` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSource {
+    /// `iss`.
+    pub issuer: String,
+    /// Accepted audiences (at least one).
+    pub audiences: Vec<String>,
+    /// The key document (inline or read from a file), validated.
+    pub keys: Option<serde_json::Value>,
+    /// Fetched keys.
+    pub fetch: Option<FetchSource>,
+}
+
+/// One checked `trust_bundle` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustBundle {
+    /// The trust domain.
+    pub trust_domain: String,
+    /// The key document (inline or read from a file), validated.
+    pub keys: Option<serde_json::Value>,
+    /// Fetched bundle.
+    pub fetch: Option<FetchSource>,
+}
+
+/// A document the filter fetches over an Envoy cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchSource {
+    /// Envoy cluster.
+    pub cluster: String,
+    /// `:path`.
+    pub path: String,
+    /// `:authority`, when not the cluster name.
+    pub authority: Option<String>,
+    /// Seconds between fetches.
+    pub refresh_secs: Option<u64>,
+    /// Longest the last good key set serves without a successful fetch.
+    pub max_staleness_secs: Option<u64>,
+    /// Timeout of one fetch, milliseconds.
+    pub timeout_ms: Option<u64>,
 }
 
 /// The checked `chain` block (defaults when there is none).
@@ -187,7 +289,7 @@ pub enum UserTest {
     HasScope(String),
     /// A claim of a directly verified token.
     Claim {
-        /// The claim name.
+        /// The claim's path, in canonical text (`a[b.c].d`).
         name: String,
         /// What must hold.
         test: ClaimTest,

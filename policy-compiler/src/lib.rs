@@ -55,6 +55,7 @@ pub mod lower;
 mod model_text;
 pub mod oci;
 pub mod outcome;
+pub mod plugin_config;
 pub mod raw;
 pub mod replay;
 pub mod sample;
@@ -93,6 +94,10 @@ pub struct Compiled {
     pub tests: Vec<checked::TestCase>,
     /// Source locations of rules, intents and tests.
     pub source_map: SourceMap,
+    /// Token and key settings from the `identity` block (key files read).
+    pub identity: checked::IdentitySettings,
+    /// Warnings about the settings file, when one was given.
+    pub settings_warnings: Option<Diagnostics>,
 }
 
 impl Compiled {
@@ -101,15 +106,22 @@ impl Compiled {
         codec::hex(&self.hash)
     }
 
-    /// The filter's plugin configuration (compact JSON) carrying this policy
-    /// and the given revoked certificate serials (hex).
+    /// The filter's plugin configuration (compact JSON) carrying this
+    /// policy, its identity settings and the given revoked certificate
+    /// serials (hex).
     pub fn plugin_config_json(&self, revoked_serials: &[String]) -> String {
         self.plugin_config_value(revoked_serials).to_string()
     }
 
-    /// The plugin configuration as a JSON value (to pretty-print or embed).
+    /// The plugin configuration as a JSON value (to pretty-print or embed):
+    /// the complete configuration the filter reads, identity settings
+    /// included.
     pub fn plugin_config_value(&self, revoked_serials: &[String]) -> serde_json::Value {
-        config::plugin_config_json(&self.bytes, revoked_serials)
+        let mut value = config::plugin_config_json(&self.bytes, revoked_serials);
+        if let Some(obj) = value.as_object_mut() {
+            obj.extend(plugin_config::identity_members(&self.identity));
+        }
+        value
     }
 
     /// Loads the engine's policy from the compiled bytes (the filter's path).
@@ -118,9 +130,11 @@ impl Compiled {
     }
 }
 
-/// Compiles policy source. `file_name` is only used in messages and
-/// locations. On failure the diagnostics hold every error found (and any
-/// warnings); on success the warnings travel in [`Compiled::warnings`].
+/// Compiles policy source. `file_name` is used in messages and locations,
+/// and files the policy names (key sets in the `identity` block) are read
+/// relative to its directory. On failure the diagnostics hold every error
+/// found (and any warnings); on success the warnings travel in
+/// [`Compiled::warnings`].
 pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnostics> {
     let file = SourceFile::new(file_name, source);
     let (ast, syntax_errors) = syntax::parse(source);
@@ -128,7 +142,8 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
         // Checking a partial tree would mostly report follow-on errors.
         return Err(Diagnostics::new(file, syntax_errors));
     }
-    let (checked, diagnostics) = check::check(&ast);
+    let base_dir = std::path::Path::new(file_name).parent();
+    let (checked, diagnostics) = check::check_in(&ast, base_dir);
     let Some(checked) = checked else {
         return Err(Diagnostics::new(file, diagnostics));
     };
@@ -141,7 +156,72 @@ pub fn compile_source(source: &str, file_name: &str) -> Result<Compiled, Diagnos
         hash,
         source_map: SourceMap::new(&file, &checked),
         tests: checked.tests,
+        identity: checked.identity,
         warnings: Diagnostics::new(file, diagnostics),
+        settings_warnings: None,
+    })
+}
+
+/// Why a policy with a settings file did not compile: each file's
+/// diagnostics (errors and warnings), rendered against its own source.
+#[derive(Debug, Clone)]
+pub struct CompileErrors {
+    /// The policy file's.
+    pub policy: Diagnostics,
+    /// The settings file's.
+    pub settings: Diagnostics,
+}
+
+/// Compiles a policy whose identity settings come from a settings file
+/// (`meshward compile POLICY --settings FILE`): the settings file holds one
+/// `identity { ... }` block, which replaces the policy's own, so one policy
+/// serves several environments. Key files are read relative to the
+/// settings file's directory. The cross-checks between rules and identity
+/// sources run as for [`compile_source`].
+pub fn compile_with_settings(
+    source: &str,
+    file_name: &str,
+    settings_source: &str,
+    settings_name: &str,
+) -> Result<Compiled, Box<CompileErrors>> {
+    let file = SourceFile::new(file_name, source);
+    let settings_file = SourceFile::new(settings_name, settings_source);
+    let (ast, syntax_errors) = syntax::parse(source);
+    let (settings_ast, settings_syntax_errors) = syntax::parse(settings_source);
+    if !syntax_errors.is_empty() || !settings_syntax_errors.is_empty() {
+        return Err(Box::new(CompileErrors {
+            policy: Diagnostics::new(file, syntax_errors),
+            settings: Diagnostics::new(settings_file, settings_syntax_errors),
+        }));
+    }
+    let checked = check::check_with_settings(
+        &ast,
+        std::path::Path::new(file_name).parent(),
+        check::SettingsFile {
+            file: &settings_ast,
+            base_dir: std::path::Path::new(settings_name).parent(),
+        },
+    );
+    let policy_diagnostics = Diagnostics::new(file.clone(), checked.policy_diagnostics);
+    let settings_diagnostics = Diagnostics::new(settings_file, checked.settings_diagnostics);
+    let Some(checked) = checked.policy else {
+        return Err(Box::new(CompileErrors {
+            policy: policy_diagnostics,
+            settings: settings_diagnostics,
+        }));
+    };
+    let policy = lower::lower(&checked);
+    let (bytes, hash) = codec::encode(&policy);
+    Ok(Compiled {
+        file_name: file_name.to_owned(),
+        policy,
+        bytes,
+        hash,
+        source_map: SourceMap::new(&file, &checked),
+        tests: checked.tests,
+        identity: checked.identity,
+        warnings: policy_diagnostics,
+        settings_warnings: Some(settings_diagnostics),
     })
 }
 

@@ -73,9 +73,27 @@ intent reports.read {
   path "/reports/{id}"
 }
 
+# A host-scoped deny carved out of an any-host allow: every host's
+# `/vault/**` may be read, but not the secrets of `vault.shop.example`.
+intent vault.any {
+  method GET
+  path "/vault/**"
+}
+
+intent vault.secrets {
+  method GET
+  host "vault.shop.example"
+  path "/vault/{name}"
+}
+
 allow frontend-reads {
   subject "spiffe://shop.example/ns/shop/sa/frontend"
-  intent orders.read orders.rpc public.read files.read reports.read
+  intent orders.read orders.rpc public.read files.read reports.read vault.any
+}
+
+deny frontend-no-vault-secrets {
+  subject "spiffe://shop.example/ns/shop/sa/frontend"
+  intent vault.secrets
 }
 
 # A deny that depends on a request header: reports are frozen in prod.
@@ -115,6 +133,7 @@ const GRANTS: &[(&str, &[&str])] = &[
             "public.read",
             "files.read",
             "reports.read",
+            "vault.any",
         ],
     ),
     (OPS, &["admin.all", "public.admin", "orders.delete"]),
@@ -221,6 +240,9 @@ const QUERY: &str =
 const CONTROL: &str = "control: a legitimate request";
 const F1: &str = "the filter (FINDING F1, fixed): a header a rule condition reads may not repeat, since the app might act on another copy; `duplicate_header` (docs/hardening.md)";
 const OVERRIDE: &str = "the filter: a method-override header naming another method than the one judged is denied `method_override` (or removed, with `\"method_override\": \"strip\"`)";
+const NON_CANONICAL_HOST: &str = "the filter: `non_canonical_host`, before classification (the authority is not one `host[:port]`; an app or next hop could read it as the protected host)";
+const TWO_DOTS: &str = "Envoy `strip_trailing_host_dot` removes one trailing dot and the filter's canonical form the other: decided by the host-scoped intent (without Envoy's setting: `non_canonical_host`)";
+const HOST_INTENT: &str = "the filter: the canonical host (lower case, one trailing dot removed, port ignored) reaches the host-scoped intent and its deny rule";
 const OVERRIDE_QUERY: &str = "not stopped: meshward classifies by the real method; an app that honours `_method` in the query must not (docs/hardening.md)";
 
 fn rows() -> Vec<Row> {
@@ -232,6 +254,15 @@ fn rows() -> Vec<Row> {
         .map_or(0, |d| d.as_secs());
     let chain_of = |hops: &str| format!("v=1;iat={now};exp={};complete=1;hops={hops}", now + 30);
     let chain_ok = chain_of(&format!("{FRONTEND},{OPS}"));
+    let chain_year = format!(
+        "v=1;iat={now};exp={};complete=1;hops={FRONTEND},{OPS}",
+        now + 365 * 24 * 3600
+    );
+    let chain_future = format!(
+        "v=1;iat={};exp={};complete=1;hops={FRONTEND},{OPS}",
+        now + 300,
+        now + 330
+    );
     let chain_other = chain_of(&format!("{OPS},{FRONTEND}"));
     let chain_deep = chain_of(&format!("{}{OPS}", format!("{FRONTEND},").repeat(6)));
     let chain_9k = chain_of(&format!("{}{OPS}", format!("{FRONTEND},").repeat(200)));
@@ -336,14 +367,14 @@ fn rows() -> Vec<Row> {
         row("host", Send::H1(Request::get("/files/a").header("host", "FILES.Shop.Example:443")), allowed("files.read", "/files/a"), CONTROL),
         row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example.")), allowed("files.read", "/files/a"), TRAILING_DOT),
         row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example.:443")), allowed("files.read", "/files/a"), TRAILING_DOT),
-        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example..")), denied("unclassified"), DEFAULT_DENY),
+        row("host", Send::H1(Request::get("/files/a").header("host", "files.shop.example..")), allowed("files.read", "/files/a"), TWO_DOTS),
         row(
             "host",
             Send::H1(Request::get("/files/a").header("host", "files.shop.example").header("host", "other.example")),
-            denied("unclassified"),
-            "the filter: Envoy joins the two values (`files.shop.example,other.example`), which is no host; default deny",
+            denied("non_canonical_host"),
+            "the filter: Envoy joins the two values (`files.shop.example,other.example`), which is no host: `non_canonical_host`",
         ),
-        row("host", Send::H1(Request::get("/files/a").header("host", "x@files.shop.example")), denied("unclassified"), DEFAULT_DENY),
+        row("host", Send::H1(Request::get("/files/a").header("host", "x@files.shop.example")), denied("non_canonical_host"), NON_CANONICAL_HOST),
         row("asterisk-form", get("*"), Expect::Envoy(400), CODEC),
         // ---- identity headers ---------------------------------------------
         row(
@@ -702,7 +733,109 @@ fn rows() -> Vec<Row> {
             who: Who::Ops,
             ..row("control", h2(H2Request::new("DELETE", "/orders/42")), allowed("orders.delete", "/orders/42"), CONTROL)
         },
+        // ---- authority: a host-scoped deny inside an any-host allow ------
+        // Each malformed authority below names `vault.shop.example` in a
+        // way some reader may accept; before `non_canonical_host` it matched
+        // no host-scoped intent and fell to `vault.any`: allowed.
+        row("vault host", vault("localhost"), allowed("vault.any", "/vault/db"), CONTROL),
+        row("vault host", vault("vault.shop.example"), denied("denied_by_rule"), HOST_INTENT),
+        row("vault host case", vault("VAULT.Shop.Example"), denied("denied_by_rule"), HOST_INTENT),
+        row("vault host trailing dot", vault("vault.shop.example."), denied("denied_by_rule"), HOST_INTENT),
+        row("vault host trailing dot", vault("Vault.Shop.Example.:8443"), denied("denied_by_rule"), HOST_INTENT),
+        row("vault host port", vault("vault.shop.example:443"), denied("denied_by_rule"), HOST_INTENT),
+        row("vault host double dot", vault("vault.shop.example.."), denied("denied_by_rule"), TWO_DOTS),
+        row("vault host double dot", vault("vault.shop.example..:443"), denied("denied_by_rule"), TWO_DOTS),
+        row("vault host triple dot", vault("vault.shop.example..."), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host empty label", vault("vault..shop.example"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host second port", vault("vault.shop.example:443:80"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host empty port", vault("vault.shop.example:"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host port 0", vault("vault.shop.example:0"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host port range", vault("vault.shop.example:65536"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host port name", vault("vault.shop.example:https"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host list", vault("vault.shop.example,localhost"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host list", vault("localhost,vault.shop.example"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row(
+            "vault two Host headers",
+            Send::H1(Request::get("/vault/db").header("host", "localhost").header("host", "vault.shop.example")),
+            denied("non_canonical_host"),
+            "the filter: Envoy joins the two values (`localhost,vault.shop.example`): `non_canonical_host`",
+        ),
+        row(
+            "vault two Host headers",
+            raw("GET /vault/db HTTP/1.1\r\nhost: vault.shop.example\r\nHost: localhost\r\nconnection: close\r\n\r\n"),
+            denied("non_canonical_host"),
+            "the filter: Envoy joins the two values (`vault.shop.example,localhost`): `non_canonical_host`",
+        ),
+        row("vault host userinfo", vault("x@vault.shop.example"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host percent", vault("vault%2eshop.example"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host percent", vault("vault.shop.example%2e"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host hyphen", vault("vault.shop.example-"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host numeric", vault("10.1"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host brackets", vault("[vault.shop.example]"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault host brackets", vault("[::1]:443:80"), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row(
+            "vault host whitespace",
+            raw("GET /vault/db HTTP/1.1\r\nhost: vault.shop.example \t\r\nconnection: close\r\n\r\n"),
+            denied("denied_by_rule"),
+            "Envoy's HTTP/1 codec trims the value, then the host-scoped intent's deny rule",
+        ),
+        row(
+            "vault host whitespace",
+            raw("GET /vault/db HTTP/1.1\r\nhost: vault.shop.example localhost\r\nconnection: close\r\n\r\n"),
+            Expect::Envoy(400),
+            "Envoy's HTTP/1 codec (no space inside an authority)",
+        ),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "localhost")), allowed("vault.any", "/vault/db"), CONTROL),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "VAULT.shop.example.")), denied("denied_by_rule"), HOST_INTENT),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "vault.shop.example..")), denied("denied_by_rule"), TWO_DOTS),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "vault.shop.example...")), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "vault.shop.example:443:80")), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "vault.shop.example,localhost")), denied("non_canonical_host"), NON_CANONICAL_HOST),
+        row("vault :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "x@vault.shop.example")), Expect::Refused, "Envoy's HTTP/2 codec (userinfo in `:authority`)"),
+        row(
+            "vault no :authority, two host (HTTP/2)",
+            h2(H2Request::get("/vault/db").without(":authority").field("host", "localhost").field("host", "vault.shop.example")),
+            Expect::Refused,
+            H2_CODEC,
+        ),
+        row(
+            "vault empty host",
+            raw("GET /vault/db HTTP/1.1\r\nhost: \r\nconnection: close\r\n\r\n"),
+            allowed("vault.any", "/vault/db"),
+            "not a bypass: an empty authority is no host, judged by the any-host intents like any host no intent names; the app gets an empty `Host`, which it cannot take for `vault.shop.example`",
+        ),
+        row(
+            "vault no host",
+            raw("GET /vault/db HTTP/1.1\r\nconnection: close\r\n\r\n"),
+            Expect::Envoy(400),
+            "Envoy's HTTP/1 codec (HTTP/1.1 without `Host`)",
+        ),
+        row("vault empty :authority (HTTP/2)", h2(H2Request::get("/vault/db").set(":authority", "")), Expect::Refused, H2_CODEC),
+        // ---- chain lifetime: what a trusted forwarder may assert ----------
+        Row {
+            who: Who::Ops,
+            ..row(
+                "chain exp a year ahead from a forwarder",
+                Send::H1(Request::get("/admin/users").header("x-meshward-chain", &chain_year)),
+                denied("chain_lifetime_exceeds_bound"),
+                "the filter: a chain's `exp` may be at most `iat` + this policy's `lifetime` (60 s); refused, never capped",
+            )
+        },
+        Row {
+            who: Who::Ops,
+            ..row(
+                "chain iat in the future from a forwarder",
+                Send::H1(Request::get("/admin/users").header("x-meshward-chain", &chain_future)),
+                denied("chain_expired"),
+                "the filter: `iat` more than 30 s ahead of this proxy's clock",
+            )
+        },
     ]
+}
+
+/// `GET /vault/db` with this `host` header.
+fn vault(host: &str) -> Send {
+    Send::H1(Request::get("/vault/db").header("host", host))
 }
 
 /// What the app received, when it answered.

@@ -38,6 +38,11 @@ policy "edge" {
   trust_domains "shop.example"
 }
 
+# The tests add the IdP (keys minted for each run) to the plugin configuration.
+identity {
+  external
+}
+
 chain {
   lifetime 5s
 }
@@ -685,6 +690,28 @@ fn crafted_chain_headers_are_refused(t: &ThreeHops) {
             vec![wire(&[FRONTEND, GATEWAY], alice, iat, exp)],
             "chain_peer_mismatch",
         ),
+        // A trusted forwarder cannot prolong a chain past this policy's
+        // `lifetime` (60 s by default), however far ahead its `exp` is.
+        (
+            "exp a year ahead",
+            vec![wire(
+                &[GATEWAY, FRONTEND],
+                alice,
+                iat,
+                iat + 365 * 24 * 3600,
+            )],
+            "chain_lifetime_exceeds_bound",
+        ),
+        (
+            "exp one second past iat + lifetime",
+            vec![wire(&[GATEWAY, FRONTEND], alice, iat - 10, iat + 51)],
+            "chain_lifetime_exceeds_bound",
+        ),
+        (
+            "iat in the future beyond the skew",
+            vec![wire(&[GATEWAY, FRONTEND], alice, iat + 120, iat + 150)],
+            "chain_expired",
+        ),
     ];
     for (n, (what, values, reason)) in cases.iter().enumerate() {
         let id = format!("crafted-{n}");
@@ -808,6 +835,90 @@ fn a_chain_of_exactly_max_depth_hops_is_accepted() {
         response.header("x-meshward-reason"),
         audit.raw
     );
+}
+
+/// The outbound side bounds the sealed chain the app sends back by its own
+/// policy's `lifetime`, the bound the inbound side applies. The frontend's
+/// inbound policy says `lifetime 1h` and its outbound policy the default
+/// 60 s: the state after a live update shortened the lifetime, while the app
+/// still holds chains sealed before it. A test client holding the gateway's
+/// SVID poses as its proxy (the gateway is a trusted forwarder) and sends
+/// the chains; orders is the next hop.
+#[test]
+fn an_overlong_sealed_chain_is_refused_outbound() {
+    let scratch = Scratch::new("chain-lifetime");
+    let pki = MeshPki::new();
+    let orders = start_orders_alone(&scratch, &pki);
+    let long = FRONTEND_POLICY.replace("max_depth 5", "max_depth 5\n  lifetime 1h");
+    assert_ne!(long, FRONTEND_POLICY);
+    let frontend = start_sidecar(
+        scratch.path(),
+        &pki,
+        SidecarSpec {
+            name: "frontend",
+            template: "sidecar/envoy.yaml",
+            server: &pki.shop.serving_svid("/ns/shop/sa/frontend"),
+            workload: &pki.shop.svid("/ns/shop/sa/frontend"),
+            inbound_config: plugin_config_with(
+                &long,
+                "frontend-1h.policy",
+                &json!({"direction": "inbound"}),
+            ),
+            outbound_config: plugin_config_with(
+                FRONTEND_POLICY,
+                "frontend.policy",
+                &json!({"direction": "outbound"}),
+            ),
+            listen_port: 0,
+            peer_port: orders.inbound().port(),
+            concurrency: 1,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = pki.shop.svid("/ns/edge/sa/gateway");
+    let client = TlsClient::new(frontend.inbound(), &pki.shop.cert_der(), Some(&gateway));
+    let alice = Some(("alice", "orders.read"));
+
+    // Within both bounds: on to orders, which allows it.
+    let ok = wire(&[GATEWAY], alice, now(), now() + 30);
+    let trace = Trace::of(&send(&client, &get_with_chain("life-ok", &[&ok])));
+    trace.assert_reached(&["frontend", "orders"]);
+
+    // Thirty minutes: within the inbound bound, sealed for the app with its
+    // `exp` unchanged (never extended, never capped); the outbound side
+    // refuses it when the app sends it on.
+    let half_hour = wire(&[GATEWAY], alice, now(), now() + 1800);
+    let trace = Trace::of(&send(&client, &get_with_chain("life-long", &[&half_hour])));
+    trace.assert_denied(&["frontend"], 403, "chain_lifetime_exceeds_bound");
+    let sealed = trace.chain_at("frontend");
+    assert_eq!(
+        (
+            chain_fields(&sealed)["iat"].as_str(),
+            chain_fields(&sealed)["exp"].as_str()
+        ),
+        (
+            chain_fields(&half_hour)["iat"].as_str(),
+            chain_fields(&half_hour)["exp"].as_str()
+        ),
+        "the app's copy keeps the received iat and exp: {sealed}"
+    );
+    let refusal = outbound_refusals(&frontend.envoy, "life-long");
+    assert_eq!(refusal.len(), 1, "{refusal:?}");
+    assert_eq!(
+        (&refusal[0]["decision"], &refusal[0]["reason"]),
+        (&json!("deny"), &json!("chain_lifetime_exceeds_bound"))
+    );
+    assert!(orders.app.requests_with_id("life-long").is_empty());
+
+    // A year ahead exceeds even the inbound bound: refused on receipt, the
+    // app never sees it.
+    let year = wire(&[GATEWAY], alice, now(), now() + 365 * 24 * 3600);
+    let response = send(&client, &get_with_chain("life-year", &[&year]));
+    denied(&response, 403, "chain_lifetime_exceeds_bound");
+    assert!(frontend.app.requests_with_id("life-year").is_empty());
+    for envoy in [&frontend.envoy, &orders.envoy] {
+        assert_no_trap(envoy);
+    }
 }
 
 fn start_orders_alone(scratch: &Scratch, pki: &MeshPki) -> Sidecar {

@@ -25,6 +25,12 @@ policy "tokens" {
   trust_domains "shop.example"
 }
 
+# Keys are minted for each run and rotated by the tests: the token settings
+# are added to the plugin configuration by `config` below.
+identity {
+  external
+}
+
 group gateways {
   member "spiffe://shop.example/ns/edge/sa/front-proxy"
 }

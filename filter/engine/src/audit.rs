@@ -367,9 +367,10 @@ impl Serialize for ConditionHeaders<'_> {
     }
 }
 
-/// The reason with this code, if any (for reading audit lines back).
+/// The reason with this code, if any (for reading audit lines back); the
+/// codes are those of the one reason table, [`Reason::from_code`].
 pub fn reason_from_code(code: &str) -> Option<Reason> {
-    Reason::ALL.iter().copied().find(|r| r.code() == code)
+    Reason::from_code(code)
 }
 
 impl AuditUser {

@@ -18,7 +18,8 @@
 //!   (present only when an edge verified a user token).
 //! - `purpose`: the intent classified where the chain started.
 //! - `iat`/`exp`: Unix seconds; a chain never outlives the lifetime set at its
-//!   origin.
+//!   origin, and a receiver refuses one whose `exp - iat` exceeds its own
+//!   policy's `lifetime` (see "Lifetime bound" below).
 //! - `complete=0` marks a chain that lost earlier hops (an untrusted peer's
 //!   chain was dropped).
 //!
@@ -28,6 +29,27 @@
 //! the same proxy's outbound side checks the MAC and expiry and strips the
 //! MAC before the chain goes on the wire. An app cannot invent, edit, extend,
 //! reorder or prolong a chain without the key, which never leaves the proxy.
+//!
+//! # Lifetime bound
+//!
+//! `exp` is asserted by whoever started the chain; only the sender's
+//! trustworthiness vouches for it. So a receiver does not take it on trust:
+//! [`inbound`] refuses (`chain_lifetime_exceeds_bound`, answered 403 like
+//! every other chain failure) a chain whose `exp` is later than `iat` plus
+//! the receiving policy's `lifetime`, and (as [`ChainError::Expired`]) one
+//! whose `iat` is more than [`CLOCK_SKEW_SECS`] in the future or whose `exp`
+//! has passed. [`for_app`] keeps `exp` as received (never extended); a chain
+//! that starts here gets `now + lifetime`. [`outbound`] applies the same
+//! bound to the sealed chain the app sends back, so a chain sealed under a
+//! longer `lifetime` (before a policy update shortened it) is refused too.
+//!
+//! Refusing rather than capping `exp`: a chain whose asserted lifetime is
+//! longer than the receiver allows comes from a compromised or misconfigured
+//! forwarder; capping would quietly forward a rewritten assertion and hide
+//! the mismatch, refusing makes it visible (a deny with its own reason and
+//! counter) and keeps every chain exactly what its origin said. The cost:
+//! every receiver's `lifetime` must be at least that of the workloads whose
+//! chains it accepts (one mesh-wide value is simplest).
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -62,7 +84,8 @@ pub enum ChainError {
     /// More hops than the policy (or [`MAX_CHAIN_DEPTH`]) allows.
     #[error("chain too deep")]
     TooDeep,
-    /// `exp` has passed, or `iat`/`exp` are inconsistent.
+    /// `exp` has passed, `iat` is more than [`CLOCK_SKEW_SECS`] in the
+    /// future, or `iat` is after `exp`.
     #[error("chain expired")]
     Expired,
     /// The header appeared more than once.
@@ -74,6 +97,9 @@ pub enum ChainError {
     /// The seal (MAC) is missing or wrong: the app forged or edited the chain.
     #[error("chain seal is missing or invalid")]
     BadSeal,
+    /// `exp - iat` is longer than the receiving policy's `lifetime`.
+    #[error("chain lifetime exceeds this policy's bound")]
+    LifetimeExceedsBound,
 }
 
 /// A caller chain, origin first.
@@ -203,6 +229,7 @@ impl ChainError {
             ChainError::Duplicate => Reason::ChainDuplicate,
             ChainError::PeerMismatch => Reason::ChainPeerMismatch,
             ChainError::BadSeal => Reason::ChainForged,
+            ChainError::LifetimeExceedsBound => Reason::ChainLifetimeExceedsBound,
         }
     }
 }
@@ -289,7 +316,7 @@ fn parse_fields(text: &str, now: u64, max_depth: usize) -> Result<Chain, ChainEr
 }
 
 /// Tolerated clock difference between proxies for `iat`.
-const CLOCK_SKEW_SECS: u64 = 30;
+pub const CLOCK_SKEW_SECS: u64 = 30;
 
 fn parse_secs(v: Option<&str>) -> Result<u64, ChainError> {
     let v = v.ok_or(ChainError::Malformed)?;
@@ -349,8 +376,20 @@ fn percent_decode(s: &str) -> Result<String, ChainError> {
 pub struct ChainLimits {
     /// Most hops a chain may have (including the direct peer).
     pub max_depth: usize,
-    /// Longest a chain may live from its origin, seconds.
+    /// Longest a chain may live from its origin, seconds: a chain whose
+    /// `exp` is later than `iat + lifetime_secs` is refused.
     pub lifetime_secs: u64,
+}
+
+impl ChainLimits {
+    /// Refuses a chain that claims to live longer than `lifetime_secs`.
+    pub fn check_lifetime(&self, chain: &Chain) -> Result<(), ChainError> {
+        // Parsed chains have `issued_at <= expires_at` (else `Expired`).
+        if chain.expires_at.saturating_sub(chain.issued_at) > self.lifetime_secs {
+            return Err(ChainError::LifetimeExceedsBound);
+        }
+        Ok(())
+    }
 }
 
 /// Inbound: rebuilds the chain for a request from its verified direct peer
@@ -358,6 +397,8 @@ pub struct ChainLimits {
 ///
 /// A chain is believed only from a peer the policy trusts to forward chains;
 /// from anyone else it is dropped and the rebuilt chain is marked incomplete.
+/// A believed chain must also fit the policy's lifetime
+/// ([`ChainLimits::check_lifetime`]) and the clock.
 pub fn inbound(
     peer: &SpiffeId,
     peer_may_forward: bool,
@@ -380,6 +421,7 @@ pub fn inbound(
             if chain.hops.last() != Some(peer) {
                 return Err(ChainError::PeerMismatch);
             }
+            limits.check_lifetime(&chain)?;
             Ok(chain)
         }
     }
@@ -388,7 +430,8 @@ pub fn inbound(
 /// Inbound, after an allow: the chain the app gets (sealed), extended with
 /// this workload so the next hop sees it as the sender. The policy's
 /// `max_depth` bounds received chains (the next receiver applies its own);
-/// only the format's hard cap stops the extension here.
+/// only the format's hard cap stops the extension here. `iat` and `exp` are
+/// kept as received: a chain is never prolonged.
 pub fn for_app(
     mut chain: Chain,
     this_workload: &SpiffeId,
@@ -407,14 +450,24 @@ pub fn for_app(
 /// Outbound: checks the sealed chain the app sent (if any) and returns the
 /// wire form to forward. `Ok(None)`: the app sent none, so the call starts a
 /// fresh chain at this workload.
+///
+/// The seal, the clock and the policy's lifetime bound are checked (the same
+/// bound [`inbound`] applies); depth only against [`MAX_CHAIN_DEPTH`], since
+/// the app's copy may hold one hop more than the policy's `max_depth` (the
+/// next receiver applies its own).
 pub fn outbound(
     header_values: &[&str],
     key: &[u8],
     now: u64,
+    limits: ChainLimits,
 ) -> Result<Option<String>, ChainError> {
     match header_values {
         [] => Ok(None),
-        [sealed] => Chain::unseal(sealed, key, now, MAX_CHAIN_DEPTH).map(|c| Some(c.to_wire())),
+        [sealed] => {
+            let chain = Chain::unseal(sealed, key, now, MAX_CHAIN_DEPTH)?;
+            limits.check_lifetime(&chain)?;
+            Ok(Some(chain.to_wire()))
+        }
         _ => Err(ChainError::Duplicate),
     }
 }
@@ -560,11 +613,11 @@ mod tests {
         assert_eq!(app.depth(), 3);
         assert_eq!(app.purpose.as_deref(), Some("orders.read"));
         let sealed = app.seal(KEY);
-        let wire = outbound(&[&sealed], KEY, 1002).unwrap().unwrap();
+        let wire = outbound(&[&sealed], KEY, 1002, LIMITS).unwrap().unwrap();
         assert_eq!(wire, app.to_wire());
-        assert_eq!(outbound(&[], KEY, 1002), Ok(None));
+        assert_eq!(outbound(&[], KEY, 1002, LIMITS), Ok(None));
         assert_eq!(
-            outbound(&[&sealed, &sealed], KEY, 1002),
+            outbound(&[&sealed, &sealed], KEY, 1002, LIMITS),
             Err(ChainError::Duplicate)
         );
         // A chain of exactly max_depth hops is accepted, and the app's copy
@@ -582,11 +635,123 @@ mod tests {
         assert_eq!(for_app(full, &id(OR), None), Err(ChainError::TooDeep));
     }
 
+    /// A chain from `GW` through `FE` issued at `iat`, expiring at `exp`.
+    fn lived(iat: u64, exp: u64) -> Chain {
+        let mut c = sample();
+        c.issued_at = iat;
+        c.expires_at = exp;
+        c
+    }
+
+    #[test]
+    fn inbound_bounds_the_lifetime_a_forwarder_asserts() {
+        const YEAR: u64 = 365 * 24 * 3600;
+        let take = |c: &Chain, now| inbound(&id(FE), true, &[&c.to_wire()], now, LIMITS);
+        // A year ahead, from a trusted forwarder: refused, not capped.
+        assert_eq!(
+            take(&lived(1000, 1000 + YEAR), 1001),
+            Err(ChainError::LifetimeExceedsBound)
+        );
+        // Exactly the lifetime is fine, one second more is not.
+        assert_eq!(
+            take(&lived(1000, 1060), 1001).map(|c| c.expires_at),
+            Ok(1060)
+        );
+        assert_eq!(
+            take(&lived(1000, 1061), 1001),
+            Err(ChainError::LifetimeExceedsBound)
+        );
+        // `iat` in the future: within the skew accepted, beyond it refused.
+        assert!(take(&lived(1001 + CLOCK_SKEW_SECS, 1050 + CLOCK_SKEW_SECS), 1001).is_ok());
+        assert_eq!(
+            take(&lived(1002 + CLOCK_SKEW_SECS, 1050 + CLOCK_SKEW_SECS), 1001),
+            Err(ChainError::Expired)
+        );
+        // A longer local lifetime accepts what a shorter one refuses.
+        let long = ChainLimits {
+            lifetime_secs: YEAR,
+            ..LIMITS
+        };
+        let wire = lived(1000, 1000 + YEAR).to_wire();
+        assert!(inbound(&id(FE), true, &[&wire], 1001, long).is_ok());
+        // From a peer that may not forward, the chain is not believed at
+        // all: it restarts here with this policy's lifetime.
+        let c = inbound(&id(FE), false, &[&wire], 1001, LIMITS).unwrap();
+        assert_eq!((c.issued_at, c.expires_at, c.complete), (1001, 1061, false));
+        assert_eq!(
+            ChainError::LifetimeExceedsBound.reason().code(),
+            "chain_lifetime_exceeds_bound"
+        );
+    }
+
+    #[test]
+    fn the_app_copy_is_never_prolonged() {
+        let c = inbound(&id(FE), true, &[&lived(990, 1040).to_wire()], 1001, LIMITS).unwrap();
+        let app = for_app(c, &id(OR), None).unwrap();
+        assert_eq!((app.issued_at, app.expires_at), (990, 1040));
+        let fresh = inbound(&id(FE), true, &[], 1001, LIMITS).unwrap();
+        assert_eq!((fresh.issued_at, fresh.expires_at), (1001, 1061));
+    }
+
+    #[test]
+    fn outbound_applies_the_same_bound_to_sealed_chains() {
+        // Sealed by this proxy under a longer lifetime (a policy update
+        // shortened it since): the seal is good, the bound is not.
+        let sealed = lived(1000, 4600).seal(KEY);
+        assert_eq!(
+            outbound(&[&sealed], KEY, 1002, LIMITS),
+            Err(ChainError::LifetimeExceedsBound)
+        );
+        let long = ChainLimits {
+            lifetime_secs: 3600,
+            ..LIMITS
+        };
+        assert_eq!(
+            outbound(&[&sealed], KEY, 1002, long),
+            Ok(Some(lived(1000, 4600).to_wire()))
+        );
+        let sealed = lived(1000, 1060).seal(KEY);
+        assert!(outbound(&[&sealed], KEY, 1002, LIMITS).is_ok());
+        assert_eq!(
+            outbound(&[&sealed], KEY, 1061, LIMITS),
+            Err(ChainError::Expired)
+        );
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
 
         proptest! {
+            /// Whatever a forwarder asserts and whatever the clocks say, no
+            /// chain accepted inbound or outbound lives longer than the
+            /// policy's lifetime, or has expired, or was issued beyond the skew.
+            #[test]
+            fn no_accepted_chain_outlives_the_lifetime(
+                iat in 0u64..4000,
+                life in 0u64..4000,
+                now in 0u64..8000,
+                lifetime_secs in 0u64..3000,
+                forwarder in any::<bool>(),
+            ) {
+                let limits = ChainLimits { max_depth: 8, lifetime_secs };
+                let sent = lived(iat, iat + life);
+                let bounded = |c: &Chain| {
+                    c.expires_at <= c.issued_at + lifetime_secs
+                        && c.issued_at <= now + CLOCK_SKEW_SECS
+                        && now <= c.expires_at
+                };
+                if let Ok(c) = inbound(&id(FE), forwarder, &[&sent.to_wire()], now, limits) {
+                    prop_assert!(bounded(&c), "{:?}", c);
+                    let app = for_app(c.clone(), &id(OR), None).unwrap();
+                    prop_assert_eq!((app.issued_at, app.expires_at), (c.issued_at, c.expires_at));
+                }
+                if let Ok(Some(wire)) = outbound(&[&sent.seal(KEY)], KEY, now, limits) {
+                    let c = Chain::from_wire(&wire, now, MAX_CHAIN_DEPTH).unwrap();
+                    prop_assert!(bounded(&c), "{:?}", c);
+                }
+            }
+
             #[test]
             fn parsers_never_panic(s in ".{0,300}") {
                 let _ = Chain::from_wire(&s, 1000, 8);

@@ -20,7 +20,7 @@
 //!   "user_tokens": {
 //!     "header": "authorization",
 //!     "scheme": "Bearer",
-//!     "claims": ["groups"],
+//!     "claims": ["groups", "realm_access.roles"],
 //!     "issuers": [{"issuer": "https://idp.example", "audiences": ["shop"],
 //!                  "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": "...", "y": "..."}]}}]
 //!   },
@@ -38,6 +38,10 @@
 //! the filter load only a policy signed by one of the keys; see
 //! [`crate::signature`].
 //!
+//! `claims` lists claim paths (see [`crate::identity::claim_path`]):
+//! `realm_access.roles` reads `roles` inside the `realm_access` object, and a
+//! key containing `.` is bracketed (`[https://shop.example/roles]`).
+//!
 //! Every token member is optional: without `jwt_svid` / `user_tokens` those
 //! identity sources are off. `scheme` defaults to none for JWT-SVIDs and to
 //! `Bearer` for user tokens (`""` means a bare token). `algorithms` (default
@@ -49,6 +53,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::identity::claim_path::{ClaimPath, ClaimPathError};
 use crate::identity::jwks::{Alg, AlgSet, JwksError, KeyOwner, KeySet, KeyStore};
 use crate::identity::jwt::{
     JwtSvidSettings, TokenRules, DEFAULT_CLOCK_SKEW_SECS, DEFAULT_JWT_SVID_HEADER,
@@ -396,6 +401,14 @@ pub enum ConfigError {
     /// An issuer has no inline `jwks` and no `key_fetch` entry.
     #[error("issuer `{0}` has no keys: give `jwks` inline or a `key_fetch` entry")]
     IssuerWithoutKeys(String),
+    /// A `user_tokens.claims` entry is not a valid claim path.
+    #[error("`user_tokens.claims`: `{path}` is not a valid claim path: {error}")]
+    BadClaimPath {
+        /// The path given.
+        path: String,
+        /// Why.
+        error: ClaimPathError,
+    },
     /// A `key_fetch` entry is inconsistent.
     #[error("`key_fetch[{index}]`: {problem}")]
     BadKeyFetch {
@@ -720,7 +733,7 @@ fn user_token_settings(
     let settings = UserTokenSettings {
         header: header_name("user_tokens.header", raw.header, DEFAULT_USER_TOKEN_HEADER)?,
         issuers,
-        claims: raw.claims,
+        claims: claim_paths(raw.claims)?,
         rules: token_rules(
             FIELD,
             scheme(
@@ -735,6 +748,20 @@ fn user_token_settings(
         )?,
     };
     Ok((settings, sets))
+}
+
+/// Parses `user_tokens.claims`, dropping a path listed twice (two spellings
+/// of one path are one claim).
+fn claim_paths(raw: Vec<String>) -> Result<Vec<ClaimPath>, ConfigError> {
+    let mut paths: Vec<ClaimPath> = Vec::with_capacity(raw.len());
+    for text in raw {
+        let path = ClaimPath::parse(&text)
+            .map_err(|error| ConfigError::BadClaimPath { path: text, error })?;
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    Ok(paths)
 }
 
 fn key_fetch(
@@ -863,6 +890,38 @@ mod tests {
     }
 
     #[test]
+    fn user_token_claims_are_paths() {
+        let issuer = |claims: serde_json::Value| {
+            serde_json::json!({"user_tokens": {"claims": claims, "issuers": [
+                {"issuer": "https://idp.example", "audiences": ["shop"], "jwks": ec_jwks("k1", None)}
+            ]}})
+        };
+        let cfg = config_with(issuer(serde_json::json!([
+            "realm_access.roles",
+            "a.[b.c]",
+            "a[b.c]"
+        ])))
+        .unwrap();
+        let user = cfg.user_tokens.unwrap();
+        assert_eq!(
+            user.claims
+                .iter()
+                .map(ClaimPath::as_str)
+                .collect::<Vec<_>>(),
+            ["realm_access.roles", "a[b.c]"]
+        );
+        let err = config_with(issuer(serde_json::json!(["a..b"]))).unwrap_err();
+        assert!(matches!(
+            &err,
+            ConfigError::BadClaimPath { path, error: ClaimPathError::EmptyKey { at: 2 } } if path == "a..b"
+        ));
+        assert_eq!(
+            err.to_string(),
+            "`user_tokens.claims`: `a..b` is not a valid claim path: empty key at byte 2"
+        );
+    }
+
+    #[test]
     fn method_override_defaults_to_deny() {
         let default = config_with(serde_json::json!({})).unwrap();
         assert_eq!(default.method_override, MethodOverride::Deny);
@@ -912,7 +971,13 @@ mod tests {
         let user = cfg.user_tokens.as_ref().unwrap();
         assert_eq!(user.header, "authorization");
         assert_eq!(user.rules.scheme.as_deref(), Some("Bearer"));
-        assert_eq!(user.claims, ["groups"]);
+        assert_eq!(
+            user.claims
+                .iter()
+                .map(ClaimPath::as_str)
+                .collect::<Vec<_>>(),
+            ["groups"]
+        );
         assert_eq!(user.issuers.len(), 2);
         assert_eq!(cfg.key_sets.len(), 2);
         assert_eq!(cfg.key_fetch.len(), 3);

@@ -1,335 +1,237 @@
 //! What `evaluate` returns: a decision is a value, never an error.
+//!
+//! Every [`Reason`] is declared once, in the `reasons!` table below: its doc,
+//! its stable code, and the status a deny with it is answered with. The enum,
+//! [`Reason::ALL`], [`Reason::code`], [`Reason::from_code`] and
+//! [`Reason::deny_status`] are generated from that one row, so a new reason
+//! cannot be left out of the stats, of replay, or of the 401/403 choice.
 
 use crate::model::{Effect, IntentIdx};
 
-/// Why a decision came out as it did. `Copy`, with a stable snake_case code
-/// that appears in responses, audit lines and stats (bounded cardinality).
+/// The status a deny is answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub enum DenyStatus {
+    /// 401: the caller's identity is missing or invalid.
+    Unauthorized,
+    /// 403: the caller is known (or identity does not matter) and the request
+    /// is refused.
+    Forbidden,
+}
+
+impl DenyStatus {
+    /// The HTTP status code.
+    pub const fn code(self) -> u16 {
+        match self {
+            DenyStatus::Unauthorized => 401,
+            DenyStatus::Forbidden => 403,
+        }
+    }
+}
+
+/// Declares [`Reason`] from one table: `Variant = "code", DenyStatus;` per row,
+/// with the row's doc comment becoming the variant's.
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $code:literal, $status:ident; )+) => {
+        /// Why a decision came out as it did. `Copy`, with a stable snake_case
+        /// code that appears in responses, audit lines and stats (bounded
+        /// cardinality).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Reason {
+            /// How many reasons there are.
+            pub const COUNT: usize = [$($code),+].len();
+
+            /// Every reason, in declaration order, for stats registration and docs.
+            pub const ALL: [Reason; Reason::COUNT] = [$(Reason::$variant),+];
+
+            /// The stable code (public contract: responses, audit lines,
+            /// stats, replay).
+            pub const fn code(self) -> &'static str {
+                match self {
+                    $( Reason::$variant => $code, )+
+                }
+            }
+
+            /// The reason with this code, if there is one.
+            pub fn from_code(code: &str) -> Option<Reason> {
+                match code {
+                    $( $code => Some(Reason::$variant), )+
+                    _ => None,
+                }
+            }
+
+            /// The status a deny with this reason is answered with. Reasons
+            /// that only accompany an allow (`allowed_by_rule`,
+            /// `policy_dry_run`) are listed as 403: a deny carrying one of
+            /// them is still refused.
+            pub const fn deny_status(self) -> DenyStatus {
+                match self {
+                    $( Reason::$variant => DenyStatus::$status, )+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     /// An enforced allow rule matched and no deny rule did.
-    AllowedByRule,
+    AllowedByRule = "allowed_by_rule", Forbidden;
     /// An enforced deny rule matched.
-    DeniedByRule,
+    DeniedByRule = "denied_by_rule", Forbidden;
     /// The request has an intent, but no allow rule grants it to this peer.
-    NoMatchingRule,
+    NoMatchingRule = "no_matching_rule", Forbidden;
     /// The request matched no intent and no rule allows unclassified requests.
-    Unclassified,
+    Unclassified = "unclassified", Forbidden;
     /// The path is not in canonical form (`..`, `.`, `//`, `%2e`, `%2f`, `%5c`,
     /// `;`, `\`, control or non-ASCII bytes, fragment); never classified.
-    NonCanonicalPath,
+    NonCanonicalPath = "non_canonical_path", Forbidden;
+    /// The `:authority` is not a canonical `host[:port]` (a DNS name, a
+    /// dotted-quad IPv4 address or a bracketed IPv6 literal, with at most one
+    /// optional trailing dot and one numeric port): a joined list, a second
+    /// port, userinfo, an empty label, whitespace... (`authority` module);
+    /// never classified, since another reader could take it for a protected
+    /// host.
+    NonCanonicalHost = "non_canonical_host", Forbidden;
     /// The request's method is not a standard HTTP method token.
-    BadMethod,
+    BadMethod = "bad_method", Forbidden;
     /// The whole policy is in dry-run: the request passes, the would-be
     /// decision is reported beside it.
-    PolicyDryRun,
+    PolicyDryRun = "policy_dry_run", Forbidden;
     /// The connection carried no client certificate (no mTLS).
-    NoPeerCertificate,
+    NoPeerCertificate = "no_peer_certificate", Unauthorized;
     /// The peer certificate has no URI SAN, or it is not a `spiffe://` URI.
-    PeerNotSpiffe,
+    PeerNotSpiffe = "peer_not_spiffe", Unauthorized;
     /// The peer's URI SAN is a malformed SPIFFE ID.
-    MalformedSpiffeId,
+    MalformedSpiffeId = "malformed_spiffe_id", Unauthorized;
     /// The peer certificate has more than one URI SAN (SPIFFE allows exactly one).
-    MultipleUriSans,
+    MultipleUriSans = "multiple_uri_sans", Unauthorized;
     /// The peer's trust domain is not one the policy trusts.
-    UntrustedTrustDomain,
+    UntrustedTrustDomain = "untrusted_trust_domain", Unauthorized;
     /// The certificate's validity window is longer than the policy's bound.
-    CertLifetimeExceedsBound,
+    CertLifetimeExceedsBound = "cert_lifetime_exceeds_bound", Unauthorized;
     /// The certificate is expired or not yet valid.
-    CertNotCurrentlyValid,
+    CertNotCurrentlyValid = "cert_not_currently_valid", Unauthorized;
     /// The certificate's serial number is on the revocation list.
-    CertRevoked,
+    CertRevoked = "cert_revoked", Unauthorized;
     /// The forwarded client certificate header is malformed or its certificate
     /// cannot be parsed.
-    MalformedForwardedCert,
+    MalformedForwardedCert = "malformed_forwarded_cert", Unauthorized;
     /// The forwarded certificate does not belong to this connection (hash or
     /// URI SAN differs from what Envoy reports for the TLS peer).
-    ForwardedCertMismatch,
+    ForwardedCertMismatch = "forwarded_cert_mismatch", Unauthorized;
     /// The filter expected the forwarded client certificate and it was absent.
-    MissingForwardedCert,
+    MissingForwardedCert = "missing_forwarded_cert", Unauthorized;
     /// A host call failed while reading identity; fail closed.
-    IdentityUnavailable,
+    IdentityUnavailable = "identity_unavailable", Unauthorized;
     /// The filter has no valid policy loaded; fail closed.
-    NoPolicy,
+    NoPolicy = "no_policy", Forbidden;
     /// The caller chain header is malformed (grammar, numbers, identities).
-    ChainMalformed,
+    ChainMalformed = "chain_malformed", Forbidden;
     /// The caller chain header has a format version this proxy does not read.
-    ChainUnknownVersion,
+    ChainUnknownVersion = "chain_unknown_version", Forbidden;
     /// The caller chain header is larger than allowed.
-    ChainTooLarge,
+    ChainTooLarge = "chain_too_large", Forbidden;
     /// The caller chain has more hops than the policy allows.
-    ChainTooDeep,
+    ChainTooDeep = "chain_too_deep", Forbidden;
     /// The caller chain has expired.
-    ChainExpired,
+    ChainExpired = "chain_expired", Forbidden;
+    /// The caller chain claims a longer life (`exp - iat`) than this
+    /// policy's chain `lifetime`: a forwarder tried to prolong it, or its
+    /// policy allows longer chains than this one.
+    ChainLifetimeExceedsBound = "chain_lifetime_exceeds_bound", Forbidden;
     /// The request carried the caller chain header more than once.
-    ChainDuplicate,
+    ChainDuplicate = "chain_duplicate", Forbidden;
     /// The caller chain's last hop is not the mTLS peer that sent it.
-    ChainPeerMismatch,
+    ChainPeerMismatch = "chain_peer_mismatch", Forbidden;
     /// Outbound: the app sent a chain this proxy did not issue, or edited it.
-    ChainForged,
+    ChainForged = "chain_forged", Forbidden;
     /// A rule needs a JWT-SVID and the request carried none.
-    JwtMissing,
+    JwtMissing = "jwt_missing", Unauthorized;
     /// The request carried the JWT-SVID header more than once.
-    JwtDuplicateHeader,
+    JwtDuplicateHeader = "jwt_duplicate_header", Unauthorized;
     /// The JWT-SVID header value is larger than allowed.
-    JwtTooLarge,
+    JwtTooLarge = "jwt_too_large", Unauthorized;
     /// The JWT-SVID is not a well-formed compact JWS: wrong scheme, segment count,
     /// base64url, JSON, duplicate members, claim types, `typ` or `crit` header.
-    JwtMalformed,
+    JwtMalformed = "jwt_malformed", Unauthorized;
     /// The JWT-SVID's `alg` is `none`, HMAC, unknown, outside the allowlist, or
     /// does not fit the type (or pinned `alg`) of the key its `kid` names.
-    JwtAlgNotAllowed,
+    JwtAlgNotAllowed = "jwt_alg_not_allowed", Unauthorized;
     /// No key of the subject's trust domain has the JWT-SVID's `kid`.
-    JwtUnknownKid,
+    JwtUnknownKid = "jwt_unknown_kid", Unauthorized;
     /// The JWT-SVID's signature does not verify with its key.
-    JwtBadSignature,
+    JwtBadSignature = "jwt_bad_signature", Unauthorized;
     /// The JWT-SVID lacks a required claim (`sub`, `aud` or `exp`).
-    JwtMissingClaim,
+    JwtMissingClaim = "jwt_missing_claim", Unauthorized;
     /// The JWT-SVID's `exp` is past (beyond the clock skew).
-    JwtExpired,
+    JwtExpired = "jwt_expired", Unauthorized;
     /// The JWT-SVID's `nbf` or `iat` is in the future (beyond the clock skew).
-    JwtNotYetValid,
+    JwtNotYetValid = "jwt_not_yet_valid", Unauthorized;
     /// The JWT-SVID's lifetime (`exp - iat`, or `exp - now`) exceeds the bound.
-    JwtLifetimeExceedsBound,
+    JwtLifetimeExceedsBound = "jwt_lifetime_exceeds_bound", Unauthorized;
     /// The JWT-SVID's `aud` names none of this workload's audiences.
-    JwtWrongAudience,
+    JwtWrongAudience = "jwt_wrong_audience", Unauthorized;
     /// The JWT-SVID's `sub` is not a valid SPIFFE ID.
-    JwtSubjectNotSpiffe,
+    JwtSubjectNotSpiffe = "jwt_subject_not_spiffe", Unauthorized;
     /// The JWT-SVID's subject is in a trust domain the policy does not trust.
-    JwtUntrustedDomain,
+    JwtUntrustedDomain = "jwt_untrusted_domain", Unauthorized;
     /// The JWT-SVID's `jti` is on the revocation list.
-    JwtRevoked,
+    JwtRevoked = "jwt_revoked", Unauthorized;
     /// The SPIFFE ID (token subject or peer) is on the revocation list.
-    SpiffeIdRevoked,
+    SpiffeIdRevoked = "spiffe_id_revoked", Unauthorized;
     /// The key set for the token's trust domain or issuer is older than its
     /// maximum staleness (fetches kept failing); fail closed.
-    KeysStale,
+    KeysStale = "keys_stale", Unauthorized;
     /// There is no key set for the token's trust domain or issuer (not configured,
     /// or not fetched yet); fail closed.
-    KeysUnavailable,
+    KeysUnavailable = "keys_unavailable", Unauthorized;
     /// A rule needs an end-user token and the request carried none.
-    UserTokenMissing,
+    UserTokenMissing = "user_token_missing", Unauthorized;
     /// The request carried the end-user token header more than once.
-    UserTokenDuplicateHeader,
+    UserTokenDuplicateHeader = "user_token_duplicate_header", Unauthorized;
     /// The end-user token header value is larger than allowed.
-    UserTokenTooLarge,
+    UserTokenTooLarge = "user_token_too_large", Unauthorized;
     /// The end-user token is not a well-formed compact JWS (scheme, segments,
     /// base64url, JSON, duplicate members, claim types, `crit` header).
-    UserTokenMalformed,
+    UserTokenMalformed = "user_token_malformed", Unauthorized;
     /// The end-user token's `alg` is `none`, HMAC, unknown, outside the
     /// allowlist, or does not fit its key.
-    UserTokenAlgNotAllowed,
+    UserTokenAlgNotAllowed = "user_token_alg_not_allowed", Unauthorized;
     /// No key of the token's issuer has the end-user token's `kid`.
-    UserTokenUnknownKid,
+    UserTokenUnknownKid = "user_token_unknown_kid", Unauthorized;
     /// The end-user token's signature does not verify with its issuer's key.
-    UserTokenBadSignature,
+    UserTokenBadSignature = "user_token_bad_signature", Unauthorized;
     /// The end-user token lacks a required claim (`iss`, `sub`, `aud` or `exp`).
-    UserTokenMissingClaim,
+    UserTokenMissingClaim = "user_token_missing_claim", Unauthorized;
     /// The end-user token's `exp` is past (beyond the clock skew).
-    UserTokenExpired,
+    UserTokenExpired = "user_token_expired", Unauthorized;
     /// The end-user token's `nbf` or `iat` is in the future (beyond the clock skew).
-    UserTokenNotYetValid,
+    UserTokenNotYetValid = "user_token_not_yet_valid", Unauthorized;
     /// The end-user token's lifetime exceeds the configured bound.
-    UserTokenLifetimeExceedsBound,
+    UserTokenLifetimeExceedsBound = "user_token_lifetime_exceeds_bound", Unauthorized;
     /// The end-user token's `aud` names none of its issuer's configured audiences.
-    UserTokenWrongAudience,
+    UserTokenWrongAudience = "user_token_wrong_audience", Unauthorized;
     /// The end-user token's `iss` is not a configured issuer.
-    UserTokenUntrustedIssuer,
+    UserTokenUntrustedIssuer = "user_token_untrusted_issuer", Unauthorized;
     /// The end-user token's `jti` is on the revocation list.
-    UserTokenRevoked,
+    UserTokenRevoked = "user_token_revoked", Unauthorized;
     /// A header that a rule condition reads appears more than once: which
     /// value the app would act on is ambiguous, so no rule is evaluated.
-    DuplicateHeader,
+    DuplicateHeader = "duplicate_header", Forbidden;
     /// The request carries a method-override header (`x-http-method-override`,
     /// `x-http-method`, `x-method-override`) naming another method than the
     /// one the policy judged; an app that honours it would act on that one.
-    MethodOverride,
+    MethodOverride = "method_override", Forbidden;
 }
 
 impl Reason {
-    /// The stable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::AllowedByRule => "allowed_by_rule",
-            Reason::DeniedByRule => "denied_by_rule",
-            Reason::NoMatchingRule => "no_matching_rule",
-            Reason::Unclassified => "unclassified",
-            Reason::NonCanonicalPath => "non_canonical_path",
-            Reason::BadMethod => "bad_method",
-            Reason::PolicyDryRun => "policy_dry_run",
-            Reason::NoPeerCertificate => "no_peer_certificate",
-            Reason::PeerNotSpiffe => "peer_not_spiffe",
-            Reason::MalformedSpiffeId => "malformed_spiffe_id",
-            Reason::MultipleUriSans => "multiple_uri_sans",
-            Reason::UntrustedTrustDomain => "untrusted_trust_domain",
-            Reason::CertLifetimeExceedsBound => "cert_lifetime_exceeds_bound",
-            Reason::CertNotCurrentlyValid => "cert_not_currently_valid",
-            Reason::CertRevoked => "cert_revoked",
-            Reason::MalformedForwardedCert => "malformed_forwarded_cert",
-            Reason::ForwardedCertMismatch => "forwarded_cert_mismatch",
-            Reason::MissingForwardedCert => "missing_forwarded_cert",
-            Reason::IdentityUnavailable => "identity_unavailable",
-            Reason::NoPolicy => "no_policy",
-            Reason::ChainMalformed => "chain_malformed",
-            Reason::ChainUnknownVersion => "chain_unknown_version",
-            Reason::ChainTooLarge => "chain_too_large",
-            Reason::ChainTooDeep => "chain_too_deep",
-            Reason::ChainExpired => "chain_expired",
-            Reason::ChainDuplicate => "chain_duplicate",
-            Reason::ChainPeerMismatch => "chain_peer_mismatch",
-            Reason::ChainForged => "chain_forged",
-            Reason::JwtMissing => "jwt_missing",
-            Reason::JwtDuplicateHeader => "jwt_duplicate_header",
-            Reason::JwtTooLarge => "jwt_too_large",
-            Reason::JwtMalformed => "jwt_malformed",
-            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
-            Reason::JwtUnknownKid => "jwt_unknown_kid",
-            Reason::JwtBadSignature => "jwt_bad_signature",
-            Reason::JwtMissingClaim => "jwt_missing_claim",
-            Reason::JwtExpired => "jwt_expired",
-            Reason::JwtNotYetValid => "jwt_not_yet_valid",
-            Reason::JwtLifetimeExceedsBound => "jwt_lifetime_exceeds_bound",
-            Reason::JwtWrongAudience => "jwt_wrong_audience",
-            Reason::JwtSubjectNotSpiffe => "jwt_subject_not_spiffe",
-            Reason::JwtUntrustedDomain => "jwt_untrusted_domain",
-            Reason::JwtRevoked => "jwt_revoked",
-            Reason::SpiffeIdRevoked => "spiffe_id_revoked",
-            Reason::KeysStale => "keys_stale",
-            Reason::KeysUnavailable => "keys_unavailable",
-            Reason::UserTokenMissing => "user_token_missing",
-            Reason::UserTokenDuplicateHeader => "user_token_duplicate_header",
-            Reason::UserTokenTooLarge => "user_token_too_large",
-            Reason::UserTokenMalformed => "user_token_malformed",
-            Reason::UserTokenAlgNotAllowed => "user_token_alg_not_allowed",
-            Reason::UserTokenUnknownKid => "user_token_unknown_kid",
-            Reason::UserTokenBadSignature => "user_token_bad_signature",
-            Reason::UserTokenMissingClaim => "user_token_missing_claim",
-            Reason::UserTokenExpired => "user_token_expired",
-            Reason::UserTokenNotYetValid => "user_token_not_yet_valid",
-            Reason::UserTokenLifetimeExceedsBound => "user_token_lifetime_exceeds_bound",
-            Reason::UserTokenWrongAudience => "user_token_wrong_audience",
-            Reason::UserTokenUntrustedIssuer => "user_token_untrusted_issuer",
-            Reason::UserTokenRevoked => "user_token_revoked",
-            Reason::DuplicateHeader => "duplicate_header",
-            Reason::MethodOverride => "method_override",
-        }
-    }
-
-    /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 62] = [
-        Reason::AllowedByRule,
-        Reason::DeniedByRule,
-        Reason::NoMatchingRule,
-        Reason::Unclassified,
-        Reason::NonCanonicalPath,
-        Reason::BadMethod,
-        Reason::PolicyDryRun,
-        Reason::NoPeerCertificate,
-        Reason::PeerNotSpiffe,
-        Reason::MalformedSpiffeId,
-        Reason::MultipleUriSans,
-        Reason::UntrustedTrustDomain,
-        Reason::CertLifetimeExceedsBound,
-        Reason::CertNotCurrentlyValid,
-        Reason::CertRevoked,
-        Reason::MalformedForwardedCert,
-        Reason::ForwardedCertMismatch,
-        Reason::MissingForwardedCert,
-        Reason::IdentityUnavailable,
-        Reason::NoPolicy,
-        Reason::ChainMalformed,
-        Reason::ChainUnknownVersion,
-        Reason::ChainTooLarge,
-        Reason::ChainTooDeep,
-        Reason::ChainExpired,
-        Reason::ChainDuplicate,
-        Reason::ChainPeerMismatch,
-        Reason::ChainForged,
-        Reason::JwtMissing,
-        Reason::JwtDuplicateHeader,
-        Reason::JwtTooLarge,
-        Reason::JwtMalformed,
-        Reason::JwtAlgNotAllowed,
-        Reason::JwtUnknownKid,
-        Reason::JwtBadSignature,
-        Reason::JwtMissingClaim,
-        Reason::JwtExpired,
-        Reason::JwtNotYetValid,
-        Reason::JwtLifetimeExceedsBound,
-        Reason::JwtWrongAudience,
-        Reason::JwtSubjectNotSpiffe,
-        Reason::JwtUntrustedDomain,
-        Reason::JwtRevoked,
-        Reason::SpiffeIdRevoked,
-        Reason::KeysStale,
-        Reason::KeysUnavailable,
-        Reason::UserTokenMissing,
-        Reason::UserTokenDuplicateHeader,
-        Reason::UserTokenTooLarge,
-        Reason::UserTokenMalformed,
-        Reason::UserTokenAlgNotAllowed,
-        Reason::UserTokenUnknownKid,
-        Reason::UserTokenBadSignature,
-        Reason::UserTokenMissingClaim,
-        Reason::UserTokenExpired,
-        Reason::UserTokenNotYetValid,
-        Reason::UserTokenLifetimeExceedsBound,
-        Reason::UserTokenWrongAudience,
-        Reason::UserTokenUntrustedIssuer,
-        Reason::UserTokenRevoked,
-        Reason::DuplicateHeader,
-        Reason::MethodOverride,
-    ];
-
     /// True when the reason means the caller's identity is missing or invalid
     /// (answered with 401 rather than 403).
-    pub fn is_identity_failure(self) -> bool {
-        matches!(
-            self,
-            Reason::NoPeerCertificate
-                | Reason::PeerNotSpiffe
-                | Reason::MalformedSpiffeId
-                | Reason::MultipleUriSans
-                | Reason::UntrustedTrustDomain
-                | Reason::CertLifetimeExceedsBound
-                | Reason::CertNotCurrentlyValid
-                | Reason::CertRevoked
-                | Reason::MalformedForwardedCert
-                | Reason::ForwardedCertMismatch
-                | Reason::MissingForwardedCert
-                | Reason::IdentityUnavailable
-                | Reason::JwtMissing
-                | Reason::JwtDuplicateHeader
-                | Reason::JwtTooLarge
-                | Reason::JwtMalformed
-                | Reason::JwtAlgNotAllowed
-                | Reason::JwtUnknownKid
-                | Reason::JwtBadSignature
-                | Reason::JwtMissingClaim
-                | Reason::JwtExpired
-                | Reason::JwtNotYetValid
-                | Reason::JwtLifetimeExceedsBound
-                | Reason::JwtWrongAudience
-                | Reason::JwtSubjectNotSpiffe
-                | Reason::JwtUntrustedDomain
-                | Reason::JwtRevoked
-                | Reason::SpiffeIdRevoked
-                | Reason::KeysStale
-                | Reason::KeysUnavailable
-                | Reason::UserTokenMissing
-                | Reason::UserTokenDuplicateHeader
-                | Reason::UserTokenTooLarge
-                | Reason::UserTokenMalformed
-                | Reason::UserTokenAlgNotAllowed
-                | Reason::UserTokenUnknownKid
-                | Reason::UserTokenBadSignature
-                | Reason::UserTokenMissingClaim
-                | Reason::UserTokenExpired
-                | Reason::UserTokenNotYetValid
-                | Reason::UserTokenLifetimeExceedsBound
-                | Reason::UserTokenWrongAudience
-                | Reason::UserTokenUntrustedIssuer
-                | Reason::UserTokenRevoked
-        )
+    pub const fn is_identity_failure(self) -> bool {
+        matches!(self.deny_status(), DenyStatus::Unauthorized)
     }
 }
 
@@ -369,8 +271,7 @@ impl Decision {
     pub fn http_status(&self) -> u16 {
         match self.effect {
             Effect::Allow => 200,
-            Effect::Deny if self.reason.is_identity_failure() => 401,
-            Effect::Deny => 403,
+            Effect::Deny => self.reason.deny_status().code(),
         }
     }
 
@@ -387,6 +288,125 @@ impl Decision {
             intent: None,
             rule: None,
             would_be: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Published codes and their deny status (stats, audit lines and replay
+    /// depend on the strings): a rename or a status flip fails here.
+    const PUBLISHED: &[(&str, u16)] = &[
+        ("allowed_by_rule", 403),
+        ("denied_by_rule", 403),
+        ("no_matching_rule", 403),
+        ("unclassified", 403),
+        ("non_canonical_path", 403),
+        ("bad_method", 403),
+        ("policy_dry_run", 403),
+        ("no_peer_certificate", 401),
+        ("peer_not_spiffe", 401),
+        ("malformed_spiffe_id", 401),
+        ("multiple_uri_sans", 401),
+        ("untrusted_trust_domain", 401),
+        ("cert_lifetime_exceeds_bound", 401),
+        ("cert_not_currently_valid", 401),
+        ("cert_revoked", 401),
+        ("malformed_forwarded_cert", 401),
+        ("forwarded_cert_mismatch", 401),
+        ("missing_forwarded_cert", 401),
+        ("identity_unavailable", 401),
+        ("no_policy", 403),
+        ("chain_malformed", 403),
+        ("chain_unknown_version", 403),
+        ("chain_too_large", 403),
+        ("chain_too_deep", 403),
+        ("chain_expired", 403),
+        ("chain_duplicate", 403),
+        ("chain_peer_mismatch", 403),
+        ("chain_forged", 403),
+        ("jwt_missing", 401),
+        ("jwt_duplicate_header", 401),
+        ("jwt_too_large", 401),
+        ("jwt_malformed", 401),
+        ("jwt_alg_not_allowed", 401),
+        ("jwt_unknown_kid", 401),
+        ("jwt_bad_signature", 401),
+        ("jwt_missing_claim", 401),
+        ("jwt_expired", 401),
+        ("jwt_not_yet_valid", 401),
+        ("jwt_lifetime_exceeds_bound", 401),
+        ("jwt_wrong_audience", 401),
+        ("jwt_subject_not_spiffe", 401),
+        ("jwt_untrusted_domain", 401),
+        ("jwt_revoked", 401),
+        ("spiffe_id_revoked", 401),
+        ("keys_stale", 401),
+        ("keys_unavailable", 401),
+        ("user_token_missing", 401),
+        ("user_token_duplicate_header", 401),
+        ("user_token_too_large", 401),
+        ("user_token_malformed", 401),
+        ("user_token_alg_not_allowed", 401),
+        ("user_token_unknown_kid", 401),
+        ("user_token_bad_signature", 401),
+        ("user_token_missing_claim", 401),
+        ("user_token_expired", 401),
+        ("user_token_not_yet_valid", 401),
+        ("user_token_lifetime_exceeds_bound", 401),
+        ("user_token_wrong_audience", 401),
+        ("user_token_untrusted_issuer", 401),
+        ("user_token_revoked", 401),
+        ("duplicate_header", 403),
+        ("method_override", 403),
+    ];
+
+    #[test]
+    fn codes_are_unique_snake_case_and_round_trip() {
+        let mut seen = HashSet::new();
+        for reason in Reason::ALL {
+            let code = reason.code();
+            assert!(seen.insert(code), "duplicate code `{code}`");
+            assert!(!code.is_empty() && !code.starts_with('_') && !code.ends_with('_'));
+            assert!(!code.contains("__"), "`{code}`");
+            assert!(
+                code.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "`{code}` is not snake_case"
+            );
+            assert_eq!(Reason::from_code(code), Some(reason));
+        }
+        assert_eq!(seen.len(), Reason::COUNT);
+        assert_eq!(Reason::from_code(""), None);
+        assert_eq!(Reason::from_code("Allowed_By_Rule"), None);
+        assert_eq!(Reason::from_code("allowed_by_rule "), None);
+    }
+
+    #[test]
+    fn published_codes_keep_their_string_and_status() {
+        for (code, status) in PUBLISHED {
+            let reason = Reason::from_code(code).unwrap_or_else(|| panic!("`{code}` vanished"));
+            assert_eq!(reason.deny_status().code(), *status, "`{code}`");
+            assert_eq!(reason.is_identity_failure(), *status == 401, "`{code}`");
+            assert_eq!(Decision::deny(reason).http_status(), *status, "`{code}`");
+        }
+    }
+
+    #[test]
+    fn allow_is_200_whatever_the_reason() {
+        for reason in Reason::ALL {
+            let d = Decision {
+                effect: Effect::Allow,
+                reason,
+                intent: None,
+                rule: None,
+                would_be: None,
+            };
+            assert_eq!(d.http_status(), 200);
         }
     }
 }

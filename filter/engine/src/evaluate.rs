@@ -1,14 +1,15 @@
 //! `evaluate`: one request in, one [`Decision`] out. Pure, deterministic, and
 //! allocation-free: the filter and the CLI call exactly this.
 
+use crate::authority::CanonicalAuthority;
 use crate::chain::Chain;
 use crate::decision::{Decision, Reason, RuleIdx, WouldBe};
 use crate::model::{
     ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, UserTest,
 };
 use crate::path;
-use crate::policy::{FoundBy, Policy, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
-use crate::routes::{authority_host, SplitPath};
+use crate::policy::{FoundBy, Policy, SubjectKey, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
+use crate::routes::SplitPath;
 use crate::spiffe::SpiffeId;
 
 /// Request headers, looked up by lowercase name.
@@ -140,7 +141,9 @@ pub trait UserInfo {
     fn issuer(&self) -> Option<&str>;
     /// Whether the user has this scope.
     fn has_scope(&self, scope: &str) -> bool;
-    /// A named claim, when the token was verified at this hop.
+    /// A claim by the canonical text of its path
+    /// ([`crate::identity::claim_path`]), when the token was verified at
+    /// this hop.
     fn claim(&self, name: &str) -> Option<Claim<'_>>;
 }
 
@@ -180,7 +183,9 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `:path`, query included.
     pub path: &'a str,
-    /// `:authority` (or `host`), port allowed.
+    /// `:authority` (or `host`) as received, port allowed; `evaluate`
+    /// canonicalizes it ([`CanonicalAuthority`]) and denies
+    /// `non_canonical_host` when it cannot. Empty means no host.
     pub authority: &'a str,
     /// Request headers that conditions may read.
     pub headers: &'a dyn Headers,
@@ -211,6 +216,8 @@ impl<'a> Request<'a> {
 /// The verified facts a rule is checked against.
 struct Facts<'a> {
     peer: Option<&'a SpiffeId>,
+    /// The peer's index keys, looked up once.
+    peer_key: Option<SubjectKey>,
     jwt_svid: Option<&'a SpiffeId>,
     user: Option<&'a dyn UserInfo>,
     chain: Option<&'a Chain>,
@@ -335,7 +342,13 @@ fn header_value<'a>(policy: &Policy, name: u32, facts: &Facts<'a>) -> Option<&'a
 }
 
 fn conditions_hold(policy: &Policy, conditions: &[Condition], facts: &Facts<'_>) -> bool {
-    conditions.iter().all(|cond| match cond {
+    conditions
+        .iter()
+        .all(|cond| condition_holds(policy, cond, facts))
+}
+
+fn condition_holds(policy: &Policy, cond: &Condition, facts: &Facts<'_>) -> bool {
+    match cond {
         Condition::Header { name, test } => {
             header_holds(header_value(policy, *name, facts), test, policy)
         }
@@ -364,7 +377,7 @@ fn conditions_hold(policy: &Policy, conditions: &[Condition], facts: &Facts<'_>)
             purpose.is_some_and(|p| names.iter().any(|n| policy.string(*n) == p))
         }
         Condition::User(test) => user_holds(facts.user, test, policy),
-    })
+    }
 }
 
 /// Decides one request. Never panics, never allocates.
@@ -389,14 +402,25 @@ pub fn evaluate(policy: &Policy, req: &Request<'_>) -> Decision {
 }
 
 fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
+    with_facts(policy, req, |facts| decide_rules(policy, facts)).unwrap_or_else(|deny| deny)
+}
+
+/// The checks before any rule (credentials, duplicate condition headers,
+/// method, path, authority), then `then` with the verified facts and the
+/// request's intent. `Err` is the deny a check gave.
+fn with_facts<R>(
+    policy: &Policy,
+    req: &Request<'_>,
+    then: impl FnOnce(&Facts<'_>) -> R,
+) -> Result<R, Decision> {
     // A credential that was presented and failed is a deny, never "anonymous".
     let user = match req.user {
-        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Err(reason)) => return Err(Decision::deny(reason)),
         Some(Ok(user)) => Some(user),
         None => None,
     };
     let jwt_svid = match req.jwt_svid {
-        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Err(reason)) => return Err(Decision::deny(reason)),
         Some(Ok(id)) => Some(id),
         None => None,
     };
@@ -405,14 +429,14 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         // Without mTLS at all, a verified token may still carry the request;
         // a certificate that was presented and refused is always a deny.
         Err(Reason::NoPeerCertificate) if jwt_svid.is_some() || user.is_some() => None,
-        Err(reason) => return Decision::deny(reason),
+        Err(reason) => return Err(Decision::deny(reason)),
     };
     let peer_key = peer.map(|p| policy.subject_key(p));
     if peer_key.is_some_and(|k| !policy.trusts_key(&k)) {
-        return Decision::deny(Reason::UntrustedTrustDomain);
+        return Err(Decision::deny(Reason::UntrustedTrustDomain));
     }
     let chain = match req.chain {
-        Some(Err(reason)) => return Decision::deny(reason),
+        Some(Err(reason)) => return Err(Decision::deny(reason)),
         Some(Ok(chain)) => Some(chain),
         None => None,
     };
@@ -422,25 +446,30 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     let header_values = match slots.get_mut(..names.len()) {
         Some(values) => {
             if !req.headers.read_all(names, values) {
-                return Decision::deny(Reason::DuplicateHeader);
+                return Err(Decision::deny(Reason::DuplicateHeader));
             }
             Some(&*values)
         }
         None => {
             if names.iter().any(|name| req.headers.is_repeated(name)) {
-                return Decision::deny(Reason::DuplicateHeader);
+                return Err(Decision::deny(Reason::DuplicateHeader));
             }
             None
         }
     };
     let Some(method) = Method::parse(req.method) else {
-        return Decision::deny(Reason::BadMethod);
+        return Err(Decision::deny(Reason::BadMethod));
     };
     let mut ends = [0u16; path::MAX_SEGMENTS];
     let Ok((rest, count)) = path::split_canonical(req.path, &mut ends) else {
-        return Decision::deny(Reason::NonCanonicalPath);
+        return Err(Decision::deny(Reason::NonCanonicalPath));
     };
-    let host = authority_host(req.authority);
+    // Classification sees only the canonical host; anything else could be
+    // read as a protected host by the app while matching no intent here.
+    let Ok(authority) = CanonicalAuthority::parse(req.authority) else {
+        return Err(Decision::deny(Reason::NonCanonicalHost));
+    };
+    let host = authority.host();
     let split = SplitPath {
         rest,
         ends: &ends,
@@ -456,6 +485,7 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
     });
     let facts = Facts {
         peer,
+        peer_key,
         jwt_svid,
         user: user.or(chain_user.as_ref().map(|u| u as &dyn UserInfo)),
         chain,
@@ -464,6 +494,13 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         header_values,
     };
 
+    Ok(then(&facts))
+}
+
+/// The rules' verdict for verified facts.
+fn decide_rules(policy: &Policy, facts: &Facts<'_>) -> Decision {
+    let (peer, jwt_svid, intent) = (facts.peer, facts.jwt_svid, facts.intent);
+    let peer_key = facts.peer_key;
     let mut found = Matches::default();
     let rules = &policy.compiled().rules;
     let mut consider = |idx: RuleIdx| {
@@ -519,4 +556,70 @@ fn evaluate_rules(policy: &Policy, req: &Request<'_>) -> Decision {
         rule,
         would_be,
     }
+}
+
+/// How one rule fares against a request: the first of its requirements that
+/// does not hold, in the order the engine checks them. What `meshward
+/// explain` shows for near misses and `--why-not`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCheck {
+    /// Every requirement holds: the rule applies to the request.
+    Holds,
+    /// The request's intent is not one the rule names (or the request is
+    /// unclassified and the rule does not take unclassified requests).
+    Intent,
+    /// The rule's principal needs a credential the request does not carry
+    /// (a JWT-SVID, one through a forwarder, a user, an mTLS peer).
+    Principal,
+    /// None of the rule's subjects is the request's identity.
+    Subject,
+    /// The condition at this index (source order) does not hold.
+    Condition(usize),
+}
+
+/// Checks one rule against a request with the same facts `evaluate` uses.
+/// `Err` is the deny that comes before any rule is looked at (a refused
+/// credential, a non-canonical path or host...).
+pub fn check_rule(
+    policy: &Policy,
+    req: &Request<'_>,
+    rule: RuleIdx,
+) -> Result<RuleCheck, Decision> {
+    with_facts(policy, req, |facts| {
+        let Some(rule) = policy.compiled().rules.get(rule as usize) else {
+            return RuleCheck::Intent;
+        };
+        let names_intent = match facts.intent {
+            Some(intent) => rule.intents.contains(&intent),
+            None => rule.unclassified,
+        };
+        if !names_intent {
+            return RuleCheck::Intent;
+        }
+        if !principal_holds(policy, rule, facts) {
+            return RuleCheck::Principal;
+        }
+        let identity = match rule.principal {
+            Principal::Peer => facts.peer,
+            Principal::User => None,
+            Principal::JwtSvid | Principal::JwtSvidVia(_) | Principal::PeerBoundJwtSvid => {
+                facts.jwt_svid
+            }
+        };
+        let subject_ok = match rule.principal {
+            Principal::User => true,
+            _ => identity.is_some_and(|id| policy.any_subject_matches(&rule.subjects, id)),
+        };
+        if !subject_ok {
+            return RuleCheck::Subject;
+        }
+        match rule
+            .conditions
+            .iter()
+            .position(|cond| !condition_holds(policy, cond, facts))
+        {
+            Some(index) => RuleCheck::Condition(index),
+            None => RuleCheck::Holds,
+        }
+    })
 }

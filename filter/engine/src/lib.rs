@@ -40,6 +40,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod authority;
 pub mod chain;
 pub mod codec;
 pub mod config;
@@ -58,7 +59,7 @@ pub mod spiffe;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Decision, Reason, RuleIdx, WouldBe};
-pub use evaluate::{evaluate, Claim, Headers, Request, UserInfo};
+pub use decision::{Decision, DenyStatus, Reason, RuleIdx, WouldBe};
+pub use evaluate::{check_rule, evaluate, Claim, Headers, Request, RuleCheck, UserInfo};
 pub use model::Effect;
 pub use policy::{Policy, PolicyError};

@@ -312,9 +312,11 @@ pub enum UserTest {
     Issuer(Vec<StrId>),
     /// The user has this scope.
     HasScope(StrId),
-    /// A named claim of a directly verified token (string or list of strings).
+    /// A claim of a directly verified token (string or list of strings),
+    /// possibly nested in objects.
     Claim {
-        /// Claim name.
+        /// The claim's path in canonical text
+        /// ([`crate::identity::claim_path::ClaimPath::as_str`]).
         name: StrId,
         /// What must hold.
         test: ClaimTest,

@@ -61,9 +61,14 @@ pub enum PolicyError {
     /// Method bits outside the known methods.
     #[error("intent `{0}` has unknown method bits")]
     BadMethods(String),
-    /// A host or header name that is not lowercase.
-    #[error("compiled policy has a host or header name that is not lowercase: `{0}`")]
+    /// A header name that is not lowercase.
+    #[error("compiled policy has a header name that is not lowercase: `{0}`")]
     NotLowercase(String),
+    /// An intent host that is not a canonical host (`authority` module:
+    /// lower-case DNS name or dotted-quad IPv4, no trailing dot, no port), so
+    /// it could never match a request's canonical host.
+    #[error("compiled policy has an intent host that is not canonical: `{0}`")]
+    NonCanonicalHost(String),
     /// A rule that could never apply.
     #[error("rule `{0}` has no subject or no intent")]
     EmptyRule(String),
@@ -341,8 +346,8 @@ impl Policy {
             }
             let host = intent.host.map(&str_of).transpose()?;
             if let Some(h) = host {
-                if h.bytes().any(|b| b.is_ascii_uppercase()) {
-                    return Err(PolicyError::NotLowercase(h.to_owned()));
+                if !crate::authority::is_canonical_intent_host(h) {
+                    return Err(PolicyError::NonCanonicalHost(h.to_owned()));
                 }
             }
             for route in &intent.routes {

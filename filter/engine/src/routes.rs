@@ -282,7 +282,8 @@ impl Router {
     }
 
     /// The intent of a request, if any, from the output of
-    /// `path::split_canonical`. `host` is the authority without port.
+    /// `path::split_canonical`. `host` is the canonical host
+    /// ([`crate::authority::CanonicalAuthority::host`]).
     #[inline]
     pub(crate) fn classify_split(
         &self,
@@ -351,26 +352,6 @@ impl Router {
     pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
-}
-
-/// The host part of an `:authority` (drops `:port`, keeps `[v6]` brackets).
-pub fn authority_host(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .and_then(|end| authority.get(..=end))
-            .unwrap_or(authority);
-    }
-    // The last `:` (ports are short, so scan from the end).
-    let bytes = authority.as_bytes();
-    let mut i = bytes.len();
-    while i > 0 {
-        i -= 1;
-        if bytes.get(i) == Some(&b':') {
-            return authority.get(..i).unwrap_or(authority);
-        }
-    }
-    authority
 }
 
 #[cfg(test)]
@@ -455,13 +436,5 @@ mod tests {
             None
         );
         assert_eq!(r.classify(&[], Method::Get.bit(), "orders.svc"), None);
-    }
-
-    #[test]
-    fn authority_host_strips_port() {
-        assert_eq!(authority_host("orders.svc:8443"), "orders.svc");
-        assert_eq!(authority_host("orders.svc"), "orders.svc");
-        assert_eq!(authority_host("[::1]:80"), "[::1]");
-        assert_eq!(authority_host("[::1]"), "[::1]");
     }
 }

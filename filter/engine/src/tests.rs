@@ -494,3 +494,58 @@ fn a_repeated_condition_header_is_a_deny() {
         Effect::Allow
     );
 }
+
+/// `check_rule` agrees with `evaluate`: a request is allowed exactly when
+/// some allow rule holds and no deny rule does, the deciding rule holds, and
+/// a rule that does not hold says which requirement failed first.
+#[test]
+fn check_rule_agrees_with_evaluate() {
+    let p = shop().build();
+    let peers = [FRONTEND, ORDERS, BATCH, "spiffe://other.example/x"];
+    let requests = [
+        ("GET", "/orders/42"),
+        ("GET", "/orders"),
+        ("DELETE", "/admin/users"),
+        ("POST", "/orders/42"),
+        ("GET", "/nothing"),
+    ];
+    for peer in peers {
+        for (method, path) in requests {
+            let id = SpiffeId::parse(peer).unwrap();
+            let headers: &[(&str, &str)] = &[];
+            let req = Request::from_peer(Ok(&id), method, path, "orders.shop.svc", &headers);
+            let decision = evaluate(&p, &req);
+            let checks: Vec<Result<crate::RuleCheck, Decision>> = (0..p.rule_count() as u32)
+                .map(|r| crate::check_rule(&p, &req, r))
+                .collect();
+            if let Some(Err(deny)) = checks.first() {
+                assert_eq!(*deny, decision, "{peer} {method} {path}");
+                continue;
+            }
+            let holds = |effect: Effect| {
+                checks.iter().enumerate().any(|(r, c)| {
+                    *c == Ok(crate::RuleCheck::Holds) && p.compiled().rules[r].effect == effect
+                })
+            };
+            let allowed = holds(Effect::Allow) && !holds(Effect::Deny);
+            assert_eq!(
+                allowed,
+                decision.effect == Effect::Allow,
+                "{peer} {method} {path}"
+            );
+            if let Some(rule) = decision.rule {
+                assert_eq!(checks[rule as usize], Ok(crate::RuleCheck::Holds));
+            }
+        }
+    }
+    // Which requirement failed first.
+    let id = SpiffeId::parse(ORDERS).unwrap();
+    let headers: &[(&str, &str)] = &[];
+    let req = Request::from_peer(Ok(&id), "GET", "/orders/1", "orders.shop.svc", &headers);
+    assert_eq!(
+        crate::check_rule(&p, &req, 0),
+        Ok(crate::RuleCheck::Subject)
+    );
+    let req = Request::from_peer(Ok(&id), "DELETE", "/orders/1", "orders.shop.svc", &headers);
+    assert_eq!(crate::check_rule(&p, &req, 0), Ok(crate::RuleCheck::Intent));
+}

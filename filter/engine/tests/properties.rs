@@ -9,7 +9,12 @@
 //!   evaluator of a fixed policy, and never allows a request that an
 //!   enforced deny rule matches;
 //! - path normalization is idempotent;
-//! - the chain header round-trips, and its seal catches every edit;
+//! - authority canonicalization is idempotent, agrees with an independent
+//!   reading of its grammar, refuses separators and hostile bytes, and a
+//!   host-scoped intent matches exactly the requests with its canonical host;
+//! - the chain header round-trips, and its seal catches every edit; no
+//!   chain accepted inbound or outbound lives longer than the policy's
+//!   `lifetime`;
 //! - the XFCC, certificate and configuration parsers never panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -269,6 +274,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A sealed chain the app sends back is forwarded only within the
+    /// policy's lifetime, and then exactly as sealed.
+    #[test]
+    fn outbound_never_forwards_an_overlong_chain(chain in a_chain(), lifetime_secs in 0u64..4000) {
+        let limits = ChainLimits { max_depth: 8, lifetime_secs };
+        let sealed = chain.seal(KEY);
+        match chain::outbound(&[&sealed], KEY, NOW, limits) {
+            Ok(Some(wire)) => {
+                prop_assert!(chain.expires_at <= chain.issued_at + lifetime_secs);
+                prop_assert_eq!(wire, chain.to_wire());
+            }
+            Ok(None) => prop_assert!(false, "a sent chain vanished"),
+            Err(e) => {
+                prop_assert_eq!(e, ChainError::LifetimeExceedsBound);
+                prop_assert!(chain.expires_at > chain.issued_at + lifetime_secs);
+            }
+        }
+    }
+}
+
 fn check_chain_text(text: &str) -> Result<(), TestCaseError> {
     {
         if let Ok(chain) = Chain::from_wire(text, NOW, 8) {
@@ -277,7 +305,11 @@ fn check_chain_text(text: &str) -> Result<(), TestCaseError> {
             prop_assert_eq!(Chain::from_wire(&chain.to_wire(), NOW, 8), Ok(chain));
         }
         let _ = Chain::unseal(text, KEY, NOW, 8);
-        let _ = chain::outbound(&[text], KEY, NOW);
+        let limits = ChainLimits {
+            max_depth: 8,
+            lifetime_secs: 60,
+        };
+        let _ = chain::outbound(&[text], KEY, NOW, limits);
     }
     Ok(())
 }
@@ -306,6 +338,9 @@ proptest! {
             Ok(c) => {
                 prop_assert_eq!(c.hops.last(), Some(&peer));
                 prop_assert!(c.depth() <= 8);
+                // Whatever the forwarder asserted, never longer-lived than
+                // this policy's lifetime.
+                prop_assert!(c.expires_at <= c.issued_at + limits.lifetime_secs, "{:?}", c);
                 if !forward {
                     prop_assert_eq!(c.depth(), 1);
                     prop_assert_eq!(c.complete, values.is_empty());
@@ -447,6 +482,156 @@ proptest! {
         // Also checks the whole decision against the reference evaluator.
         if let Err(e) = check_against_reference(shared(), &req) {
             return Err(TestCaseError::fail(e));
+        }
+    }
+}
+
+/// Authorities near the interesting edges: real hosts in any case, with
+/// trailing dots, ports, separators and hostile bytes around them, plus
+/// arbitrary text.
+fn an_authority() -> impl Strategy<Value = String> {
+    let hosts = prop::sample::select(vec![
+        "files.shop.example",
+        "localhost",
+        "vault.example",
+        "a_b.example",
+        "10.0.0.1",
+        "[::1]",
+        "[2001:db8::1]",
+    ]);
+    let prefixes = prop::sample::select(vec!["", "", "", "x@", " ", ".", "-", "[", "\t"]);
+    let suffixes = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        ".",
+        "..",
+        ":443",
+        ".:443",
+        ":",
+        ":0",
+        ":080",
+        ":65535",
+        ":65536",
+        ":1:2",
+        ",other",
+        ", files.shop.example",
+        " ",
+        "@x",
+        "%2e",
+        ".-",
+        "]",
+        "\r\n",
+    ]);
+    let near = (hosts, prefixes, suffixes, any::<u64>()).prop_map(|(host, pre, suf, case)| {
+        let flipped: String = host
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if case >> (i % 64) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{pre}{flipped}{suf}")
+    });
+    prop_oneof![4 => near, 1 => "[ -~]{0,24}", 1 => "\\PC{0,16}"]
+}
+
+/// `authority` with `insert` placed before byte `at` (clamped, on a char
+/// boundary).
+fn inserted(authority: &str, insert: &str, at: usize) -> String {
+    let mut at = at % (authority.len() + 1);
+    while !authority.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}{insert}{}", &authority[..at], &authority[at..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn authority_canonicalization_is_idempotent(authority in an_authority()) {
+        use meshward_engine::authority::CanonicalAuthority;
+        // The engine agrees with the independent reading of the grammar.
+        let parsed = CanonicalAuthority::parse(&authority);
+        prop_assert_eq!(
+            parsed.as_ref().ok().map(|a| a.host().to_owned()),
+            fixture::reference_host(&authority),
+            "{:?}", authority
+        );
+        if let Ok(canonical) = parsed {
+            let text = canonical.to_string();
+            let again = CanonicalAuthority::parse(&text);
+            prop_assert_eq!(again, Ok(canonical));
+            prop_assert_eq!(again.map(|a| a.to_string()), Ok(text));
+            let host = canonical.host();
+            prop_assert!(!host.bytes().any(|b| b.is_ascii_uppercase()));
+            prop_assert!(!host.ends_with('.'));
+        }
+    }
+
+    #[test]
+    fn separators_and_hostile_bytes_are_refused(
+        authority in an_authority(),
+        hostile in prop::sample::select(vec![",", " ", "\t", "\r", "\n", "\0", "\x7f", "@", "%", "/", "\\", "?", "#", "\u{e9}", "\u{3002}"]),
+        at in any::<usize>(),
+    ) {
+        use meshward_engine::authority::CanonicalAuthority;
+        let attacked = inserted(&authority, hostile, at);
+        prop_assert!(CanonicalAuthority::parse(&attacked).is_err(), "{:?}", attacked);
+    }
+
+    #[test]
+    fn a_second_unbracketed_colon_is_refused(
+        authority in an_authority(),
+        port in 1u16..,
+        at in any::<usize>(),
+    ) {
+        use meshward_engine::authority::CanonicalAuthority;
+        // Give it a port outside brackets if it has none, then a second `:`.
+        let mut authority = authority;
+        if !authority.rsplit(']').next().unwrap_or("").contains(':') {
+            authority = format!("{authority}:{port}");
+        }
+        let outside = authority.rsplit(']').next().unwrap_or("");
+        let start = authority.len() - outside.len();
+        let attacked = inserted(&authority, ":", start + at % (outside.len() + 1));
+        prop_assert!(CanonicalAuthority::parse(&attacked).is_err(), "{:?}", attacked);
+    }
+
+    /// The bypass this closes: a host-scoped intent matches exactly the
+    /// requests whose canonical host is its host; any authority that is not
+    /// canonical is `non_canonical_host`, so it can never fall to a broader
+    /// intent instead.
+    #[test]
+    fn an_accepted_host_matches_exactly_the_intent_for_it(authority in an_authority()) {
+        use meshward_engine::authority::CanonicalAuthority;
+        use meshward_engine::{evaluate, Reason, Request};
+        let policy = shared();
+        let peer = SpiffeId::parse(fixture::FRONTEND).unwrap();
+        let headers: &[(&str, &str)] = &[];
+        let decision = evaluate(
+            policy,
+            &Request::from_peer(Ok(&peer), "GET", "/files/report.pdf", &authority, &headers),
+        );
+        let intent = decision.intent.map(|i| policy.intent_name(i));
+        match CanonicalAuthority::parse(&authority) {
+            Ok(canonical) => {
+                prop_assert_ne!(decision.reason, Reason::NonCanonicalHost);
+                prop_assert_eq!(
+                    intent == Some("files.read"),
+                    canonical.host() == fixture::FILES_HOST,
+                    "{:?} decided {:?}", authority, decision
+                );
+            }
+            Err(_) => {
+                prop_assert_eq!(decision.reason, Reason::NonCanonicalHost, "{:?}", authority);
+                prop_assert_eq!(intent, None);
+            }
         }
     }
 }

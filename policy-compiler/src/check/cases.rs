@@ -236,7 +236,8 @@ fn check_test(
                 values,
                 list,
             } => {
-                if let Some(index) = claims.iter().position(|(n, _)| *n == name.value) {
+                let path = super::identity_source::canonical_claim(&name.value);
+                if let Some(index) = claims.iter().position(|(n, _)| *n == path) {
                     let first = claim_spans.get(index).copied().unwrap_or(*keyword);
                     report_repeated_setting(
                         cx,
@@ -251,7 +252,7 @@ fn check_test(
                     ([one], false) => ClaimValue::Str(one.clone()),
                     _ => ClaimValue::List(values),
                 };
-                claims.push((name.value.clone(), value));
+                claims.push((path, value));
                 claim_spans.push(*keyword);
             }
             TestStatement::Chain {

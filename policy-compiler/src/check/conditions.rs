@@ -323,7 +323,7 @@ fn user_test(test: &UserTestExpr) -> UserTest {
         UserTestExpr::Issuer(values) => UserTest::Issuer(dedup(values)),
         UserTestExpr::Scope(scope) => UserTest::HasScope(scope.value.clone()),
         UserTestExpr::Claim { name, test } => UserTest::Claim {
-            name: name.value.clone(),
+            name: super::identity_source::canonical_claim(&name.value),
             test: match test {
                 ClaimTestExpr::Equals(v) => ClaimTest::Equals(v.value.clone()),
                 ClaimTestExpr::OneOf(values) => ClaimTest::OneOf(dedup(values)),

@@ -9,13 +9,15 @@
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
 //! their ambiguity), rules (then shadowing, covered rules and grants lost to
-//! more specific intents), tests, and finally unused-declaration warnings.
+//! more specific intents), tests, the `identity` block (against the rules
+//! that need its sources), and finally unused-declaration warnings.
 
 mod cases;
 mod chain;
 mod conditions;
 mod groups;
 mod identity;
+mod identity_source;
 mod intents;
 mod lints;
 mod rules;
@@ -25,8 +27,9 @@ mod subjects;
 mod templates;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use crate::ast::{Item, PolicyFile};
+use crate::ast::{IdentityBlock, Item, PolicyFile};
 use crate::checked;
 use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::span::{Span, Spanned};
@@ -34,13 +37,112 @@ use crate::span::{Span, Spanned};
 /// Checks a parsed file. Returns the checked policy when there is no error,
 /// and every diagnostic (errors and warnings) either way.
 pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
-    let mut cx = Context::default();
+    check_in(file, None)
+}
+
+/// A settings file given beside a policy: an `identity` block that replaces
+/// the policy's own (per-environment identity settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsFile<'a> {
+    /// The parsed settings file.
+    pub file: &'a PolicyFile,
+    /// Where its key files are read from (`None`: the current directory).
+    pub base_dir: Option<&'a Path>,
+}
+
+/// What checking a policy with a settings file finds.
+pub struct CheckedWithSettings {
+    /// The checked policy, when neither file has an error.
+    pub policy: Option<checked::Policy>,
+    /// Diagnostics of the policy file.
+    pub policy_diagnostics: Vec<Diagnostic>,
+    /// Diagnostics of the settings file.
+    pub settings_diagnostics: Vec<Diagnostic>,
+}
+
+/// [`check_in`], with the identity settings taken from `settings` instead of
+/// the policy's `identity` block.
+pub fn check_with_settings(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+    settings: SettingsFile<'_>,
+) -> CheckedWithSettings {
+    let (policy, policy_diagnostics, settings_diagnostics) =
+        check_files(file, base_dir, Some(settings));
+    CheckedWithSettings {
+        policy,
+        policy_diagnostics,
+        settings_diagnostics,
+    }
+}
+
+/// The settings file's one `identity` block; anything else in it is `E040`.
+fn settings_block<'a>(cx: &mut Context, file: &'a PolicyFile) -> Option<&'a IdentityBlock> {
+    let mut block: Option<&IdentityBlock> = None;
+    for item in &file.items {
+        let (span, what) = match item {
+            Item::Identity(found) if block.is_none() => {
+                block = Some(found);
+                continue;
+            }
+            Item::Identity(found) => (found.keyword, "a second `identity` block"),
+            Item::Policy(b) => (b.keyword, "a `policy` block"),
+            Item::Chain(b) => (b.keyword, "a `chain` block"),
+            Item::Group(b) => (b.name.span, "a group"),
+            Item::Intent(b) => (b.name.span, "an intent"),
+            Item::Rule(b) => (b.id.span, "a rule"),
+            Item::Test(b) => (b.name.span, "a test"),
+        };
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidIdentitySetting,
+                format!("{what} in a settings file"),
+                span,
+            )
+            .note("a settings file holds one `identity { ... }` block and nothing else")
+            .help("move it to the policy file"),
+        );
+    }
+    if block.is_none() {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidIdentitySetting,
+                "settings file without an `identity` block",
+                Span::new(0, 0),
+            )
+            .note("expected `identity { ... }`")
+            .help("write the per-environment identity settings as `identity { issuer \"...\" { ... } }`"),
+        );
+    }
+    block
+}
+
+/// [`check`], reading files the policy names (key sets) relative to
+/// `base_dir` (`None`: the current directory).
+pub fn check_in(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+) -> (Option<checked::Policy>, Vec<Diagnostic>) {
+    let (policy, diagnostics, _) = check_files(file, base_dir, None);
+    (policy, diagnostics)
+}
+
+fn check_files(
+    file: &PolicyFile,
+    base_dir: Option<&Path>,
+    settings_file: Option<SettingsFile<'_>>,
+) -> (Option<checked::Policy>, Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut cx = Context {
+        base_dir: base_dir.map(Path::to_path_buf),
+        ..Context::default()
+    };
     let mut policies = Vec::new();
     let mut group_blocks = Vec::new();
     let mut intent_blocks = Vec::new();
     let mut rule_blocks = Vec::new();
     let mut test_blocks = Vec::new();
     let mut chain_blocks = Vec::new();
+    let mut identity_blocks = Vec::new();
     for item in &file.items {
         match item {
             Item::Policy(block) => policies.push(block),
@@ -49,6 +151,7 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
             Item::Rule(block) => rule_blocks.push(block),
             Item::Test(block) => test_blocks.push(block),
             Item::Chain(block) => chain_blocks.push(block),
+            Item::Identity(block) => identity_blocks.push(block),
         }
     }
 
@@ -73,10 +176,38 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
             &rule_blocks,
         );
     }
+    let mut settings_cx = Context {
+        base_dir: settings_file
+            .and_then(|s| s.base_dir)
+            .map(Path::to_path_buf),
+        ..Context::default()
+    };
+    let input = match settings_file {
+        None => identity_source::IdentityInput::Policy(&identity_blocks),
+        Some(settings) => identity_source::IdentityInput::SettingsFile {
+            block: settings_block(&mut settings_cx, settings.file),
+            cx: &mut settings_cx,
+        },
+    };
+    let identity = identity_source::check_identity(
+        &mut cx,
+        input,
+        &identity_source::RuleView {
+            settings: &settings,
+            chain: &chain.config,
+            rule_blocks: &rule_blocks,
+            rules: &rules.rules,
+            test_blocks: &test_blocks,
+        },
+    );
     groups.warn_unused(&mut cx, &resolver.used_groups);
     intents.warn_unused(&mut cx, &rules.used_intents);
 
-    let has_errors = cx.has_errors();
+    let has_errors = cx.has_errors()
+        || settings_cx
+            .diagnostics
+            .iter()
+            .any(|d| d.severity() == Severity::Error);
     let policy = (!has_errors).then(|| checked::Policy {
         name: settings.name,
         dry_run: settings.dry_run,
@@ -86,17 +217,28 @@ pub fn check(file: &PolicyFile) -> (Option<checked::Policy>, Vec<Diagnostic>) {
         rules: rules.rules,
         tests,
         chain: chain.config,
+        identity,
     });
-    (policy, cx.diagnostics)
+    (policy, cx.diagnostics, settings_cx.diagnostics)
 }
 
 /// What every phase writes to.
 #[derive(Default)]
 struct Context {
     diagnostics: Vec<Diagnostic>,
+    /// Where relative file names in the policy are resolved.
+    base_dir: Option<PathBuf>,
 }
 
 impl Context {
+    /// A file named in the policy, relative to the policy's directory.
+    fn resolve(&self, name: &str) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
@@ -201,6 +343,7 @@ pub(crate) mod test_support {
         check_source(source).1.iter().map(|d| d.code).collect()
     }
 
-    /// A valid preamble for snippets.
-    pub const PREAMBLE: &str = "policy \"t\" {\n  trust_domains \"a.example\" \"b.example\"\n}\n";
+    /// A valid preamble for snippets. Their token settings are `external`,
+    /// so snippets about other checks need no identity sources.
+    pub const PREAMBLE: &str = "policy \"t\" {\n  trust_domains \"a.example\" \"b.example\"\n}\nidentity {\n  external\n}\n";
 }

@@ -7,6 +7,8 @@
 
 use std::ops::Range;
 
+use meshward_engine::authority::CanonicalAuthority;
+
 use crate::checked::TemplateSegment;
 
 /// Why a template (or gRPC name, or host) is invalid: a note, the bytes of
@@ -226,7 +228,19 @@ pub(super) fn parse_host(text: &str) -> Result<String, Problem> {
             help,
         ));
     }
-    Ok(text.to_ascii_lowercase())
+    // The same canonical form the engine gives a request's `:authority`
+    // (lower case, one trailing dot removed), so the intent matches exactly
+    // the requests whose host is this one; a host the engine would refuse
+    // could never match.
+    match CanonicalAuthority::parse(text) {
+        Ok(canonical) => Ok(canonical.host().to_owned()),
+        Err(e) => Err(problem(
+            e.to_string(),
+            0..text.len(),
+            "a host is a DNS name (labels of 1-63 letters, digits, `-`, `_`, \
+             joined by single dots) or a dotted-quad IPv4 address",
+        )),
+    }
 }
 
 /// Renders segments back as a template, for messages (`{}` for parameters).
@@ -321,6 +335,21 @@ mod tests {
         );
         assert!(parse_host("*.svc").is_err());
         assert!(parse_host("").is_err());
+        // The canonical form a request's host gets: one trailing dot goes.
+        assert_eq!(parse_host("Vault.Example."), Ok("vault.example".to_owned()));
+        assert_eq!(parse_host("10.0.0.1"), Ok("10.0.0.1".to_owned()));
+        for bad in [
+            "vault.example..",
+            "vault..example",
+            ".vault.example",
+            "-vault.example",
+            "10.1",
+            "010.0.0.1",
+            "a,b",
+            "x@vault",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use meshward_engine::config::normalize_serial;
+use meshward_engine::config::{normalize_serial, FilterConfig};
+use meshward_engine::identity::claim_path::ClaimPath;
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
-use meshward_policy::{compile_source, explain, generate, jwt_svid_from_text, peer_from_text};
+use meshward_policy::{compile_source, compile_with_settings};
+use meshward_policy::{explain, generate, jwt_svid_from_text, peer_from_text};
 use meshward_policy::{run_tests, ClaimValue, Compiled, Diagnostics};
 use meshward_policy::{SampleChain, SampleRequest, SampleUser};
 use serde_json::json;
@@ -27,12 +29,14 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Compile {
             file,
             output,
+            settings,
             revoked_serials,
             compact,
             format,
             sign,
         } => compile(
             &file,
+            settings.as_deref(),
             &output,
             &revoked_serials,
             compact,
@@ -138,6 +142,75 @@ fn compile_file(file: &Path, format: Format, command: &str) -> Result<Option<Com
     }
 }
 
+/// [`compile_file`] with the identity settings from `settings`; each
+/// file's diagnostics are reported against its own source.
+fn compile_file_with_settings(
+    file: &Path,
+    settings: &Path,
+    format: Format,
+    command: &str,
+) -> Result<Option<Compiled>, String> {
+    let source = read(file)?;
+    let settings_source = read(settings)?;
+    match compile_with_settings(
+        &source,
+        &file.display().to_string(),
+        &settings_source,
+        &settings.display().to_string(),
+    ) {
+        Ok(compiled) => {
+            if format == Format::Text {
+                for warnings in [
+                    Some(&compiled.warnings),
+                    compiled.settings_warnings.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|w| !w.is_empty())
+                {
+                    err(&warnings.to_string());
+                }
+            }
+            Ok(Some(compiled))
+        }
+        Err(errors) => {
+            match format {
+                Format::Text => {
+                    for diagnostics in [&errors.policy, &errors.settings] {
+                        if !diagnostics.is_empty() {
+                            err(&diagnostics.to_string());
+                        }
+                    }
+                }
+                // One document: each diagnostic names its own file.
+                Format::Json => {
+                    let mut value = policy_errors_json(&errors.policy, command);
+                    let settings = policy_errors_json(&errors.settings, command);
+                    for list in ["errors", "warnings"] {
+                        if let (Some(all), Some(more)) = (
+                            value.get_mut(list).and_then(|v| v.as_array_mut()),
+                            settings.get(list).and_then(|v| v.as_array()),
+                        ) {
+                            all.extend(more.iter().cloned());
+                        }
+                    }
+                    if let Some(object) = value.as_object_mut() {
+                        let errors_total =
+                            errors.policy.error_count() + errors.settings.error_count();
+                        let warnings_total =
+                            errors.policy.warning_count() + errors.settings.warning_count();
+                        object.insert("error_count".to_owned(), json!(errors_total));
+                        object.insert("warning_count".to_owned(), json!(warnings_total));
+                        object.insert("ok".to_owned(), json!(false));
+                    }
+                    print_json(&value)?;
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
 fn report(diagnostics: &Diagnostics, format: Format, command: &str) -> Result<(), String> {
     match format {
         Format::Text => {
@@ -182,6 +255,7 @@ pub(super) fn with_policy_fields(
 
 fn compile(
     file: &Path,
+    settings: Option<&Path>,
     output: &Path,
     revoked_serials: &[String],
     compact: bool,
@@ -195,10 +269,18 @@ fn compile(
                 .ok_or_else(|| format!("revoked serial `{s}` is not a hexadecimal serial number"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(compiled) = compile_file(file, format, "compile")? else {
+    let compiled = match settings {
+        None => compile_file(file, format, "compile")?,
+        Some(settings) => compile_file_with_settings(file, settings, format, "compile")?,
+    };
+    let Some(compiled) = compiled else {
         return Ok(Exit::PolicyErrors);
     };
     let mut config = compiled.plugin_config_value(&serials);
+    // The filter must accept what compile writes (a broken configuration
+    // fails closed in Envoy, denying everything).
+    FilterConfig::from_json(config.to_string().as_bytes())
+        .map_err(|e| format!("internal error: the filter would refuse this configuration: {e}"))?;
     let signed_by = match sign {
         Some(key) => Some(super::rollout::sign(&mut config, &compiled, key)?),
         None => None,
@@ -276,6 +358,10 @@ fn with_identity(
                 .split_once('=')
                 .filter(|(name, _)| !name.is_empty())
                 .ok_or_else(|| format!("claim `{claim}` is not `name=value`"))?;
+            // Keyed by the canonical path, as the filter keys a token's claims.
+            let path = ClaimPath::parse(name)
+                .map_err(|e| format!("claim `{name}` is not a valid claim path: {e}"))?;
+            let name = path.as_str();
             match user.claims.iter_mut().find(|(n, _)| n == name) {
                 // Several values of one name form a list.
                 Some((_, ClaimValue::List(values))) => values.push(value.to_owned()),

@@ -89,6 +89,10 @@ enum Command {
         /// Where to write the plugin configuration (`-` = stdout).
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
+        /// Identity settings for this environment: a file holding one
+        /// `identity { ... }` block, which replaces the policy's own.
+        #[arg(long, value_name = "SETTINGS")]
+        settings: Option<PathBuf>,
         /// A revoked certificate serial number (hex); repeatable.
         #[arg(long = "revoked-serial", value_name = "HEX")]
         revoked_serials: Vec<String>,

@@ -120,6 +120,20 @@ codes! {
     /// A test's tokens, user or chain that no request could carry (a chain
     /// not ending at the peer, scopes without a user, …).
     InconsistentTestRequest = "E030", Error;
+    /// An `identity` setting that is malformed or out of range (a bad
+    /// algorithm, audience list, header, scheme, fetch, a missing part).
+    InvalidIdentitySetting = "E040", Error;
+    /// A key set file that cannot be read, or a key document that is not a
+    /// valid JWKS or SPIFFE bundle.
+    UnreadableKeys = "E041", Error;
+    /// A rule that can never be satisfied with the configured identity
+    /// sources (a user rule with no issuer, a JWT-SVID rule with no
+    /// `jwt_svid` settings or no bundle for its trust domain).
+    MissingIdentitySource = "E042", Error;
+    /// A rule reads a claim that no issuer's `claims` list exposes.
+    UnexposedClaim = "E043", Error;
+    /// A claim path that is not valid (empty key, unclosed `[`, too deep).
+    InvalidClaimPath = "E044", Error;
     /// A group that no rule uses.
     UnusedGroup = "W001", Warning;
     /// An intent that no rule uses.
@@ -144,6 +158,9 @@ codes! {
     /// more specific intent that the rule's subjects are neither granted nor
     /// denied.
     GrantLostToSpecificIntent = "W009", Warning;
+    /// An identity source (JWT-SVID settings, an issuer, a trust bundle)
+    /// that no rule can use.
+    UnusedIdentitySource = "W020", Warning;
 }
 
 impl fmt::Display for Code {

@@ -29,6 +29,18 @@ chain {
   forwarder group mesh
   max_depth 4
 }
+identity {
+  jwt_svid {
+    audiences "spiffe://shop.example/ns/shop/sa/orders"
+  }
+  trust_bundle "shop.example" {
+    keys fetch cluster "spire_bundle" path "/bundle"
+  }
+  issuer "https://idp.example" {
+    audiences "shop"
+    keys fetch cluster "idp" path "/jwks.json"
+  }
+}
 intent orders.read {
   method GET
   path "/orders/{id}"
@@ -59,7 +71,7 @@ allow reports-read {
 allow admins-read {
   principal user
   intent orders.read
-  when user claim "groups" contains "admins"
+  when user claim "realm_access.roles" contains "admins"
 }
 allow support-refunds {
   subject "spiffe://shop.example/ns/support/sa/*"
@@ -127,8 +139,9 @@ fn samples() -> Vec<Sample> {
         scopes: vec![],
         claims: BTreeMap::new(),
     };
+    // A nested claim, recorded under its canonical path.
     admin.claims.insert(
-        "groups".into(),
+        "realm_access.roles".into(),
         meshward_engine::audit::AuditClaim::List(vec!["admins".into()]),
     );
     let mut out = vec![
@@ -548,6 +561,37 @@ fn new_policy_settings_apply_to_recorded_identities() {
     );
 }
 
+#[test]
+fn a_recorded_chain_outliving_the_new_lifetime_is_refused() {
+    let old = policy("mode enforce", "mode enforce");
+    // The recorded chains lived 60 s from their origin; the new policy
+    // allows 30 s, as its inbound side would have.
+    let log = log_for(&old);
+    let source = POLICY
+        .replace("@POLICY_MODE@", "mode enforce")
+        .replace("@RULE_MODE@", "mode enforce")
+        .replace("  max_depth 4\n", "  max_depth 4\n  lifetime 30s\n");
+    assert_ne!(source, POLICY.replace("@POLICY_MODE@", "mode enforce"));
+    let new = compile_source(&source, "new.policy")
+        .unwrap()
+        .load()
+        .unwrap();
+    let report = run(&new, &log);
+    assert_eq!(report.malformed, 0);
+    assert!(
+        report
+            .groups
+            .iter()
+            .any(|g| g.caller.ends_with("/sa/frontend")
+                && g.kind == ChangeKind::AllowToDeny
+                && g.new.reason == "chain_lifetime_exceeds_bound"),
+        "{:#?}",
+        report.groups
+    );
+    // With the same lifetime nothing changes.
+    assert_eq!(run(&old, &log).changed, 0);
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -602,4 +646,34 @@ mod properties {
             check_counts(&report);
         }
     }
+}
+
+#[test]
+fn nested_claims_are_recorded_and_replayed_by_path() {
+    let policy = policy("mode enforce", "mode enforce");
+    let samples = samples();
+    let (n, admin) = samples
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.path == "/orders/6")
+        .unwrap();
+    let line = record_line(&policy, admin, n);
+    assert!(
+        line.contains(r#""realm_access.roles":["admins"]"#),
+        "{line}"
+    );
+    assert!(line.contains(r#""rule":"admins-read""#), "{line}");
+    // The same line against a policy that reads the claim under another
+    // path: the recorded claim does not apply, the allow becomes a deny.
+    let other = POLICY
+        .replace("@POLICY_MODE@", "mode enforce")
+        .replace("@RULE_MODE@", "mode enforce")
+        .replace("realm_access.roles", "resource_access[shop.api].roles");
+    let other = compile_source(&other, "other.policy")
+        .unwrap()
+        .load()
+        .unwrap();
+    assert_eq!(run(&policy, &format!("{line}\n")).unchanged, 1);
+    let report = run(&other, &format!("{line}\n"));
+    assert_eq!((report.changed, report.allow_to_deny), (1, 1));
 }

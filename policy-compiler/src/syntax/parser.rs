@@ -12,9 +12,12 @@ use crate::suggest::did_you_mean;
 
 use super::lexer::{Token, TokenKind};
 
+#[path = "identity.rs"]
+mod identity;
+
 /// Keywords that start a top-level block.
-const BLOCK_KEYWORDS: [&str; 7] = [
-    "policy", "chain", "group", "intent", "allow", "deny", "test",
+const BLOCK_KEYWORDS: [&str; 8] = [
+    "policy", "chain", "group", "intent", "allow", "deny", "test", "identity",
 ];
 const POLICY_KEYWORDS: [&str; 3] = ["trust_domains", "max_cert_lifetime", "mode"];
 const CHAIN_KEYWORDS: [&str; 3] = ["forwarder", "max_depth", "lifetime"];
@@ -291,6 +294,7 @@ impl Parser {
                 "intent" => self.intent_block().map(Item::Intent),
                 "allow" | "deny" => self.rule_block().map(Item::Rule),
                 "test" => self.test_block().map(Item::Test),
+                "identity" => self.identity_block().map(Item::Identity),
                 _ => {
                     let help = did_you_mean(&keyword, BLOCK_KEYWORDS, || {
                         format!(

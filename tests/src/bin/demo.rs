@@ -321,6 +321,11 @@ policy "edge" {
   trust_domains "shop.example"
 }
 
+# The demo adds its IdP (keys minted at start-up) to the plugin configuration.
+identity {
+  external
+}
+
 intent frontend.pages {
   method GET HEAD
   path "/" "/products/**" "/cart"

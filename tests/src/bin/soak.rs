@@ -151,6 +151,11 @@ policy "soak-v{v}" {{
   max_cert_lifetime 24h
 }}
 
+# The soak rotates the JWT-SVID bundle itself: it writes the token settings.
+identity {{
+  external
+}}
+
 group shop {{
   member "spiffe://shop.example/ns/shop/sa/*"
 }}

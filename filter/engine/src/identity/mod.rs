@@ -31,6 +31,7 @@
 
 mod cache;
 pub mod cert;
+pub mod claim_path;
 pub mod jwks;
 pub mod jwt;
 pub mod revocation;

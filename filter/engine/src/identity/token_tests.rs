@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use super::claim_path::ClaimPath;
 use super::jwks::{JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation};
 use super::jwt::{verify_jwt_svid, JwtSvid, JwtSvidContext, JwtSvidSettings, TokenRules};
 use super::revocation::{RevocationList, RevokedConfig};
@@ -1297,12 +1298,23 @@ impl Users {
                         audiences: vec!["shop".into()],
                     },
                 ],
-                claims: vec![
-                    "groups".into(),
-                    "tenant".into(),
-                    "level".into(),
-                    "iss".into(),
-                ],
+                claims: [
+                    "groups",
+                    "tenant",
+                    "level",
+                    "iss",
+                    "realm_access.roles",
+                    "resource_access[shop.api].roles",
+                    "[https://shop.example/tier]",
+                    "org.name",
+                    "org.size",
+                    "org.flags",
+                    "org.mixed",
+                    "deep.a.b.c.d.e.f.g",
+                ]
+                .iter()
+                .map(|p| ClaimPath::parse(p).unwrap())
+                .collect(),
                 rules: TokenRules {
                     scheme: Some("Bearer".into()),
                     ..TokenRules::default()
@@ -1368,6 +1380,54 @@ fn user_token_exposes_subject_scopes_and_claims() {
     // Second time: a cache hit.
     assert!(u.verify(&format!("Bearer {}", user_token(&claims))).is_ok());
     assert_eq!(u.cache.stats().hits, 1);
+}
+
+#[test]
+fn user_token_exposes_nested_claims_by_path() {
+    let mut u = Users::new();
+    let claims = json!({
+        "iss": ISSUER, "sub": "alice", "aud": "shop", "iat": NOW - 10, "exp": NOW + 3590,
+        "realm_access": {"roles": ["admin", "offline_access"]},
+        "resource_access": {"shop.api": {"roles": ["buyer"]}, "shop": {"roles": ["nope"]}},
+        "https://shop.example/tier": "gold",
+        "org": {"name": "acme", "size": 12, "flags": [true], "mixed": ["a", 1]},
+        "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": "bottom"}}}}}}},
+        "groups": {"not": "a list"}
+    });
+    let user = u
+        .verify(&format!("Bearer {}", user_token(&claims)))
+        .unwrap();
+    let list = |items: &[&str]| ClaimValue::List(items.iter().map(|s| (*s).to_owned()).collect());
+    assert_eq!(
+        user.claim("realm_access.roles"),
+        Some(&list(&["admin", "offline_access"]))
+    );
+    assert_eq!(
+        user.claim("resource_access[shop.api].roles"),
+        Some(&list(&["buyer"]))
+    );
+    assert_eq!(
+        user.claim("[https://shop.example/tier]"),
+        Some(&ClaimValue::Str("gold".into()))
+    );
+    assert_eq!(
+        user.claim("org.name"),
+        Some(&ClaimValue::Str("acme".into()))
+    );
+    assert_eq!(
+        user.claim("deep.a.b.c.d.e.f.g"),
+        Some(&ClaimValue::Str("bottom".into()))
+    );
+    // Numbers, lists of booleans, mixed lists and objects are absent to rules.
+    for absent in ["org.size", "org.flags", "org.mixed", "groups", "tenant"] {
+        assert_eq!(user.claim(absent), None, "{absent}");
+    }
+    // The same token with a list where an object was expected: absent, no panic.
+    let claims = with(claims, "realm_access", json!([{"roles": ["admin"]}]));
+    let user = u
+        .verify(&format!("Bearer {}", user_token(&claims)))
+        .unwrap();
+    assert_eq!(user.claim("realm_access.roles"), None);
 }
 
 #[test]

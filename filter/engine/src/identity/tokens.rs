@@ -2,13 +2,17 @@
 //! JWT-SVIDs (see [`super::jwt`] for the order of checks), against the keys of
 //! the token's own issuer, which must be a configured one. The result,
 //! [`UserClaims`], is what rules can use: subject, scopes and the named
-//! claims the policy asks for.
+//! claims the policy asks for. A named claim is a [`ClaimPath`], so a rule can
+//! read a claim nested in JSON objects (`realm_access.roles`); the value found
+//! must be a string or a list of strings (anything else: the claim is absent
+//! to rules, so a condition on it does not hold).
 //!
 //! A present but invalid token is a deny with a `user_token_*` reason (401),
 //! never an anonymous request.
 
 use serde_json::{Map, Value};
 
+use super::claim_path::ClaimPath;
 use super::jwks::{Alg, KeyStore};
 use super::jwt::{
     audience_matches, bare_token, find_key, string_list, take_audiences, take_str,
@@ -40,8 +44,9 @@ pub struct UserTokenSettings {
     pub header: String,
     /// Trusted issuers.
     pub issuers: Vec<IssuerSettings>,
-    /// Names of the extra claims rules use (string or list-of-string claims).
-    pub claims: Vec<String>,
+    /// Paths of the extra claims rules use (string or list-of-string claims,
+    /// possibly nested in objects).
+    pub claims: Vec<ClaimPath>,
     /// Scheme (default `Bearer`), size, algorithms, skew, lifetime bound.
     pub rules: TokenRules,
 }
@@ -92,8 +97,9 @@ pub struct UserClaims {
     /// Scopes from `scope` (space-separated) and `scp` (string or array),
     /// in token order, without duplicates.
     pub scopes: Vec<String>,
-    /// The configured named claims the token has, as strings or string lists
-    /// (a named claim of another JSON type is left out).
+    /// The configured named claims the token has, keyed by the canonical
+    /// text of their [`ClaimPath`], as strings or string lists (a claim of
+    /// another JSON type, or a list holding anything but strings, is left out).
     pub claims: Vec<(String, ClaimValue)>,
     /// `aud`, as given.
     pub audiences: Vec<String>,
@@ -113,7 +119,8 @@ pub struct UserClaims {
 }
 
 impl UserClaims {
-    /// A named claim, if the token had it (and it was configured).
+    /// A named claim by the canonical text of its path, if the token had it
+    /// (and it was configured).
     pub fn claim(&self, name: &str) -> Option<&ClaimValue> {
         self.claims.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
@@ -151,7 +158,7 @@ pub fn verify_user_token<'c>(
         .settings
         .claims
         .iter()
-        .filter_map(|name| named_claim(&claims, name).map(|v| (name.clone(), v)))
+        .filter_map(|path| named_claim(&claims, path).map(|v| (path.as_str().to_owned(), v)))
         .collect();
     let times = Times::take(&mut claims).map_err(fail)?;
     let issuer = take_str(&mut claims, "iss")
@@ -257,10 +264,11 @@ fn take_scopes(claims: &mut Map<String, Value>) -> Result<Vec<String>, Fail> {
     Ok(scopes)
 }
 
-/// A named claim as a string or string list; other JSON types are left out
-/// (a rule on them then does not match, which denies).
-fn named_claim(claims: &Map<String, Value>, name: &str) -> Option<ClaimValue> {
-    match claims.get(name)? {
+/// A named claim as a string or string list; other JSON types (numbers,
+/// booleans, null, objects, lists holding anything but strings) are left out,
+/// so a rule on them does not match, which denies.
+fn named_claim(claims: &Map<String, Value>, path: &ClaimPath) -> Option<ClaimValue> {
+    match path.lookup(claims)? {
         Value::String(s) => Some(ClaimValue::Str(s.clone())),
         Value::Array(items) => string_list(items.clone()).map(ClaimValue::List),
         _ => None,

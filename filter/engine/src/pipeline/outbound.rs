@@ -23,7 +23,7 @@ impl Pipeline {
         let headers = &input.headers;
         let values = headers.all(CHAIN_HEADER);
         let mut result = match self.seal_key.as_deref() {
-            Some(key) => chain::outbound(&values, key, input.now),
+            Some(key) => chain::outbound(&values, key, input.now, limits),
             None if values.is_empty() => Ok(None),
             None => Err(ChainError::BadSeal),
         };
@@ -31,12 +31,11 @@ impl Pipeline {
             // A worker may hold a stale copy of the key: re-read the shared one.
             if let Ok(Some(current)) = seal_key::current(host) {
                 if self.seal_key.as_deref() != Some(current.as_slice()) {
-                    result = chain::outbound(&values, &current, input.now);
+                    result = chain::outbound(&values, &current, input.now, limits);
                     self.seal_key = Some(current);
                 }
             }
         }
-        let _ = limits;
         let mut verdict = Verdict::deny(Reason::NoPolicy);
         verdict.edits = headers
             .owned_names()

@@ -1,0 +1,279 @@
+//! The `identity { ... }` block: token and key settings as source.
+//!
+//! ```text
+//! identity {
+//!   jwt_svid { audiences "spiffe://..." ... }
+//!   user_tokens { header "authorization" ... }
+//!   issuer "https://idp.example" { audiences "shop"  keys fetch cluster "idp" path "/jwks" }
+//!   trust_bundle "prod.example" { keys file "bundle.json" }
+//!   revocation { fetch cluster "rev" path "/revoked.json" }
+//!   chain_hand_off wire
+//! }
+//! ```
+//!
+//! Sub-blocks are statements of the outer block whose body is a nested
+//! block; every statement still ends at the end of its line.
+
+use super::{list, Parsed, Parser};
+use crate::ast::*;
+use crate::span::Spanned;
+use crate::syntax::lexer::TokenKind;
+
+const IDENTITY_KEYWORDS: [&str; 7] = [
+    "external",
+    "jwt_svid",
+    "user_tokens",
+    "issuer",
+    "trust_bundle",
+    "revocation",
+    "chain_hand_off",
+];
+const JWT_SVID_KEYWORDS: [&str; 7] = [
+    "audiences",
+    "header",
+    "scheme",
+    "max_lifetime",
+    "clock_skew",
+    "algorithms",
+    "max_token_bytes",
+];
+const USER_TOKENS_KEYWORDS: [&str; 6] = [
+    "header",
+    "scheme",
+    "max_lifetime",
+    "clock_skew",
+    "algorithms",
+    "max_token_bytes",
+];
+const ISSUER_KEYWORDS: [&str; 3] = ["audiences", "keys", "claims"];
+const TRUST_BUNDLE_KEYWORDS: [&str; 1] = ["keys"];
+const REVOCATION_KEYWORDS: [&str; 4] = ["fetch", "spiffe_id", "serial", "jti"];
+const KEY_SOURCES: [&str; 3] = ["file", "inline", "fetch"];
+const FETCH_OPTIONS: [&str; 6] = [
+    "cluster",
+    "path",
+    "authority",
+    "refresh",
+    "max_staleness",
+    "timeout",
+];
+
+impl Parser {
+    pub(super) fn identity_block(&mut self) -> Parsed<IdentityBlock> {
+        let keyword = self.keyword();
+        let settings = self.block_body("identity", &IDENTITY_KEYWORDS, |p, word| {
+            Some(match word {
+                "jwt_svid" => {
+                    let keyword = p.keyword();
+                    p.token_settings("jwt_svid", &JWT_SVID_KEYWORDS)
+                        .map(|settings| IdentitySetting::JwtSvid { keyword, settings })
+                }
+                "user_tokens" => {
+                    let keyword = p.keyword();
+                    p.token_settings("user_tokens", &USER_TOKENS_KEYWORDS)
+                        .map(|settings| IdentitySetting::UserTokens { keyword, settings })
+                }
+                "issuer" => {
+                    let keyword = p.keyword();
+                    p.string("the issuer (`iss`)").and_then(|issuer| {
+                        p.token_settings("issuer", &ISSUER_KEYWORDS)
+                            .map(|settings| {
+                                IdentitySetting::Issuer(IssuerBlock {
+                                    keyword,
+                                    issuer,
+                                    settings,
+                                })
+                            })
+                    })
+                }
+                "trust_bundle" => {
+                    let keyword = p.keyword();
+                    p.string("a trust domain").and_then(|domain| {
+                        p.block_body("trust_bundle", &TRUST_BUNDLE_KEYWORDS, |p, word| {
+                            (word == "keys").then(|| p.keys())
+                        })
+                        .map(|keys| {
+                            IdentitySetting::TrustBundle(TrustBundleBlock {
+                                keyword,
+                                domain,
+                                keys,
+                            })
+                        })
+                    })
+                }
+                "revocation" => {
+                    let keyword = p.keyword();
+                    p.block_body("revocation", &REVOCATION_KEYWORDS, |p, word| {
+                        Some(match word {
+                            "fetch" => p.fetch().map(RevocationSetting::Fetch),
+                            "spiffe_id" => {
+                                let keyword = p.keyword();
+                                p.strings("a SPIFFE ID")
+                                    .map(|ids| RevocationSetting::SpiffeIds { keyword, ids })
+                            }
+                            "serial" => {
+                                let keyword = p.keyword();
+                                p.strings("a certificate serial")
+                                    .map(|serials| RevocationSetting::Serials { keyword, serials })
+                            }
+                            "jti" => {
+                                let keyword = p.keyword();
+                                p.strings("a token id")
+                                    .map(|jtis| RevocationSetting::Jtis { keyword, jtis })
+                            }
+                            _ => return None,
+                        })
+                    })
+                    .map(|settings| IdentitySetting::Revocation { keyword, settings })
+                }
+                "external" => Ok(IdentitySetting::External(p.keyword())),
+                "chain_hand_off" => {
+                    let keyword = p.keyword();
+                    p.name("`sealed` or `wire`")
+                        .map(|value| IdentitySetting::ChainHandOff { keyword, value })
+                }
+                _ => return None,
+            })
+        })?;
+        Ok(IdentityBlock { keyword, settings })
+    }
+
+    /// The body of `jwt_svid`, `user_tokens` or `issuer`, with `keywords`
+    /// the statements allowed there.
+    fn token_settings(&mut self, block: &str, keywords: &[&str]) -> Parsed<Vec<TokenSetting>> {
+        self.block_body(block, keywords, |p, word| {
+            if !keywords.contains(&word) {
+                return None;
+            }
+            Some(match word {
+                "header" => {
+                    let keyword = p.keyword();
+                    p.string("a header name")
+                        .map(|name| TokenSetting::Header { keyword, name })
+                }
+                "scheme" => {
+                    let keyword = p.keyword();
+                    p.string("an authentication scheme")
+                        .map(|scheme| TokenSetting::Scheme { keyword, scheme })
+                }
+                "audiences" => {
+                    let keyword = p.keyword();
+                    p.strings("an audience")
+                        .map(|audiences| TokenSetting::Audiences {
+                            keyword,
+                            audiences,
+                        })
+                }
+                "max_lifetime" => {
+                    let keyword = p.keyword();
+                    p.duration("`5m`")
+                        .map(|value| TokenSetting::MaxLifetime { keyword, value })
+                }
+                "clock_skew" => {
+                    let keyword = p.keyword();
+                    p.duration("`30s`")
+                        .map(|value| TokenSetting::ClockSkew { keyword, value })
+                }
+                "algorithms" => {
+                    let keyword = p.keyword();
+                    p.names("an algorithm name (ES256, RS256, PS256, EdDSA)")
+                        .map(|names| TokenSetting::Algorithms { keyword, names })
+                }
+                "max_token_bytes" => {
+                    let keyword = p.keyword();
+                    p.number(
+                        "a number of bytes",
+                        "write a whole number of bytes from 256 to 65536, e.g. `max_token_bytes 8192`",
+                    )
+                    .map(|value| TokenSetting::MaxTokenBytes { keyword, value })
+                }
+                "keys" => p.keys().map(TokenSetting::Keys),
+                "claims" => {
+                    let keyword = p.keyword();
+                    p.strings("a claim path")
+                        .map(|paths| TokenSetting::Claims { keyword, paths })
+                }
+                _ => return None,
+            })
+        })
+    }
+
+    /// A duration word such as `5m` (checked later, for a precise message).
+    fn duration(&mut self, example: &str) -> Parsed<Spanned<String>> {
+        match self.peek().clone() {
+            TokenKind::Quantity(word) | TokenKind::Ident(word) => {
+                let span = self.bump().span;
+                Ok(Spanned::new(word, span))
+            }
+            _ => Err(self.error_expected(
+                "a duration",
+                format!("write a duration such as {example} (units `s`, `m`, `h`, `d`)"),
+            )),
+        }
+    }
+
+    /// `keys file "p"`, `keys inline "{...}"` or `keys fetch ...`.
+    fn keys(&mut self) -> Parsed<KeysExpr> {
+        let keyword = self.keyword();
+        match self.peek_ident() {
+            Some("file") => {
+                self.bump();
+                self.string("a file path")
+                    .map(|path| KeysExpr::File { keyword, path })
+            }
+            Some("inline") => {
+                self.bump();
+                self.string("a JWKS or SPIFFE bundle document")
+                    .map(|document| KeysExpr::Inline { keyword, document })
+            }
+            Some("fetch") => self.fetch().map(|fetch| KeysExpr::Fetch { keyword, fetch }),
+            _ => Err(self.error_expected(
+                &list(&KEY_SOURCES),
+                "keys come from a file read at compile time (`keys file \"jwks.json\"`), an inline document (`keys inline \"...\"`), or an Envoy cluster (`keys fetch cluster \"idp\" path \"/jwks.json\"`)",
+            )),
+        }
+    }
+
+    /// `fetch cluster "c" path "/p" [authority "a"] [refresh D] [max_staleness D] [timeout D]`
+    fn fetch(&mut self) -> Parsed<FetchExpr> {
+        let keyword = self.keyword();
+        let mut options = Vec::new();
+        while !self.at_line_end() {
+            let word = self.peek_ident().unwrap_or("").to_owned();
+            let option = match word.as_str() {
+                "cluster" => {
+                    let at = self.keyword();
+                    FetchOption::Cluster(at, self.string("an Envoy cluster name")?)
+                }
+                "path" => {
+                    let at = self.keyword();
+                    FetchOption::Path(at, self.string("a request path")?)
+                }
+                "authority" => {
+                    let at = self.keyword();
+                    FetchOption::Authority(at, self.string("an authority")?)
+                }
+                "refresh" => {
+                    let at = self.keyword();
+                    FetchOption::Refresh(at, self.duration("`5m`")?)
+                }
+                "max_staleness" => {
+                    let at = self.keyword();
+                    FetchOption::MaxStaleness(at, self.duration("`1h`")?)
+                }
+                "timeout" => {
+                    let at = self.keyword();
+                    FetchOption::Timeout(at, self.duration("`5s`")?)
+                }
+                _ => {
+                    let help = crate::suggest::did_you_mean(&word, FETCH_OPTIONS, || {
+                        format!("a fetch takes {}", list(&FETCH_OPTIONS))
+                    });
+                    return Err(self.error_expected("a fetch option", help));
+                }
+            };
+            options.push(option);
+        }
+        Ok(FetchExpr { keyword, options })
+    }
+}
