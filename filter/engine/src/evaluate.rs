@@ -514,8 +514,8 @@ fn decide_rules(policy: &Policy, facts: &Facts<'_>) -> Decision {
             let Some(rule) = rules.get(idx as usize) else {
                 return;
             };
-            if !principal_holds(policy, rule, &facts)
-                || !conditions_hold(policy, &rule.conditions, &facts)
+            if !principal_holds(policy, rule, facts)
+                || !conditions_hold(policy, &rule.conditions, facts)
             {
                 return;
             }
