@@ -19,7 +19,8 @@
 //! - At the crate root, what every caller uses: [`Policy`] and
 //!   [`PolicyError`] (a validated, indexed policy), [`evaluate`] with
 //!   [`Request`], [`Headers`], [`UserInfo`] and [`Claim`] (its inputs), and
-//!   [`Decision`], [`Reason`], [`RuleIdx`], [`WouldBe`] (its answer). The
+//!   [`Decision`], [`Reason`], [`DenyStatus`], [`RuleIdx`], [`WouldBe`] (its
+//!   answer); [`check_rule`] and [`RuleCheck`] say how one rule fares. The
 //!   `decision` module itself is private. [`Effect`] is also reachable as
 //!   `model::Effect`, the wire type it is.
 //! - [`pipeline`]: the host interface. A host (the proxy-wasm shell in
@@ -32,8 +33,9 @@
 //!   contract), [`codec`] (its byte framing), [`config`] (the plugin
 //!   configuration), [`signature`] (signed bundles), [`identity`] (peer
 //!   certificates, XFCC, JWT-SVIDs, user tokens, key sets, revocation),
-//!   [`spiffe`] (IDs and the one pattern matcher), [`chain`] (the caller
-//!   chain), [`audit`] (the audit line), [`path`] and [`method_override`].
+//!   [`spiffe`] (IDs and the one pattern matcher), [`authority`] (the
+//!   canonical `:authority`), [`chain`] (the caller chain), [`audit`] (the
+//!   audit line), [`path`] and [`method_override`].
 //!
 //! ARCHITECTURE.md at the repository root walks the whole data flow.
 
