@@ -312,8 +312,8 @@ impl Policy {
         Policy::from_compiled(compiled, hash)
     }
 
-    /// Checks every index and identity in `compiled` ([`validate`]), then
-    /// builds the indexes ([`Policy::index`]).
+    /// Checks every index and identity in `compiled` (`validate`), then
+    /// builds the indexes (`Policy::index`).
     pub fn from_compiled(compiled: CompiledPolicy, hash: [u8; 32]) -> Result<Policy, PolicyError> {
         Ok(Policy::index(validate(compiled)?, hash))
     }

@@ -4,7 +4,7 @@
 //! drop subjects that another subject of the same rule covers) and the engine
 //! (`Policy`'s subject index, conditions and chain forwarders) keep patterns in
 //! their own shapes, interned or not, and both view them as a sequence of
-//! [`Segment`]s and ask [`matches`] or [`path_matches`]. A divergence between
+//! [`Segment`]s and ask [`matches()`] or [`path_matches`]. A divergence between
 //! what the compiler believes matches and what the filter enforces is then
 //! impossible by construction.
 
