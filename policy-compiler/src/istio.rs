@@ -29,6 +29,21 @@
 //! plugin (and, after the agent rewrites the image to the same cached file,
 //! the two `vm_config`s are identical, so they share one VM as well).
 //!
+//! Where a plugin applies ([`Attachment`]): `selector.matchLabels` (sidecars,
+//! gateway pods), `targetRefs` (a waypoint or ingress `Gateway`, or `Service`s
+//! behind a waypoint), or neither (every workload of the namespace; in the
+//! root namespace, `istio-system` by default, every workload of the mesh).
+//! The CRD allows at most one of `selector` and `targetRefs`.
+//!
+//! Waypoints ([`Mode::Waypoint`]): istiod builds a waypoint's HTTP filters
+//! with the `SidecarInbound` listener class (`buildWaypointHTTPFilters` in
+//! `pilot/pkg/networking/core/listener_waypoint.go`), so the plugin matches
+//! `SERVER`. The filter runs on the internal listener behind the HBONE
+//! terminator, where there is no client certificate: it reads the caller
+//! from the `io.istio.peer_principal` filter state (`"peer_certificate":
+//! "filter_state"`), and a policy that needs the certificate (lifetime bound,
+//! revoked serials) is refused.
+//!
 //! Istio's inbound listeners forward the client certificate as `Subject`,
 //! `URI` and `DNS` in an appended `x-forwarded-client-cert`
 //! (`APPEND_FORWARD`), never the certificate itself. The filter's default
@@ -46,12 +61,24 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use ed25519_dalek::SigningKey;
+use meshward_engine::signature::{PublicKey, REQUIRE_SIGNATURE_KEYS_ENV};
+
 use crate::Compiled;
 
 /// `apiVersion` of `WasmPlugin`.
 pub const WASM_PLUGIN_API_VERSION: &str = "extensions.istio.io/v1alpha1";
 /// `apiVersion` of `EnvoyFilter`.
 pub const ENVOY_FILTER_API_VERSION: &str = "networking.istio.io/v1alpha3";
+/// `apiVersion` of `PeerAuthentication`.
+pub const PEER_AUTHENTICATION_API_VERSION: &str = "security.istio.io/v1";
+/// Istio's default root namespace (`meshConfig.rootNamespace`): resources
+/// there without a selector apply to the whole mesh.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+/// Istio's default trust domain (`meshConfig.trustDomain`).
+pub const DEFAULT_MESH_TRUST_DOMAIN: &str = "cluster.local";
+/// `targetRefs` holds at most this many entries (CRD `maxItems`).
+pub const MAX_TARGET_REFS: usize = 16;
 /// The root id the filter registers (`WasmPlugin.pluginName`).
 pub const PLUGIN_NAME: &str = "meshward";
 /// Kubernetes keeps objects below 1.5 MiB (etcd); warn well before.
@@ -70,6 +97,70 @@ pub enum Mode {
     /// An Istio gateway's listeners (which Istio classes as `CLIENT`), with
     /// `"direction": "inbound"`: requests arriving at the gateway.
     Gateway,
+    /// An ambient waypoint (`match.mode: SERVER`, `"direction": "inbound"`,
+    /// the caller read from the `io.istio.peer_principal` filter state, the
+    /// chain handed on in wire form: no app sits between the waypoint and
+    /// the destination's ztunnel).
+    Waypoint,
+}
+
+/// What `targetRefs` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `gateway.networking.k8s.io/Gateway`: a waypoint or an ingress gateway.
+    Gateway,
+    /// `Service` (core group): the service's traffic through its waypoint.
+    Service,
+}
+
+impl TargetKind {
+    /// `(group, kind)` as the CRD spells them.
+    pub fn group_kind(self) -> (&'static str, &'static str) {
+        match self {
+            TargetKind::Gateway => ("gateway.networking.k8s.io", "Gateway"),
+            TargetKind::Service => ("", "Service"),
+        }
+    }
+}
+
+/// One `targetRefs` entry (always in the plugin's own namespace: the CRD
+/// refuses cross-namespace references).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRef {
+    /// The kind.
+    pub kind: TargetKind,
+    /// The resource name.
+    pub name: String,
+}
+
+/// Which proxies a plugin applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// `selector.matchLabels`, in order; at least one label.
+    Selector(Vec<(String, String)>),
+    /// `targetRefs`: 1 to [`MAX_TARGET_REFS`] resources.
+    Targets(Vec<TargetRef>),
+    /// Neither: every workload of the namespace (of the mesh in the root
+    /// namespace).
+    Namespace,
+}
+
+/// Where the policy signing keys the filter requires are pinned, through
+/// `vmConfig.env` (Istio renders it as the VM's `environment_variables`; it
+/// never sets the VM configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeyPinning {
+    /// No pinned keys.
+    #[default]
+    None,
+    /// `MESHWARD_REQUIRE_SIGNATURE_KEYS` with the keys written in the
+    /// `WasmPlugin` (`valueFrom: INLINE`): whoever edits the plugin edits both.
+    Inline(Vec<String>),
+    /// `MESHWARD_REQUIRE_SIGNATURE_KEYS` copied from the proxy's own
+    /// environment (`valueFrom: HOST`), which the mesh operator sets (for
+    /// example `meshConfig.defaultConfig.proxyMetadata`): a namespace's
+    /// plugin author cannot substitute keys.
+    Host,
 }
 
 /// `WasmPlugin.imagePullPolicy`.
@@ -102,6 +193,9 @@ pub enum PeerCertificate {
     Forwarded,
     /// Only the connection's URI SAN; Istio's defaults need no change.
     ConnectionOnly,
+    /// The `io.istio.peer_principal` filter state a waypoint sets from the
+    /// HBONE peer's certificate ([`Mode::Waypoint`] always uses it).
+    FilterState,
 }
 
 /// What to generate.
@@ -112,8 +206,8 @@ pub struct IstioOptions {
     /// Namespace of the resources (a selector selects pods in it; in Istio's
     /// root namespace it selects across the mesh).
     pub namespace: String,
-    /// `selector.matchLabels`, in order; at least one.
-    pub selector: Vec<(String, String)>,
+    /// Which proxies the plugins apply to.
+    pub attachment: Attachment,
     /// The image, `oci://REGISTRY/REPOSITORY[:TAG][@sha256:HEX]`.
     pub image: String,
     /// The image manifest digest (64 lowercase hex), if known.
@@ -128,15 +222,32 @@ pub struct IstioOptions {
     pub peer_certificate: PeerCertificate,
     /// `imagePullSecret`, if the registry needs one.
     pub image_pull_secret: Option<String>,
+    /// `priority` (ordering among `AUTHZ` plugins, descending).
+    pub priority: Option<i32>,
+    /// `match[].ports`: only traffic to these destination ports (empty: all).
+    pub ports: Vec<u16>,
+    /// The mesh's trust domain (`meshConfig.trustDomain`).
+    pub mesh_trust_domain: String,
+    /// Also generate the STRICT `PeerAuthentication` the policy relies on.
+    pub peer_authentication: bool,
+    /// Sign the policy (`signature` in `pluginConfig`).
+    pub signing_key: Option<SigningKey>,
+    /// Where the keys a signature must come from are pinned.
+    pub pinned_keys: KeyPinning,
 }
 
 impl IstioOptions {
-    /// Defaults for everything but what must be given.
+    /// Defaults for everything but what must be given; an empty `selector`
+    /// is [`Attachment::Namespace`].
     pub fn new(namespace: &str, selector: Vec<(String, String)>, image: &str) -> IstioOptions {
         IstioOptions {
             name: PLUGIN_NAME.to_owned(),
             namespace: namespace.to_owned(),
-            selector,
+            attachment: if selector.is_empty() {
+                Attachment::Namespace
+            } else {
+                Attachment::Selector(selector)
+            },
             image: image.to_owned(),
             sha256: None,
             mode: Mode::default(),
@@ -144,6 +255,12 @@ impl IstioOptions {
             fail_strategy: FailStrategy::default(),
             peer_certificate: PeerCertificate::default(),
             image_pull_secret: None,
+            priority: None,
+            ports: Vec::new(),
+            mesh_trust_domain: DEFAULT_MESH_TRUST_DOMAIN.to_owned(),
+            peer_authentication: true,
+            signing_key: None,
+            pinned_keys: KeyPinning::None,
         }
     }
 }
@@ -159,9 +276,34 @@ pub enum IstioError {
         "name `{0}` is not a valid resource name (lowercase letters, digits and `-`, at most 50)"
     )]
     BadName(String),
-    /// No `--selector`.
-    #[error("no selector: give at least one `--selector key=value` (without one the plugin applies to every workload of the namespace)")]
+    /// A selector attachment without labels.
+    #[error(
+        "an empty selector: give at least one `key=value`, or attach namespace-wide explicitly"
+    )]
     NoSelector,
+    /// `targetRefs` is empty, too long, names a bad resource, or does not
+    /// fit the mode.
+    #[error("targetRefs: {0}")]
+    BadTargets(String),
+    /// The attachment does not fit the mode.
+    #[error("{0}")]
+    AttachmentForMode(&'static str),
+    /// A `match` port of 0.
+    #[error("port 0 is not a destination port (1-65535)")]
+    BadPort,
+    /// A pinned key is not a base64 Ed25519 public key.
+    #[error("pinned key {0} is not a base64 Ed25519 public key (32 bytes)")]
+    BadPinnedKey(usize),
+    /// The pinned keys do not include the signing key: the filter would
+    /// refuse the policy.
+    #[error("the policy is signed with key `{0}`, which is not one of the pinned keys: the filter would refuse it")]
+    SignerNotPinned(String),
+    /// More pinned keys than fit the CRD's 2048-character `value`.
+    #[error("the pinned keys do not fit `vmConfig.env[].value` (at most 2048 characters)")]
+    TooManyPinnedKeys,
+    /// The mesh trust domain is not a trust domain name.
+    #[error("mesh trust domain `{0}` is not a valid trust domain name")]
+    BadTrustDomain(String),
     /// A selector label key or value is not a Kubernetes label.
     #[error("selector `{key}={value}`: {why}")]
     BadSelector {
@@ -226,6 +368,8 @@ pub enum Spec {
     WasmPlugin(Box<WasmPluginSpec>),
     /// An `EnvoyFilter`.
     EnvoyFilter(Canonical),
+    /// A `PeerAuthentication`.
+    PeerAuthentication(Canonical),
 }
 
 /// `WasmPlugin.spec`, in the order an operator reads it.
@@ -233,7 +377,11 @@ pub enum Spec {
 #[serde(rename_all = "camelCase")]
 pub struct WasmPluginSpec {
     /// `selector.matchLabels`.
-    pub selector: Selector,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    /// `targetRefs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_refs: Option<Vec<TargetRefSpec>>,
     /// `url`.
     pub url: String,
     /// `sha256` (the image manifest digest).
@@ -250,6 +398,12 @@ pub struct WasmPluginSpec {
     pub phase: &'static str,
     /// `failStrategy`.
     pub fail_strategy: &'static str,
+    /// `priority`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// `vmConfig` (pinned signing keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_config: Option<VmConfig>,
     /// `match`.
     #[serde(rename = "match")]
     pub match_: Vec<TrafficSelector>,
@@ -265,11 +419,52 @@ pub struct Selector {
     pub match_labels: BTreeMap<String, String>,
 }
 
+/// One `targetRefs` entry as written.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRefSpec {
+    /// `group` (`""` for the core group).
+    pub group: &'static str,
+    /// `kind`.
+    pub kind: &'static str,
+    /// `name`.
+    pub name: String,
+}
+
+/// `vmConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmConfig {
+    /// `env`.
+    pub env: Vec<EnvVar>,
+}
+
+/// One `vmConfig.env` entry.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// `name`.
+    pub name: &'static str,
+    /// `valueFrom`.
+    pub value_from: &'static str,
+    /// `value` (only with `INLINE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
 /// One `match` entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrafficSelector {
     /// `mode`.
     pub mode: &'static str,
+    /// `ports`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSelector>,
+}
+
+/// One `match[].ports` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortSelector {
+    /// `number`.
+    pub number: u16,
 }
 
 /// A JSON value serialized with object keys sorted, whatever `serde_json`'s
@@ -347,16 +542,19 @@ pub fn generate(
         .map_err(|()| IstioError::BadNamespace(opts.namespace.clone()))?;
     // Leaves room for the `-outbound` / `-xfcc` suffixes within 63.
     check_label_name(&opts.name, 50).map_err(|()| IstioError::BadName(opts.name.clone()))?;
-    if opts.selector.is_empty() {
-        return Err(IstioError::NoSelector);
-    }
-    let mut match_labels = BTreeMap::new();
-    for (key, value) in &opts.selector {
-        check_selector(key, value)?;
-        match_labels.insert(key.clone(), value.clone());
+    meshward_engine::spiffe::check_trust_domain(&opts.mesh_trust_domain)
+        .map_err(|_| IstioError::BadTrustDomain(opts.mesh_trust_domain.clone()))?;
+    let attachment = check_attachment(&opts.attachment, opts.mode)?;
+    if opts.ports.contains(&0) {
+        return Err(IstioError::BadPort);
     }
     let (url, sha256) = image_and_digest(&opts.image, opts.sha256.as_deref())?;
-    if opts.peer_certificate == PeerCertificate::ConnectionOnly {
+    let peer_certificate = if opts.mode == Mode::Waypoint {
+        PeerCertificate::FilterState
+    } else {
+        opts.peer_certificate
+    };
+    if peer_certificate != PeerCertificate::Forwarded {
         if compiled.policy.limits.max_cert_lifetime_secs.is_some() {
             return Err(IstioError::NeedsCertificate(
                 "bounds certificate lifetime (`max_cert_lifetime`)",
@@ -368,6 +566,7 @@ pub fn generate(
             ));
         }
     }
+    let vm_config = vm_config(opts)?;
 
     let mut warnings = Vec::new();
     if sha256.is_none() {
@@ -382,8 +581,18 @@ pub fn generate(
             "failStrategy FAIL_RELOAD needs Istio 1.25 or later (older CRDs reject it)".to_owned(),
         );
     }
+    warnings.extend(trust_domain_warning(compiled, &opts.mesh_trust_domain));
+    if opts.pinned_keys == KeyPinning::Host {
+        warnings.push(format!(
+            "the filter refuses to start until the proxies have `{REQUIRE_SIGNATURE_KEYS_ENV}` \
+             in their environment (e.g. meshConfig.defaultConfig.proxyMetadata)"
+        ));
+    }
 
-    let base_config = compiled.plugin_config_value(revoked_serials);
+    let mut base_config = compiled.plugin_config_value(revoked_serials);
+    if let Some(key) = &opts.signing_key {
+        crate::signing::sign_config(&mut base_config, compiled, key);
+    }
     let plugins: &[(&str, &str, &str)] = match opts.mode {
         Mode::Server => &[("inbound", "SERVER", "inbound")],
         Mode::Client => &[("outbound", "CLIENT", "outbound")],
@@ -392,22 +601,25 @@ pub fn generate(
             ("outbound", "CLIENT", "outbound"),
         ],
         Mode::Gateway => &[("gateway", "CLIENT", "inbound")],
+        Mode::Waypoint => &[("waypoint", "SERVER", "inbound")],
     };
     let mut resources = Vec::new();
     for (suffix, mode, direction) in plugins {
         let mut config = base_config.clone();
         if let Value::Object(map) = &mut config {
             map.insert("direction".to_owned(), Value::from(*direction));
-            if opts.mode == Mode::Gateway {
-                // A gateway's router carries the chain into the mesh itself:
-                // hand it on in wire form, not sealed for an app.
+            if matches!(opts.mode, Mode::Gateway | Mode::Waypoint) {
+                // A gateway's or waypoint's router carries the chain into
+                // the mesh itself: hand it on in wire form, not sealed for an
+                // app.
                 map.insert("chain".to_owned(), serde_json::json!({"hand_off": "wire"}));
             }
             map.insert(
                 "peer_certificate".to_owned(),
-                Value::from(match opts.peer_certificate {
+                Value::from(match peer_certificate {
                     PeerCertificate::Forwarded => "forwarded",
                     PeerCertificate::ConnectionOnly => "connection_only",
+                    PeerCertificate::FilterState => "filter_state",
                 }),
             );
         }
@@ -422,9 +634,11 @@ pub fn generate(
             kind: "WasmPlugin",
             metadata: metadata(opts, suffix, compiled, Some(direction)),
             spec: Spec::WasmPlugin(Box::new(WasmPluginSpec {
-                selector: Selector {
-                    match_labels: match_labels.clone(),
-                },
+                selector: attachment
+                    .selector
+                    .clone()
+                    .map(|match_labels| Selector { match_labels }),
+                target_refs: attachment.target_refs.clone(),
                 url: url.clone(),
                 sha256: sha256.clone(),
                 image_pull_policy: match opts.pull_policy {
@@ -438,13 +652,22 @@ pub fn generate(
                     FailStrategy::Close => "FAIL_CLOSE",
                     FailStrategy::Reload => "FAIL_RELOAD",
                 },
-                match_: vec![TrafficSelector { mode }],
+                priority: opts.priority,
+                vm_config: vm_config.clone(),
+                match_: vec![TrafficSelector {
+                    mode,
+                    ports: opts
+                        .ports
+                        .iter()
+                        .map(|&number| PortSelector { number })
+                        .collect(),
+                }],
                 plugin_config: Canonical(config),
             })),
         });
     }
     let inbound_side = matches!(opts.mode, Mode::Server | Mode::Both | Mode::Gateway);
-    if opts.peer_certificate == PeerCertificate::Forwarded && inbound_side {
+    if peer_certificate == PeerCertificate::Forwarded && inbound_side {
         let context = if opts.mode == Mode::Gateway {
             "GATEWAY"
         } else {
@@ -454,13 +677,198 @@ pub fn generate(
             api_version: ENVOY_FILTER_API_VERSION,
             kind: "EnvoyFilter",
             metadata: metadata(opts, "xfcc", compiled, None),
-            spec: Spec::EnvoyFilter(Canonical(xfcc_envoy_filter(&match_labels, context))),
+            spec: Spec::EnvoyFilter(Canonical(xfcc_envoy_filter(&attachment, context))),
+        });
+    }
+    if opts.peer_authentication && opts.mode != Mode::Client {
+        if attachment.selector.is_none() {
+            warnings.push(format!(
+                "PeerAuthentication `{}-strict` makes mTLS STRICT for every workload of \
+                 namespace `{}` (of the whole mesh in Istio's root namespace): plaintext \
+                 callers there are refused; --no-peer-authentication leaves it out",
+                opts.name, opts.namespace
+            ));
+        }
+        resources.push(Resource {
+            api_version: PEER_AUTHENTICATION_API_VERSION,
+            kind: "PeerAuthentication",
+            metadata: metadata(opts, "strict", compiled, None),
+            spec: Spec::PeerAuthentication(Canonical(strict_peer_authentication(&attachment))),
         });
     }
     Ok(Generated {
         resources,
         warnings,
     })
+}
+
+/// The attachment as written in a spec: at most one of the two is set.
+#[derive(Debug, Clone, Default)]
+struct AttachmentSpec {
+    selector: Option<BTreeMap<String, String>>,
+    target_refs: Option<Vec<TargetRefSpec>>,
+}
+
+/// Checks the attachment against the CRD and the mode.
+fn check_attachment(attachment: &Attachment, mode: Mode) -> Result<AttachmentSpec, IstioError> {
+    match attachment {
+        Attachment::Selector(labels) => {
+            if mode == Mode::Waypoint {
+                return Err(IstioError::AttachmentForMode(
+                    "a waypoint plugin attaches with targetRefs (the waypoint Gateway or Services), not a selector",
+                ));
+            }
+            if labels.is_empty() {
+                return Err(IstioError::NoSelector);
+            }
+            let mut match_labels = BTreeMap::new();
+            for (key, value) in labels {
+                check_selector(key, value)?;
+                match_labels.insert(key.clone(), value.clone());
+            }
+            Ok(AttachmentSpec {
+                selector: Some(match_labels),
+                target_refs: None,
+            })
+        }
+        Attachment::Targets(targets) => {
+            let bad = |why: String| IstioError::BadTargets(why);
+            if targets.is_empty() || targets.len() > MAX_TARGET_REFS {
+                return Err(bad(format!("give 1 to {MAX_TARGET_REFS} targets")));
+            }
+            let mut out = Vec::new();
+            for target in targets {
+                let allowed = match (mode, target.kind) {
+                    (Mode::Waypoint, _) | (Mode::Gateway, TargetKind::Gateway) => true,
+                    (Mode::Server | Mode::Client | Mode::Both | Mode::Gateway, _) => false,
+                };
+                if !allowed {
+                    return Err(bad(format!(
+                        "{} `{}`: sidecars attach with a selector or namespace-wide; \
+                         Gateways take --mode gateway or waypoint, Services --mode waypoint",
+                        target.kind.group_kind().1,
+                        target.name
+                    )));
+                }
+                // Gateways and Services are named as DNS-1123 labels.
+                check_label_name(&target.name, 63)
+                    .map_err(|()| bad(format!("`{}` is not a valid resource name", target.name)))?;
+                let (group, kind) = target.kind.group_kind();
+                if out
+                    .iter()
+                    .any(|t: &TargetRefSpec| t.kind == kind && t.name == target.name)
+                {
+                    return Err(bad(format!("{kind} `{}` is listed twice", target.name)));
+                }
+                out.push(TargetRefSpec {
+                    group,
+                    kind,
+                    name: target.name.clone(),
+                });
+            }
+            Ok(AttachmentSpec {
+                selector: None,
+                target_refs: Some(out),
+            })
+        }
+        Attachment::Namespace => {
+            if mode == Mode::Waypoint {
+                return Err(IstioError::AttachmentForMode(
+                    "a waypoint plugin attaches with targetRefs (the waypoint Gateway or Services)",
+                ));
+            }
+            Ok(AttachmentSpec::default())
+        }
+    }
+}
+
+/// `vmConfig.env` for the pinned keys, and the check that the signing key
+/// (when there is one) is among them.
+fn vm_config(opts: &IstioOptions) -> Result<Option<VmConfig>, IstioError> {
+    let env = match &opts.pinned_keys {
+        KeyPinning::None => return Ok(None),
+        KeyPinning::Host => EnvVar {
+            name: REQUIRE_SIGNATURE_KEYS_ENV,
+            value_from: "HOST",
+            value: None,
+        },
+        KeyPinning::Inline(keys) => {
+            let parsed = keys
+                .iter()
+                .enumerate()
+                .map(|(index, key)| {
+                    PublicKey::from_base64(key.trim()).ok_or(IstioError::BadPinnedKey(index))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(IstioError::BadPinnedKey(0));
+            }
+            if let Some(signer) = &opts.signing_key {
+                let signer = PublicKey::of_signing_key(signer);
+                if !parsed.iter().any(|k| k.id() == signer.id()) {
+                    return Err(IstioError::SignerNotPinned(signer.id().to_string()));
+                }
+            }
+            let value = parsed
+                .iter()
+                .map(PublicKey::to_base64)
+                .collect::<Vec<_>>()
+                .join(",");
+            if value.len() > 2048 {
+                return Err(IstioError::TooManyPinnedKeys);
+            }
+            EnvVar {
+                name: REQUIRE_SIGNATURE_KEYS_ENV,
+                value_from: "INLINE",
+                value: Some(value),
+            }
+        }
+    };
+    Ok(Some(VmConfig { env: vec![env] }))
+}
+
+/// A warning when the mesh's own workloads would be refused as callers
+/// (`untrusted_trust_domain`): the policy does not trust the mesh's domain.
+fn trust_domain_warning(compiled: &Compiled, mesh_trust_domain: &str) -> Option<String> {
+    let policy = &compiled.policy;
+    let domains: Vec<&str> = policy
+        .trust_domains
+        .iter()
+        .filter_map(|&id| policy.strings.get(usize::try_from(id).ok()?))
+        .map(String::as_str)
+        .collect();
+    if domains.contains(&mesh_trust_domain) {
+        return None;
+    }
+    Some(format!(
+        "the policy trusts {} but the mesh's trust domain is `{mesh_trust_domain}`: \
+         callers from this mesh are denied (`untrusted_trust_domain`); add it to \
+         `trust_domains`, or pass --mesh-trust-domain if the mesh uses another",
+        if domains.is_empty() {
+            "no trust domain".to_owned()
+        } else {
+            domains
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
+}
+
+/// The STRICT `PeerAuthentication` for the same workloads: plaintext calls
+/// carry no peer identity, so the policy can only mean what it says when the
+/// mesh refuses them. With a selector it covers the selected workloads; else
+/// the namespace (in the root namespace: the mesh). A waypoint's targets are
+/// ambient workloads, whose ztunnel enforces it namespace-wide.
+fn strict_peer_authentication(attachment: &AttachmentSpec) -> Value {
+    match &attachment.selector {
+        Some(labels) => serde_json::json!({
+            "selector": { "matchLabels": labels },
+            "mtls": { "mode": "STRICT" }
+        }),
+        None => serde_json::json!({ "mtls": { "mode": "STRICT" } }),
+    }
 }
 
 fn metadata(
@@ -495,9 +903,8 @@ fn metadata(
 /// `subject`/`dns` flags and adds `cert`), and that strips a trailing dot
 /// from the host (`shop.example.` and `shop.example` are one name to the app,
 /// so they must be one name to the policy too).
-fn xfcc_envoy_filter(labels: &BTreeMap<String, String>, context: &str) -> Value {
-    serde_json::json!({
-        "workloadSelector": { "labels": labels },
+fn xfcc_envoy_filter(attachment: &AttachmentSpec, context: &str) -> Value {
+    let mut filter = serde_json::json!({
         "configPatches": [{
             "applyTo": "NETWORK_FILTER",
             "match": {
@@ -520,7 +927,22 @@ fn xfcc_envoy_filter(labels: &BTreeMap<String, String>, context: &str) -> Value 
                 }
             }
         }]
-    })
+    });
+    if let Value::Object(map) = &mut filter {
+        if let Some(labels) = &attachment.selector {
+            map.insert(
+                "workloadSelector".to_owned(),
+                serde_json::json!({ "labels": labels }),
+            );
+        }
+        if let Some(targets) = &attachment.target_refs {
+            map.insert(
+                "targetRefs".to_owned(),
+                serde_json::to_value(targets).unwrap_or(Value::Null),
+            );
+        }
+    }
+    filter
 }
 
 /// Splits `oci://...[@sha256:HEX]` and reconciles the digest with `sha256`.
@@ -676,7 +1098,12 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["meshward-inbound", "meshward-outbound", "meshward-xfcc"]
+            [
+                "meshward-inbound",
+                "meshward-outbound",
+                "meshward-xfcc",
+                "meshward-strict"
+            ]
         );
         assert_eq!(json[0]["spec"]["match"][0]["mode"], "SERVER");
         assert_eq!(json[0]["spec"]["pluginConfig"]["direction"], "inbound");
@@ -686,11 +1113,178 @@ mod tests {
     }
 
     #[test]
-    fn client_only_needs_no_envoy_filter() {
+    fn client_only_needs_no_envoy_filter_and_no_peer_authentication() {
         let mut o = opts();
         o.mode = Mode::Client;
         let generated = generate(&compiled(), &[], &o).unwrap();
         assert_eq!(generated.resources.len(), 1);
+    }
+
+    fn waypoint_opts() -> IstioOptions {
+        let mut o = opts();
+        o.mode = Mode::Waypoint;
+        o.attachment = Attachment::Targets(vec![TargetRef {
+            kind: TargetKind::Gateway,
+            name: "waypoint".to_owned(),
+        }]);
+        o
+    }
+
+    #[test]
+    fn a_waypoint_plugin_targets_the_gateway_and_reads_filter_state() {
+        let generated = generate(&compiled(), &[], &waypoint_opts()).unwrap();
+        let json = generated.to_json();
+        assert_eq!(json.len(), 2, "{json:#?}");
+        let spec = &json[0]["spec"];
+        assert_eq!(
+            spec["targetRefs"],
+            serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}])
+        );
+        assert!(spec.get("selector").is_none());
+        assert_eq!(spec["match"][0]["mode"], "SERVER");
+        assert_eq!(spec["pluginConfig"]["peer_certificate"], "filter_state");
+        assert_eq!(spec["pluginConfig"]["direction"], "inbound");
+        assert_eq!(spec["pluginConfig"]["chain"]["hand_off"], "wire");
+        // Namespace-wide STRICT mTLS: ztunnel enforces it for ambient pods.
+        assert_eq!(json[1]["kind"], "PeerAuthentication");
+        assert_eq!(
+            json[1]["spec"],
+            serde_json::json!({"mtls": {"mode": "STRICT"}})
+        );
+        // Without a certificate, lifetime bounds and serials cannot be checked.
+        assert!(matches!(
+            generate(&compiled(), &["0a".to_owned()], &waypoint_opts()),
+            Err(IstioError::NeedsCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn attachments_must_fit_the_mode() {
+        let mut o = waypoint_opts();
+        o.attachment = Attachment::Namespace;
+        assert!(matches!(
+            generate(&compiled(), &[], &o),
+            Err(IstioError::AttachmentForMode(_))
+        ));
+        o.attachment = Attachment::Selector(vec![("app".to_owned(), "x".to_owned())]);
+        assert!(matches!(
+            generate(&compiled(), &[], &o),
+            Err(IstioError::AttachmentForMode(_))
+        ));
+        let service = |name: &str| TargetRef {
+            kind: TargetKind::Service,
+            name: name.to_owned(),
+        };
+        let mut sidecar = opts();
+        sidecar.attachment = Attachment::Targets(vec![service("orders")]);
+        assert!(matches!(
+            generate(&compiled(), &[], &sidecar),
+            Err(IstioError::BadTargets(_))
+        ));
+        let mut twice = waypoint_opts();
+        twice.attachment = Attachment::Targets(vec![service("orders"), service("orders")]);
+        assert!(matches!(
+            generate(&compiled(), &[], &twice),
+            Err(IstioError::BadTargets(_))
+        ));
+        twice.attachment =
+            Attachment::Targets((0..17).map(|i| service(&format!("s{i}"))).collect());
+        assert!(matches!(
+            generate(&compiled(), &[], &twice),
+            Err(IstioError::BadTargets(_))
+        ));
+        let mut namespace_wide = opts();
+        namespace_wide.attachment = Attachment::Namespace;
+        let json = generate(&compiled(), &[], &namespace_wide)
+            .unwrap()
+            .to_json();
+        assert!(json[0]["spec"].get("selector").is_none());
+        assert!(json[1]["spec"].get("workloadSelector").is_none());
+        let mut no_port = opts();
+        no_port.ports = vec![0];
+        assert_eq!(
+            generate(&compiled(), &[], &no_port).unwrap_err(),
+            IstioError::BadPort
+        );
+    }
+
+    #[test]
+    fn priority_ports_and_trust_domain_warning() {
+        let mut o = opts();
+        o.priority = Some(-5);
+        o.ports = vec![8080, 9090];
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        let json = generated.to_json();
+        assert_eq!(json[0]["spec"]["priority"], -5);
+        assert_eq!(
+            json[0]["spec"]["match"][0]["ports"],
+            serde_json::json!([{"number": 8080}, {"number": 9090}])
+        );
+        assert!(generated
+            .warnings
+            .iter()
+            .all(|w| !w.contains("trust domain")));
+        o.mesh_trust_domain = "prod.example".to_owned();
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        assert!(
+            generated
+                .warnings
+                .iter()
+                .any(|w| w.contains("`cluster.local`") && w.contains("`prod.example`")),
+            "{:?}",
+            generated.warnings
+        );
+    }
+
+    #[test]
+    fn signed_policies_and_pinned_keys() {
+        use meshward_engine::config::FilterConfig;
+        use meshward_engine::signature::TrustedKeys;
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = PublicKey::of_signing_key(&key).to_base64();
+        let mut o = opts();
+        o.signing_key = Some(key.clone());
+        o.pinned_keys = KeyPinning::Inline(vec![public.clone()]);
+        let json = generate(&compiled(), &[], &o).unwrap().to_json();
+        let spec = &json[0]["spec"];
+        assert_eq!(
+            spec["vmConfig"],
+            serde_json::json!({"env": [{"name": "MESHWARD_REQUIRE_SIGNATURE_KEYS",
+                                        "valueFrom": "INLINE", "value": public}]})
+        );
+        // The filter loads it with the keys pinned as the env var carries them.
+        let pinned =
+            TrustedKeys::from_env_value(spec["vmConfig"]["env"][0]["value"].as_str().unwrap())
+                .unwrap();
+        let mut config = spec["pluginConfig"].clone();
+        config.as_object_mut().unwrap().remove("direction");
+        let loaded =
+            FilterConfig::from_json_pinned(config.to_string().as_bytes(), Some(&pinned)).unwrap();
+        assert!(loaded.signed_by.is_some());
+        // A signer that is not pinned would be refused by the filter: refused here.
+        o.pinned_keys = KeyPinning::Inline(vec![PublicKey::of_signing_key(
+            &SigningKey::from_bytes(&[8; 32]),
+        )
+        .to_base64()]);
+        assert!(matches!(
+            generate(&compiled(), &[], &o),
+            Err(IstioError::SignerNotPinned(_))
+        ));
+        o.pinned_keys = KeyPinning::Inline(vec!["AAAA".to_owned()]);
+        assert_eq!(
+            generate(&compiled(), &[], &o).unwrap_err(),
+            IstioError::BadPinnedKey(0)
+        );
+        o.pinned_keys = KeyPinning::Host;
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        assert_eq!(
+            generated.to_json()[0]["spec"]["vmConfig"],
+            serde_json::json!({"env": [{"name": "MESHWARD_REQUIRE_SIGNATURE_KEYS", "valueFrom": "HOST"}]})
+        );
+        assert!(generated
+            .warnings
+            .iter()
+            .any(|w| w.contains("proxyMetadata")));
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod dump;
 pub mod fmt;
 pub mod generate;
 pub mod graph;
+pub mod import;
 pub mod istio;
 pub mod lower;
 mod model_text;

@@ -174,6 +174,24 @@ pub fn wasm_filter_config(manifest: &Value, module: &Path) -> Value {
         },
         "failure_policy": failure_policy,
     });
+    // `buildVMConfig`: `vmConfig.env` INLINE entries become `key_values`,
+    // HOST entries `host_env_keys` (the agent strips only `ISTIO_META_*`).
+    if let Some(env) = spec["vmConfig"]["env"].as_array() {
+        let mut key_values = serde_json::Map::new();
+        let mut host_env_keys = Vec::new();
+        for var in env {
+            let name = var["name"].as_str().unwrap_or("").to_owned();
+            if var["valueFrom"] == "HOST" {
+                host_env_keys.push(Value::from(name));
+            } else {
+                key_values.insert(name, var.get("value").cloned().unwrap_or(json!("")));
+            }
+        }
+        config["vm_config"]["environment_variables"] = json!({
+            "key_values": key_values,
+            "host_env_keys": host_env_keys,
+        });
+    }
     if spec["pluginConfig"]
         .as_object()
         .is_some_and(|m| !m.is_empty())
@@ -304,35 +322,10 @@ impl IstioSidecar {
         fs::create_dir_all(&ecds_dir).expect("ecds dir");
         let filter_name = resource_name(manifest);
         let publish = |name: &str, manifest: &Value, file: &str| {
-            let resource = json!({
-                "resources": [{
-                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-                    "name": name,
-                    "typed_config": {
-                        "@type": WASM_TYPE,
-                        "config": wasm_filter_config(manifest, module)["config"],
-                    }
-                }]
-            });
-            atomic_move_into(&ecds_dir, file, &resource.to_string());
+            publish_wasm_plugin(&ecds_dir, name, manifest, module, file);
         };
         publish(&filter_name, manifest, "wasmplugin.json");
-        let ecds_filter = |name: &str, file: &str| {
-            json!({
-                "name": name,
-                "config_discovery": {
-                    "config_source": {
-                        "resource_api_version": "V3",
-                        "initial_fetch_timeout": "0s",
-                        "path_config_source": {
-                            "path": ecds_dir.join(file),
-                            "watched_directory": { "path": ecds_dir }
-                        }
-                    },
-                    "type_urls": [WASM_TYPE, RBAC_TYPE]
-                }
-            })
-        };
+        let ecds_filter = |name: &str, file: &str| ecds_wasm_filter(&ecds_dir, name, file);
         let upstream = EchoUpstream::start();
         let mut bootstrap = json!({
             "node": { "id": format!("sidecar~127.0.0.1~{sa}.{ns}~{ns}.svc.cluster.local"), "cluster": format!("{sa}.{ns}") },
@@ -344,22 +337,7 @@ impl IstioSidecar {
                     "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
                     "traffic_direction": "INBOUND",
                     "filter_chains": [{
-                        "transport_socket": {
-                            "name": "envoy.transport_sockets.tls",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                                "require_client_certificate": true,
-                                "common_tls_context": {
-                                    "tls_certificates": [{
-                                        "certificate_chain": { "filename": dir.join("cert-chain.pem") },
-                                        "private_key": { "filename": dir.join("key.pem") }
-                                    }],
-                                    "validation_context": {
-                                        "trusted_ca": { "filename": dir.join("root-cert.pem") }
-                                    }
-                                }
-                            }
-                        },
+                        "transport_socket": workload_mtls(dir, &[]),
                         "filters": [{
                             "name": "envoy.filters.network.http_connection_manager",
                             "typed_config": {
@@ -465,4 +443,293 @@ impl IstioSidecar {
     pub fn client(&self, identity: &Leaf) -> TlsClient {
         TlsClient::new(self.envoy.listener(), &self.ca.cert_der(), Some(identity))
     }
+}
+
+/// The `io.istio.peer_principal` filter state as istiod sets it on a
+/// waypoint's `connect_terminate` listener (`ConnectAuthorityFilter` in
+/// istio/istio `pilot/pkg/xds/filters/filters.go`).
+pub const PEER_PRINCIPAL_KEY: &str = "io.istio.peer_principal";
+/// The waypoint's internal listener and cluster (Istio's `MainInternalName`).
+pub const MAIN_INTERNAL: &str = "main_internal";
+
+/// A waypoint-like Envoy, built the way istiod builds an ambient waypoint's
+/// inbound path (istio/istio `pilot/pkg/networking/core/listener_waypoint.go`,
+/// `buildWaypointInboundConnectTerminate` / `buildWaypointInternal`;
+/// `cluster_waypoint.go`, `buildInternalUpstreamCluster`):
+///
+/// - `connect_terminate` (here named [`LISTENER`] for the harness): mTLS
+///   with `require_client_certificate`, an HTTP/2 connection manager with
+///   `allow_connect` and a `CONNECT` upgrade whose only route
+///   (`connect_matcher`) terminates the tunnel into the cluster
+///   `main_internal`; its HTTP filters set `io.istio.peer_principal` (and
+///   `io.istio.local_principal`) from `%DOWNSTREAM_PEER_URI_SAN%` /
+///   `%DOWNSTREAM_LOCAL_URI_SAN%` as `envoy.string` objects shared with the
+///   upstream `ONCE`, then route;
+/// - the cluster `main_internal`: a static endpoint at the internal listener
+///   `main_internal` over the `internal_upstream` transport (raw buffer
+///   inside), which hands the shared filter state to the internal connection;
+/// - the internal listener `main_internal` (`envoy.bootstrap.internal_listener`):
+///   one HTTP chain whose connection manager runs the WasmPlugin (from ECDS,
+///   rendered as [`wasm_filter_config`]) in front of the app.
+///
+/// Not reproduced: the destination-IP filter-chain matcher and the original
+/// destination listener filter of `main_internal` (one service here), Istio's
+/// own filters (peer metadata, `istio_authn`, RBAC, stats), the
+/// `connect_originate` side towards the destination, and ztunnel. The inner
+/// connection manager uses `APPEND_FORWARD`, so an `x-forwarded-client-cert`
+/// the client writes reaches the filter: the worst case for a filter that
+/// must not believe it.
+pub struct IstioWaypoint {
+    /// The Envoy process.
+    pub envoy: Envoy,
+    /// The app behind the waypoint.
+    pub upstream: EchoUpstream,
+    /// The mesh CA (signs the waypoint's certificate).
+    pub ca: MeshCa,
+    /// The ECDS resource name of the plugin.
+    pub filter_name: String,
+    _scratch: Scratch,
+}
+
+impl IstioWaypoint {
+    /// Starts a waypoint running the WasmPlugin `manifest` with the module
+    /// at `module`. `extra_roots_pem` are further CAs the HBONE listener
+    /// accepts client certificates from (a federated trust domain, say).
+    pub fn start(
+        label: &str,
+        manifest: &Value,
+        module: &Path,
+        extra_roots_pem: &[String],
+    ) -> Result<IstioWaypoint, StartError> {
+        let scratch = Scratch::new(label);
+        let ca = MeshCa::new();
+        let waypoint = ca.svid("shop", "waypoint", time::Duration::hours(24), true);
+        let dir = scratch.path();
+        let mut roots = ca.cert_pem();
+        for extra in extra_roots_pem {
+            roots.push_str(extra);
+        }
+        fs::write(dir.join("root-cert.pem"), roots).expect("write CA");
+        fs::write(dir.join("cert-chain.pem"), &waypoint.cert_pem).expect("write cert");
+        fs::write(dir.join("key.pem"), &waypoint.key_pem).expect("write key");
+        let ecds_dir = dir.join("ecds");
+        fs::create_dir_all(&ecds_dir).expect("ecds dir");
+        let filter_name = resource_name(manifest);
+        publish_wasm_plugin(&ecds_dir, &filter_name, manifest, module, "wasmplugin.json");
+        let upstream = EchoUpstream::start();
+        let shared_principal = |key: &str, format: &str| {
+            json!({
+                "object_key": key,
+                "factory_key": "envoy.string",
+                "format_string": { "text_format_source": { "inline_string": format } },
+                "shared_with_upstream": "ONCE"
+            })
+        };
+        let connect_terminate = json!({
+            // Istio's is `connect_terminate` on port 15008.
+            "name": LISTENER,
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+            "filter_chains": [{
+                "name": "default",
+                "transport_socket": workload_mtls(dir, &["h2"]),
+                "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "connect_terminate",
+                        "codec_type": "HTTP2",
+                        "use_remote_address": false,
+                        "stream_idle_timeout": "0s",
+                        "upgrade_configs": [{ "upgrade_type": "CONNECT" }],
+                        "http2_protocol_options": { "allow_connect": true, "max_concurrent_streams": 100 },
+                        "route_config": {
+                            "name": "default",
+                            "virtual_hosts": [{
+                                "name": "default",
+                                "domains": ["*"],
+                                "routes": [{
+                                    "match": { "connect_matcher": {} },
+                                    "route": {
+                                        "cluster": MAIN_INTERNAL,
+                                        "upgrade_configs": [{ "upgrade_type": "CONNECT", "connect_config": {} }]
+                                    }
+                                }]
+                            }]
+                        },
+                        "http_filters": [
+                            {
+                                "name": "connect_authority",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+                                    "on_request_headers": [
+                                        shared_principal(PEER_PRINCIPAL_KEY, "%DOWNSTREAM_PEER_URI_SAN%"),
+                                        shared_principal("io.istio.local_principal", "%DOWNSTREAM_LOCAL_URI_SAN%")
+                                    ]
+                                }
+                            },
+                            {
+                                "name": "envoy.filters.http.router",
+                                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                            }
+                        ]
+                    }
+                }]
+            }]
+        });
+        let main_internal = json!({
+            "name": MAIN_INTERNAL,
+            "internal_listener": {},
+            "traffic_direction": "INBOUND",
+            "filter_chains": [{
+                "name": "inbound-vip|8080|http|orders.shop.svc.cluster.local",
+                "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "inbound_0.0.0.0_8080",
+                        "server_name": "istio-envoy",
+                        "use_remote_address": false,
+                        "forward_client_cert_details": "APPEND_FORWARD",
+                        "normalize_path": true,
+                        "http_filters": [
+                            ecds_wasm_filter(&ecds_dir, &filter_name, "wasmplugin.json"),
+                            {
+                                "name": "envoy.filters.http.router",
+                                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                            }
+                        ],
+                        "route_config": {
+                            "name": "inbound-vip|8080|http|orders.shop.svc.cluster.local",
+                            "virtual_hosts": [{
+                                "name": "inbound|http|8080",
+                                "domains": ["*"],
+                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "orders" } }]
+                            }]
+                        }
+                    }
+                }]
+            }]
+        });
+        let main_internal_cluster = json!({
+            "name": MAIN_INTERNAL,
+            "type": "STATIC",
+            "load_assignment": {
+                "cluster_name": MAIN_INTERNAL,
+                "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                    "envoy_internal_address": { "server_listener_name": MAIN_INTERNAL }
+                } } }] }]
+            },
+            "transport_socket": {
+                "name": "internal_upstream",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+                    "transport_socket": {
+                        "name": "raw_buffer",
+                        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer" }
+                    }
+                }
+            }
+        });
+        let orders = json!({
+            "name": "orders",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": "orders",
+                "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": upstream.port() } } } }] }]
+            }
+        });
+        let bootstrap = json!({
+            "node": { "id": "waypoint~127.0.0.1~waypoint.shop~shop.svc.cluster.local", "cluster": "waypoint.shop" },
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "bootstrap_extensions": [{
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener" }
+            }],
+            "static_resources": {
+                "listeners": [connect_terminate, main_internal],
+                "clusters": [main_internal_cluster, orders]
+            }
+        });
+        let envoy = Envoy::start(
+            dir,
+            &serde_json::to_string_pretty(&bootstrap).expect("json"),
+        )?;
+        Ok(IstioWaypoint {
+            envoy,
+            upstream,
+            ca,
+            filter_name,
+            _scratch: scratch,
+        })
+    }
+
+    /// An HBONE client (ztunnel's side) presenting `identity`.
+    pub fn client(&self, identity: &Leaf) -> crate::hbone::HboneClient {
+        crate::hbone::HboneClient::new(self.envoy.listener(), &self.ca.cert_der(), identity)
+    }
+}
+
+/// Writes the ECDS resource for one WasmPlugin into `ecds_dir/file`.
+pub fn publish_wasm_plugin(
+    ecds_dir: &Path,
+    name: &str,
+    manifest: &Value,
+    module: &Path,
+    file: &str,
+) {
+    let resource = json!({
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": name,
+            "typed_config": {
+                "@type": WASM_TYPE,
+                "config": wasm_filter_config(manifest, module)["config"],
+            }
+        }]
+    });
+    atomic_move_into(ecds_dir, file, &resource.to_string());
+}
+
+/// The HTTP filter that takes WasmPlugin `name` from ECDS (`ecds_dir/file`),
+/// as istiod configures it (`initial_fetch_timeout: 0`, Wasm and RBAC types).
+pub fn ecds_wasm_filter(ecds_dir: &Path, name: &str, file: &str) -> Value {
+    json!({
+        "name": name,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "initial_fetch_timeout": "0s",
+                "path_config_source": {
+                    "path": ecds_dir.join(file),
+                    "watched_directory": { "path": ecds_dir }
+                }
+            },
+            "type_urls": [WASM_TYPE, RBAC_TYPE]
+        }
+    })
+}
+
+/// The downstream mTLS of a workload's listener: its SVID
+/// (`cert-chain.pem`, `key.pem` in `dir`), client certificates required and
+/// checked against `root-cert.pem`, offering `alpn`.
+fn workload_mtls(dir: &Path, alpn: &[&str]) -> Value {
+    let mut common = json!({
+        "tls_certificates": [{
+            "certificate_chain": { "filename": dir.join("cert-chain.pem") },
+            "private_key": { "filename": dir.join("key.pem") }
+        }],
+        "validation_context": { "trusted_ca": { "filename": dir.join("root-cert.pem") } }
+    });
+    if !alpn.is_empty() {
+        common["alpn_protocols"] = json!(alpn);
+    }
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": common
+        }
+    })
 }

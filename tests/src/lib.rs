@@ -50,6 +50,7 @@ pub mod client;
 pub mod ecds;
 pub mod envoy;
 pub mod expect;
+pub mod hbone;
 pub mod http;
 pub mod http2;
 pub mod istio;

@@ -14,6 +14,10 @@
 //!    `EnvoyFilter` merged into the inbound connection manager as istiod
 //!    would: the certificate reaches the filter, so the policy's lifetime
 //!    bound is enforced.
+//! 3. Signed policies (`--sign`, `--pin-key`): the keys travel in
+//!    `vmConfig.env`, which istiod renders as the VM's environment; a
+//!    signed policy loads, an unsigned one is refused (every request 500:
+//!    there is no earlier configuration to keep serving).
 
 use std::fs;
 
@@ -22,8 +26,9 @@ use meshward_e2e::istio::{module_from_layout, IstioSidecar, Xfcc};
 use meshward_e2e::workspace::{filter_wasm, Scratch};
 use meshward_e2e::Request;
 use meshward_engine::config::FilterConfig;
+use meshward_engine::signature::PublicKey;
 use meshward_policy::compile_source;
-use meshward_policy::istio::{self, IstioOptions, Mode, PeerCertificate};
+use meshward_policy::istio::{self, IstioOptions, KeyPinning, Mode, PeerCertificate};
 use meshward_policy::oci::{Image, ImageFormat};
 use serde::Deserialize;
 use serde_json::Value;
@@ -65,6 +70,13 @@ struct Deployed {
 }
 
 fn deploy(label: &str, source: &str, peer: PeerCertificate, mode: Mode) -> Deployed {
+    deploy_with(label, source, |opts| {
+        opts.mode = mode;
+        opts.peer_certificate = peer;
+    })
+}
+
+fn deploy_with(label: &str, source: &str, options: impl FnOnce(&mut IstioOptions)) -> Deployed {
     let scratch = Scratch::new(label);
     let wasm = fs::read(filter_wasm()).unwrap();
     let image = Image::build(&wasm, ImageFormat::WasmArtifact, "meshward").unwrap();
@@ -78,8 +90,7 @@ fn deploy(label: &str, source: &str, peer: PeerCertificate, mode: Mode) -> Deplo
         "oci://registry.example.com/meshward/filter:0.1.0",
     );
     opts.sha256 = Some(image.manifest.digest_hex().to_owned());
-    opts.mode = mode;
-    opts.peer_certificate = peer;
+    options(&mut opts);
     let yaml = istio::generate(&compiled, &[], &opts)
         .unwrap()
         .to_yaml("istio fidelity")
@@ -319,4 +330,74 @@ fn generated_envoy_filter_delivers_the_certificate_for_lifetime_bounds() {
         401,
         "cert_lifetime_exceeds_bound",
     );
+}
+
+#[test]
+fn signing_keys_pinned_in_vm_env_admit_only_signed_policies() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let pinned = KeyPinning::Inline(vec![PublicKey::of_signing_key(&key).to_base64()]);
+    let signed = deploy_with("istio-signed", &policy(None), |opts| {
+        opts.peer_certificate = PeerCertificate::ConnectionOnly;
+        opts.signing_key = Some(key.clone());
+        opts.pinned_keys = pinned.clone();
+    });
+    // What istiod gives the VM: MESHWARD_REQUIRE_SIGNATURE_KEYS in its
+    // environment, nothing in the plugin configuration.
+    let env = &signed.plugin["spec"]["vmConfig"]["env"][0];
+    assert_eq!(env["name"], "MESHWARD_REQUIRE_SIGNATURE_KEYS");
+    assert!(signed.plugin["spec"]["pluginConfig"]
+        .get("require_signature")
+        .is_none());
+    let sidecar = IstioSidecar::start(
+        "istio-signed",
+        "shop",
+        "orders",
+        &signed.plugin,
+        None,
+        &signed.module,
+        &Xfcc::istio_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let frontend = sidecar
+        .ca
+        .svid("shop", "frontend", time::Duration::hours(1), false);
+    allowed(
+        &sidecar
+            .client(&frontend)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+    );
+    assert!(
+        sidecar.envoy.log().contains("signature verified"),
+        "{}",
+        sidecar.envoy.log()
+    );
+
+    // The same pinned keys, a policy nobody signed: the filter refuses the
+    // configuration; with no earlier one, every request is answered 500.
+    let unsigned = deploy_with("istio-unsigned", &policy(None), |opts| {
+        opts.peer_certificate = PeerCertificate::ConnectionOnly;
+        opts.pinned_keys = pinned;
+    });
+    let sidecar = IstioSidecar::start(
+        "istio-unsigned",
+        "shop",
+        "orders",
+        &unsigned.plugin,
+        None,
+        &unsigned.module,
+        &Xfcc::istio_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let frontend = sidecar
+        .ca
+        .svid("shop", "frontend", time::Duration::hours(1), false);
+    let response = sidecar
+        .client(&frontend)
+        .send(&Request::get("/orders/7"))
+        .unwrap();
+    assert_eq!(response.status, 500, "{response:?}");
+    assert_eq!(sidecar.upstream.count(), 0, "an unsigned policy served");
+    let log = sidecar.envoy.log();
+    assert!(log.contains("the policy is not signed"), "{log}");
 }

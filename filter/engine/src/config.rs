@@ -33,10 +33,16 @@
 //! }
 //! ```
 //!
+//! `"peer_certificate": "filter_state"` (with `"peer_principal_key"`,
+//! default `io.istio.peer_principal`) reads the peer from a filter-state
+//! object the host set, as in an Istio waypoint; see
+//! [`PeerCertificateSource::FilterState`].
+//!
 //! `signature` (written by `meshward compile --sign KEY`) and
 //! `require_signature: {"keys": ["<base64 Ed25519 public key>", …]}` make
-//! the filter load only a policy signed by one of the keys; see
-//! [`crate::signature`].
+//! the filter load only a policy signed by one of the keys; keys can also be
+//! pinned outside this JSON (the VM configuration, or the VM environment
+//! variable `MESHWARD_REQUIRE_SIGNATURE_KEYS`); see [`crate::signature`].
 //!
 //! `claims` lists claim paths (see [`crate::identity::claim_path`]):
 //! `realm_access.roles` reads `roles` inside the `realm_access` object, and a
@@ -85,6 +91,16 @@ pub enum PeerCertificateSource {
     /// serial revocation cannot be checked, so a policy that sets a lifetime
     /// bound, or a non-empty revocation list, denies every request.
     ConnectionOnly,
+    /// No certificate on this connection: the peer's principal is a
+    /// filter-state object the host set from another connection's
+    /// certificate (`peer_principal_key`, by default
+    /// `io.istio.peer_principal`, which an Istio waypoint sets from the HBONE
+    /// peer). Verified by [`crate::identity::verify_host_principal`]: SPIFFE
+    /// syntax, one identity, trusted trust domain, SPIFFE-ID revocation.
+    /// Lifetime bounds and serial revocation cannot be checked: a policy
+    /// with `max_cert_lifetime`, or configured revoked serials, is refused
+    /// at load ([`ConfigError::NeedsCertificate`]).
+    FilterState,
 }
 
 /// Which decisions produce an audit line.
@@ -122,6 +138,8 @@ struct RawConfig {
     revoked_serials: Vec<String>,
     #[serde(default)]
     peer_certificate: PeerCertificateSource,
+    #[serde(default)]
+    peer_principal_key: Option<String>,
     #[serde(default)]
     audit_log: AuditLog,
     #[serde(default)]
@@ -336,6 +354,13 @@ pub enum ConfigError {
     /// invalid (see [`crate::signature`]). Messages show key ids, never keys.
     #[error("plugin configuration: {0}")]
     Signature(#[from] SignatureError),
+    /// `peer_certificate: filter_state` with a policy or configuration that
+    /// needs the certificate itself.
+    #[error("`peer_certificate: filter_state` has no certificate to check, but {0}: use a certificate source, or drop it")]
+    NeedsCertificate(&'static str),
+    /// `peer_principal_key` without `filter_state`, or not a plain key.
+    #[error("`peer_principal_key` {0}")]
+    BadPrincipalKey(&'static str),
     /// A revoked serial is not hex.
     #[error("revoked serial `{0}` is not a hexadecimal certificate serial number")]
     BadSerial(String),
@@ -436,6 +461,9 @@ pub struct FilterConfig {
     pub revoked_serials: HashSet<String>,
     /// Where the peer certificate comes from.
     pub peer_certificate: PeerCertificateSource,
+    /// With [`PeerCertificateSource::FilterState`]: the filter-state key
+    /// holding the peer's principal.
+    pub peer_principal_key: String,
     /// Which decisions to log.
     pub audit_log: AuditLog,
     /// Inbound: how method-override headers are handled.
@@ -510,6 +538,12 @@ impl FilterConfig {
         )?;
         // Existing peer checks read this set: it holds both serial lists.
         let revoked_serials = revocation.serials().clone();
+        let peer_principal_key = peer_principal_key(
+            raw.peer_certificate,
+            raw.peer_principal_key,
+            &policy,
+            &revoked_serials,
+        )?;
         let jwt_svid = raw.jwt_svid.map(jwt_svid_settings).transpose()?;
         let mut key_sets = Vec::new();
         for (td, doc) in &raw.trust_bundles {
@@ -553,6 +587,7 @@ impl FilterConfig {
             policy,
             revoked_serials,
             peer_certificate: raw.peer_certificate,
+            peer_principal_key,
             audit_log: raw.audit_log,
             method_override: raw.method_override,
             jwt_svid,
@@ -683,6 +718,43 @@ fn token_rules(
         clock_skew_secs,
         max_lifetime_secs,
     })
+}
+
+/// The filter-state key of [`PeerCertificateSource::FilterState`], and the
+/// load-time refusal of what that source cannot check.
+fn peer_principal_key(
+    source: PeerCertificateSource,
+    key: Option<String>,
+    policy: &Policy,
+    revoked_serials: &HashSet<String>,
+) -> Result<String, ConfigError> {
+    if source != PeerCertificateSource::FilterState {
+        return match key {
+            Some(_) => Err(ConfigError::BadPrincipalKey(
+                "is only read with `peer_certificate: filter_state`",
+            )),
+            None => Ok(String::new()),
+        };
+    }
+    if policy.max_cert_lifetime_secs().is_some() {
+        return Err(ConfigError::NeedsCertificate(
+            "the policy bounds certificate lifetime (`max_cert_lifetime`)",
+        ));
+    }
+    if !revoked_serials.is_empty() {
+        return Err(ConfigError::NeedsCertificate(
+            "the configuration revokes certificate serials",
+        ));
+    }
+    let key = key.unwrap_or_else(|| crate::identity::ISTIO_PEER_PRINCIPAL_KEY.to_owned());
+    let plain = !key.is_empty() && key.len() <= 256 && key.bytes().all(|b| b.is_ascii_graphic());
+    if plain {
+        Ok(key)
+    } else {
+        Err(ConfigError::BadPrincipalKey(
+            "must be 1-256 printable ASCII characters without spaces",
+        ))
+    }
 }
 
 fn jwt_svid_settings(raw: RawJwtSvid) -> Result<JwtSvidSettings, ConfigError> {
@@ -919,6 +991,55 @@ mod tests {
             err.to_string(),
             "`user_tokens.claims`: `a..b` is not a valid claim path: empty key at byte 2"
         );
+    }
+
+    #[test]
+    fn filter_state_peer_source() {
+        let cfg = config_with(serde_json::json!({"peer_certificate": "filter_state"})).unwrap();
+        assert_eq!(cfg.peer_certificate, PeerCertificateSource::FilterState);
+        assert_eq!(cfg.peer_principal_key, "io.istio.peer_principal");
+        let own = config_with(serde_json::json!({
+            "peer_certificate": "filter_state", "peer_principal_key": "example.peer"
+        }))
+        .unwrap();
+        assert_eq!(own.peer_principal_key, "example.peer");
+        // Revoked SPIFFE IDs work without a certificate; serials do not.
+        assert!(config_with(serde_json::json!({
+            "peer_certificate": "filter_state",
+            "revoked": {"spiffe_ids": ["spiffe://cluster.local/ns/a/sa/b"]}
+        }))
+        .is_ok());
+        for serials in [
+            serde_json::json!({"revoked_serials": ["0a"]}),
+            serde_json::json!({"revoked": {"serials": ["0a"]}}),
+        ] {
+            let mut extra = serials;
+            extra["peer_certificate"] = "filter_state".into();
+            assert!(matches!(
+                config_with(extra),
+                Err(ConfigError::NeedsCertificate(_))
+            ));
+        }
+        let mut bounded = crate::model::CompiledPolicy::default();
+        bounded.limits.max_cert_lifetime_secs = Some(3600);
+        let (bytes, _) = crate::codec::encode(&bounded);
+        let mut json = plugin_config_json(&bytes, &[]);
+        json["peer_certificate"] = "filter_state".into();
+        assert!(matches!(
+            FilterConfig::from_json(json.to_string().as_bytes()),
+            Err(ConfigError::NeedsCertificate(_))
+        ));
+        // The key only with filter state, and only a plain key.
+        assert!(matches!(
+            config_with(serde_json::json!({"peer_principal_key": "io.istio.peer_principal"})),
+            Err(ConfigError::BadPrincipalKey(_))
+        ));
+        assert!(matches!(
+            config_with(
+                serde_json::json!({"peer_certificate": "filter_state", "peer_principal_key": "a b"})
+            ),
+            Err(ConfigError::BadPrincipalKey(_))
+        ));
     }
 
     #[test]

@@ -25,9 +25,12 @@
 //! against a policy slipped into a configuration whose other members the
 //! platform controls (a templated or separately delivered `policy`), not
 //! against someone who can rewrite the whole configuration. To pin the keys
-//! outside the plugin configuration, load them with
-//! [`TrustedKeys::from_requirement_json`] from another source (such as the
-//! Wasm VM configuration) and pass them to the configuration loader.
+//! outside the plugin configuration, the filter reads them from the Wasm VM
+//! configuration (`{"require_signature": {...}}`, parsed by
+//! [`TrustedKeys::from_requirement_json`]) or from the VM environment
+//! variable [`REQUIRE_SIGNATURE_KEYS_ENV`] ([`TrustedKeys::from_env_value`];
+//! Istio can set a VM's environment but not its configuration), combined by
+//! [`pinned_keys`], and passes them to the configuration loader.
 
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
@@ -202,6 +205,25 @@ impl TrustedKeys {
         TrustedKeys::new(keys)
     }
 
+    /// Parses the value of [`REQUIRE_SIGNATURE_KEYS_ENV`]: base64 public keys
+    /// separated by commas and/or whitespace. A variable that is set but
+    /// lists no key is an error (fail closed), not "no requirement". Errors
+    /// name the position of a bad key, never its value.
+    pub fn from_env_value(text: &str) -> Result<TrustedKeys, SignatureError> {
+        let keys = text
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|item| !item.is_empty())
+            .enumerate()
+            .map(|(index, item)| {
+                PublicKey::from_base64(item).ok_or(SignatureError::BadPinnedKey(index))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(SignatureError::NoPinnedKeys);
+        }
+        TrustedKeys::new(keys)
+    }
+
     /// How many keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -268,6 +290,28 @@ fn signed_message(policy_bytes: &[u8]) -> Vec<u8> {
     message
 }
 
+/// The Wasm VM environment variable that pins policy signing keys outside
+/// the plugin configuration. Istio sets a VM's environment from
+/// `WasmPlugin.vmConfig.env` (`INLINE` values, or `HOST` variables copied
+/// from the proxy's own environment), never its VM configuration; Envoy
+/// passes it as WASI environ (`VmConfig.environment_variables`).
+pub const REQUIRE_SIGNATURE_KEYS_ENV: &str = "MESHWARD_REQUIRE_SIGNATURE_KEYS";
+
+/// The keys pinned outside the plugin configuration, from the VM
+/// configuration's `require_signature` (already parsed) and the
+/// [`REQUIRE_SIGNATURE_KEYS_ENV`] variable's value. Pinning in both places
+/// is refused: one of them would silently not be the one in force.
+pub fn pinned_keys(
+    vm_configuration: Option<TrustedKeys>,
+    env_value: Option<&str>,
+) -> Result<Option<TrustedKeys>, SignatureError> {
+    let from_env = env_value.map(TrustedKeys::from_env_value).transpose()?;
+    match (vm_configuration, from_env) {
+        (Some(_), Some(_)) => Err(SignatureError::PinnedTwice),
+        (from_vm, from_env) => Ok(from_vm.or(from_env)),
+    }
+}
+
 /// Signs compiled policy bytes (the compiler's side).
 pub fn sign(signing_key: &SigningKey, policy_bytes: &[u8]) -> PolicySignature {
     let signature = signing_key.sign(&signed_message(policy_bytes));
@@ -307,8 +351,9 @@ pub fn verify(
 /// and fails closed. Messages show key ids, never keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    /// A signature is required and the configuration has no `signature`.
-    #[error("the policy is not signed, and `require_signature` requires a signature by one of its keys: sign it with `meshward compile --sign KEY`")]
+    /// A signature is required (by `require_signature` or pinned keys) and
+    /// the configuration has no `signature`.
+    #[error("the policy is not signed, and a signature by a required key (`require_signature`, or keys pinned in the VM configuration or `MESHWARD_REQUIRE_SIGNATURE_KEYS`) is required: sign it with `meshward compile --sign KEY` or `meshward istio --sign KEY`")]
     Unsigned,
     /// The signature names a key the requirement does not list.
     #[error(
@@ -331,6 +376,16 @@ pub enum SignatureError {
     /// A listed key is not a base64 32-byte Ed25519 public key (or is weak).
     #[error("`require_signature.keys[{0}]` is not a base64 Ed25519 public key (32 bytes, a valid curve point that is not of small order)")]
     BadTrustedKey(usize),
+    /// An entry of [`REQUIRE_SIGNATURE_KEYS_ENV`] is not a base64 Ed25519
+    /// public key (or is weak).
+    #[error("entry {0} of the VM environment variable `MESHWARD_REQUIRE_SIGNATURE_KEYS` is not a base64 Ed25519 public key (32 bytes, a valid curve point that is not of small order)")]
+    BadPinnedKey(usize),
+    /// [`REQUIRE_SIGNATURE_KEYS_ENV`] is set but lists no key.
+    #[error("the VM environment variable `MESHWARD_REQUIRE_SIGNATURE_KEYS` is set but lists no public key")]
+    NoPinnedKeys,
+    /// Keys are pinned both in the VM configuration and in the environment.
+    #[error("signing keys are pinned both in the VM configuration (`require_signature`) and in `MESHWARD_REQUIRE_SIGNATURE_KEYS`: pin them in one place")]
+    PinnedTwice,
 }
 
 impl SignatureError {
@@ -341,9 +396,11 @@ impl SignatureError {
             SignatureError::UnknownKey(_) => "unknown_key",
             SignatureError::BadSignature(_) => "bad_signature",
             SignatureError::Malformed(_) | SignatureError::UnsupportedAlgorithm => "malformed",
-            SignatureError::BadRequirement(_) | SignatureError::BadTrustedKey(_) => {
-                "bad_requirement"
-            }
+            SignatureError::BadRequirement(_)
+            | SignatureError::BadTrustedKey(_)
+            | SignatureError::BadPinnedKey(_)
+            | SignatureError::NoPinnedKeys
+            | SignatureError::PinnedTwice => "bad_requirement",
         }
     }
 
@@ -544,5 +601,43 @@ mod tests {
         for code in SignatureError::CODES {
             assert!(!code.is_empty());
         }
+    }
+
+    #[test]
+    fn keys_pinned_in_the_vm_environment() {
+        let a = PublicKey::of_signing_key(&key(1)).to_base64();
+        let b = PublicKey::of_signing_key(&key(2)).to_base64();
+        let both = TrustedKeys::from_env_value(&format!(" {a},\n{b} ")).unwrap();
+        assert_eq!(both, trusted(&[&key(1), &key(2)]));
+        assert_eq!(
+            TrustedKeys::from_env_value(&format!("{a} {b}")).unwrap(),
+            both
+        );
+        assert_eq!(
+            TrustedKeys::from_env_value(" , "),
+            Err(SignatureError::NoPinnedKeys)
+        );
+        let err = TrustedKeys::from_env_value(&format!("{a},AAAA")).unwrap_err();
+        assert_eq!(err, SignatureError::BadPinnedKey(1));
+        assert!(!err.to_string().contains(&a));
+        // A policy signed by a pinned key verifies; an unsigned one does not.
+        let signed = sign(&key(2), POLICY);
+        assert_eq!(verify(POLICY, Some(&signed), &both), Ok(signed.key_id));
+        assert_eq!(verify(POLICY, None, &both), Err(SignatureError::Unsigned));
+        // One place only; absent everywhere is no requirement.
+        assert_eq!(pinned_keys(None, None), Ok(None));
+        assert_eq!(pinned_keys(None, Some(&a)), Ok(Some(trusted(&[&key(1)]))));
+        assert_eq!(
+            pinned_keys(Some(trusted(&[&key(2)])), None),
+            Ok(Some(trusted(&[&key(2)])))
+        );
+        assert_eq!(
+            pinned_keys(Some(trusted(&[&key(2)])), Some(&a)),
+            Err(SignatureError::PinnedTwice)
+        );
+        assert_eq!(
+            pinned_keys(None, Some("")),
+            Err(SignatureError::NoPinnedKeys)
+        );
     }
 }

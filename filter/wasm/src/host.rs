@@ -93,6 +93,15 @@ impl Host for ProxyWasm {
         hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map_err(status)
     }
 
+    fn environment_variable(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        // WASI environ: Envoy passes `vm_config.environment_variables`.
+        match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(HostError::Unsupported),
+        }
+    }
+
     fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
         hostcalls::get_shared_data(key)
             .map(|(value, _cas)| value)

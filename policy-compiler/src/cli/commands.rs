@@ -72,6 +72,7 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Graph(args) => super::rollout::graph_command(&args),
         Command::Keygen(args) => super::rollout::keygen_command(&args),
         Command::Decide(args) => super::decide::decide_command(&args),
+        Command::Import(args) => super::import::import(&args),
     };
     result.unwrap_or_else(|message| {
         err(&format!("error: {message}\n"));

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use meshward_engine::config::normalize_serial;
-use meshward_policy::istio::{self, FailStrategy, IstioOptions, Mode, PeerCertificate, PullPolicy};
+use meshward_policy::istio::{
+    self, Attachment, FailStrategy, IstioOptions, KeyPinning, Mode, PeerCertificate, PullPolicy,
+    TargetKind, TargetRef,
+};
 use meshward_policy::oci::{self, Image, ImageFormat};
 use meshward_policy::{compile_source, Compiled};
 
@@ -65,17 +68,81 @@ pub(super) struct IstioArgs {
     #[arg(long = "oci-layout", value_name = "DIR")]
     oci_layout: Option<PathBuf>,
     /// The namespace of the workloads (and of the generated resources).
-    #[arg(long, value_name = "NS")]
-    namespace: String,
-    /// A label of the workloads to enforce on, `key=value`; repeatable, at
-    /// least one.
-    #[arg(long = "selector", value_name = "KEY=VALUE", required = true)]
+    #[arg(
+        long,
+        value_name = "NS",
+        required_unless_present = "mesh_wide",
+        conflicts_with = "mesh_wide"
+    )]
+    namespace: Option<String>,
+    /// A label of the workloads to enforce on, `key=value`; repeatable.
+    /// Give this, a target, `--namespace-wide` or `--mesh-wide`.
+    #[arg(long = "selector", value_name = "KEY=VALUE")]
     selectors: Vec<String>,
+    /// `targetRefs`: a `Gateway` (a waypoint, or an ingress gateway with
+    /// `--mode gateway`) in the namespace; repeatable.
+    #[arg(
+        long = "target-gateway",
+        value_name = "NAME",
+        conflicts_with = "selectors"
+    )]
+    target_gateways: Vec<String>,
+    /// `targetRefs`: a `Service` whose waypoint enforces (`--mode
+    /// waypoint`); repeatable.
+    #[arg(
+        long = "target-service",
+        value_name = "NAME",
+        conflicts_with = "selectors"
+    )]
+    target_services: Vec<String>,
+    /// Every workload of the namespace (no selector, no targets).
+    #[arg(long = "namespace-wide", conflicts_with_all = ["selectors", "target_gateways", "target_services"])]
+    namespace_wide: bool,
+    /// Every workload of the mesh: the resources go to Istio's root
+    /// namespace (`--root-namespace`); with `--selector`, the matching
+    /// workloads of every namespace.
+    #[arg(long = "mesh-wide", conflicts_with_all = ["target_gateways", "target_services", "namespace_wide"])]
+    mesh_wide: bool,
+    /// Istio's root namespace (`meshConfig.rootNamespace`).
+    #[arg(long = "root-namespace", value_name = "NS", default_value = istio::DEFAULT_ROOT_NAMESPACE)]
+    root_namespace: String,
     /// `server`: inbound enforcement (`match.mode: SERVER`); `client`:
     /// outbound chain forwarding (`CLIENT`); `both`: two plugins sharing the
-    /// chain seal key; `gateway`: an Istio gateway's incoming requests.
+    /// chain seal key; `gateway`: an Istio gateway's incoming requests;
+    /// `waypoint`: an ambient waypoint (targets required; the caller comes
+    /// from the HBONE peer's certificate through filter state).
     #[arg(long, value_enum, default_value_t)]
     mode: IstioMode,
+    /// `priority`: order among `AUTHZ` plugins (higher runs first).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// `match[].ports`: only traffic to this destination port; repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// The mesh's trust domain (`meshConfig.trustDomain`): a warning when
+    /// the policy does not trust it.
+    #[arg(long = "mesh-trust-domain", value_name = "TD", default_value = istio::DEFAULT_MESH_TRUST_DOMAIN)]
+    mesh_trust_domain: String,
+    /// Do not generate the STRICT `PeerAuthentication` (the mesh already has
+    /// one that covers these workloads).
+    #[arg(long = "no-peer-authentication")]
+    no_peer_authentication: bool,
+    /// Sign the policy with this private key (from `meshward keygen`).
+    #[arg(long, value_name = "KEY.pem")]
+    sign: Option<PathBuf>,
+    /// Require a signature by this public key (base64, as `meshward keygen`
+    /// prints it), pinned in `vmConfig.env`; repeatable.
+    #[arg(
+        long = "pin-key",
+        value_name = "BASE64",
+        conflicts_with = "pin_keys_from_host"
+    )]
+    pin_keys: Vec<String>,
+    /// Require a signature by the keys in the proxies' own
+    /// `MESHWARD_REQUIRE_SIGNATURE_KEYS` environment variable (set by the
+    /// mesh operator, e.g. `meshConfig.defaultConfig.proxyMetadata`).
+    #[arg(long = "pin-keys-from-host")]
+    pin_keys_from_host: bool,
     /// Base name of the resources (`NAME-inbound`, `NAME-outbound`, ...).
     #[arg(long, default_value = istio::PLUGIN_NAME)]
     name: String,
@@ -133,6 +200,7 @@ enum IstioMode {
     Client,
     Both,
     Gateway,
+    Waypoint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -280,7 +348,57 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
     if args.format == Format::Text && !compiled.warnings.is_empty() {
         err(&compiled.warnings.to_string());
     }
-    let mut opts = IstioOptions::new(&args.namespace, selector, &args.image);
+    let targets: Vec<TargetRef> = args
+        .target_gateways
+        .iter()
+        .map(|name| (TargetKind::Gateway, name))
+        .chain(
+            args.target_services
+                .iter()
+                .map(|name| (TargetKind::Service, name)),
+        )
+        .map(|(kind, name)| TargetRef {
+            kind,
+            name: name.clone(),
+        })
+        .collect();
+    let namespace = match &args.namespace {
+        Some(namespace) => namespace.clone(),
+        None => args.root_namespace.clone(),
+    };
+    let attachment = if !targets.is_empty() {
+        Attachment::Targets(targets)
+    } else if !selector.is_empty() {
+        Attachment::Selector(selector)
+    } else if args.namespace_wide || args.mesh_wide {
+        Attachment::Namespace
+    } else {
+        return Err(
+            "say where the plugin applies: --selector KEY=VALUE, --target-gateway NAME, \
+             --target-service NAME, --namespace-wide or --mesh-wide"
+                .to_owned(),
+        );
+    };
+    let mut opts = IstioOptions::new(&namespace, Vec::new(), &args.image);
+    opts.attachment = attachment;
+    opts.priority = args.priority;
+    opts.ports = args.ports.clone();
+    opts.mesh_trust_domain = args.mesh_trust_domain.clone();
+    opts.peer_authentication = !args.no_peer_authentication;
+    if let Some(key_file) = &args.sign {
+        let (key, warning) = meshward_policy::signing::read_private_key(key_file)?;
+        if let Some(warning) = warning {
+            err(&format!("warning: {warning}\n"));
+        }
+        opts.signing_key = Some(key);
+    }
+    opts.pinned_keys = if args.pin_keys_from_host {
+        KeyPinning::Host
+    } else if args.pin_keys.is_empty() {
+        KeyPinning::None
+    } else {
+        KeyPinning::Inline(args.pin_keys.clone())
+    };
     opts.name = args.name.clone();
     opts.sha256 = sha256;
     opts.mode = match args.mode {
@@ -288,6 +406,7 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
         IstioMode::Client => Mode::Client,
         IstioMode::Both => Mode::Both,
         IstioMode::Gateway => Mode::Gateway,
+        IstioMode::Waypoint => Mode::Waypoint,
     };
     opts.pull_policy = match args.pull_policy {
         IstioPullPolicy::IfNotPresent => PullPolicy::IfNotPresent,
@@ -365,7 +484,7 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
     err(&format!(
         "generated {} in namespace `{}` for policy {} -> {}\n",
         names.join(", "),
-        args.namespace,
+        namespace,
         compiled.hash_hex(),
         args.output.display()
     ));

@@ -4,6 +4,7 @@ mod authoring;
 mod commands;
 mod decide;
 mod deploy;
+mod import;
 mod rollout;
 
 use std::path::PathBuf;
@@ -162,6 +163,10 @@ enum Command {
     /// certificates, tokens and chains verified as in the proxy.
     #[command(after_help = EXIT_CODES)]
     Decide(decide::DecideArgs),
+    /// Convert Istio AuthorizationPolicy and RequestAuthentication YAML into
+    /// meshward policies, one per workload, with a per-field report.
+    #[command(after_help = EXIT_CODES)]
+    Import(import::ImportArgs),
     /// Create an Ed25519 policy signing key; prints the public key (base64).
     #[command(after_help = EXIT_CODES)]
     Keygen(rollout::KeygenArgs),

@@ -32,6 +32,7 @@
 mod cache;
 pub mod cert;
 pub mod claim_path;
+pub mod host_principal;
 pub mod jwks;
 pub mod jwt;
 pub mod revocation;
@@ -50,6 +51,7 @@ use sha2::{Digest as _, Sha256};
 use self::cache::Fifo;
 pub use self::cert::CertFacts;
 use self::cert::{parse_hex_digest, Digest};
+pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
 pub use self::jwks::{
     Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation,
 };
@@ -194,6 +196,9 @@ pub fn verify_peer_cert<'c>(
     match checks.source {
         PeerCertificateSource::Forwarded => verify_forwarded(checks, inputs, now_secs, cache),
         PeerCertificateSource::ConnectionOnly => verify_connection_only(checks, inputs, cache),
+        // No certificate to verify: the host's principal is read with
+        // `verify_host_principal`; reaching here is a caller's mistake.
+        PeerCertificateSource::FilterState => Err(Reason::IdentityUnavailable),
     }
 }
 

@@ -122,6 +122,14 @@ pub trait Host {
     /// outside the plugin configuration.
     fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError>;
 
+    /// An environment variable of the VM (Envoy's
+    /// `vm_config.environment_variables`, which Istio sets from
+    /// `WasmPlugin.vmConfig.env`): another place keys may be pinned. Hosts
+    /// without a VM environment keep the default: none.
+    fn environment_variable(&mut self, _name: &str) -> Result<Option<String>, HostError> {
+        Ok(None)
+    }
+
     // --- data shared by every worker of this proxy ------------------------
 
     /// A value of the process-wide shared data.

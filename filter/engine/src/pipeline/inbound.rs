@@ -236,7 +236,7 @@ fn read_peer(
                 uri_san: match config.peer_certificate {
                     // The digest binds the XFCC certificate to the
                     // connection, so its URI SAN is the connection's.
-                    PeerCertificateSource::Forwarded => None,
+                    PeerCertificateSource::Forwarded | PeerCertificateSource::FilterState => None,
                     PeerCertificateSource::ConnectionOnly => uri_san.as_deref(),
                 },
                 xfcc,

@@ -12,7 +12,7 @@ use super::stats::{Counter, Stats};
 use super::{seal_key, Pipeline, CERT_CACHE_CAPACITY, TOKEN_CACHE_CAPACITY};
 use crate::config::{ConfigError, FetchTarget, FilterConfig};
 use crate::identity::{CertCache, RevocationList, TokenCache};
-use crate::signature::TrustedKeys;
+use crate::signature::{self, TrustedKeys, REQUIRE_SIGNATURE_KEYS_ENV};
 
 /// Fetch schedule: when each `key_fetch` entry is next due, and the calls in
 /// flight (call id → entry index).
@@ -65,13 +65,21 @@ pub fn pinned_keys_from(bytes: &[u8]) -> Result<Option<TrustedKeys>, VmConfigErr
 }
 
 impl Pipeline {
-    /// Start-up: keys pinned in the VM configuration, the counters, the
-    /// chain seal key. `false`: this instance must not serve.
+    /// Start-up: keys pinned in the VM configuration or the VM environment
+    /// ([`REQUIRE_SIGNATURE_KEYS_ENV`]), the counters, the chain seal key.
+    /// `false`: this instance must not serve.
     pub fn on_vm_start(&mut self, host: &mut dyn Host) -> bool {
         let pinned = host
             .vm_configuration()
             .map_err(|_| VmConfigError::Unreadable)
-            .and_then(|bytes| pinned_keys_from(&bytes.unwrap_or_default()));
+            .and_then(|bytes| pinned_keys_from(&bytes.unwrap_or_default()))
+            .and_then(|from_vm| {
+                let from_env = host
+                    .environment_variable(REQUIRE_SIGNATURE_KEYS_ENV)
+                    .map_err(|_| VmConfigError::Unreadable)?;
+                signature::pinned_keys(from_vm, from_env.as_deref())
+                    .map_err(|e| VmConfigError::Keys(e.to_string()))
+            });
         match pinned {
             Ok(keys) => self.pinned_keys = keys,
             Err(why) => {

@@ -35,7 +35,9 @@ pub mod stats;
 use crate::audit::{audit_line, outbound_audit_line, AuditFacts, AuditUser, OutboundAuditFacts};
 use crate::config::{AuditLog, Direction, FilterConfig, PeerCertificateSource};
 use crate::decision::Reason;
-use crate::identity::{CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims};
+use crate::identity::{
+    verify_host_principal, CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims,
+};
 use crate::model::Effect;
 use crate::signature::TrustedKeys;
 use crate::spiffe::SpiffeId;
@@ -232,6 +234,21 @@ impl Pipeline {
                 cert_digest: None,
                 uri_san: None,
             },
+            // No certificate on this connection (an Istio waypoint's
+            // internal listener): the host's principal, verified here.
+            Direction::Inbound if config.peer_certificate == PeerCertificateSource::FilterState => {
+                let principal = host
+                    .property(&["filter_state", &config.peer_principal_key])
+                    .map_err(|_| Reason::IdentityUnavailable)?;
+                PeerEvidence::Verified {
+                    peer: verify_host_principal(
+                        principal.as_deref(),
+                        |td| config.policy.trusts_domain(td),
+                        &config.revocation,
+                    ),
+                    cert_window: None,
+                }
+            }
             Direction::Inbound => {
                 let digest = host
                     .property(&["connection", "sha256_peer_certificate_digest"])
@@ -240,7 +257,7 @@ impl Pipeline {
                 // by its digest, so its URI SAN is the connection's: reading
                 // the URI SAN too would only cost another host call.
                 let uri_san = match config.peer_certificate {
-                    PeerCertificateSource::Forwarded => None,
+                    PeerCertificateSource::Forwarded | PeerCertificateSource::FilterState => None,
                     PeerCertificateSource::ConnectionOnly => host
                         .property(&["connection", "uri_san_peer_certificate"])
                         .map_err(|_| Reason::IdentityUnavailable)?,

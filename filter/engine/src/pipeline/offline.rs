@@ -38,6 +38,8 @@ pub struct OfflineHost {
     pub plugin_configuration: Option<Vec<u8>>,
     /// The VM configuration.
     pub vm_configuration: Option<Vec<u8>>,
+    /// The VM's environment variables.
+    pub environment: BTreeMap<String, String>,
     /// Process-wide shared data.
     pub shared: BTreeMap<String, Vec<u8>>,
     /// Whether header edits fail (to test fail-closed paths).
@@ -104,6 +106,10 @@ impl OfflineHost {
 impl Host for OfflineHost {
     fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         Ok(self.headers.clone())
+    }
+
+    fn environment_variable(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        Ok(self.environment.get(name).cloned())
     }
 
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {

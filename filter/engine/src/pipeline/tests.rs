@@ -489,3 +489,109 @@ fn the_cli_path_decides_like_the_proxy_path() {
         assert_eq!(from_proxy, from_cli, "{peer} {path} {extra:?}");
     }
 }
+
+/// A request on an Istio waypoint's internal listener: no TLS facts, the
+/// caller in the `io.istio.peer_principal` filter state.
+fn waypoint_request(host: &mut OfflineHost, principal: Option<&str>, path: &str) {
+    host.reset_request();
+    host.properties.clear();
+    host.headers = vec![
+        (":method".into(), b"GET".to_vec()),
+        (":path".into(), path.as_bytes().to_vec()),
+        (":authority".into(), b"orders.shop".to_vec()),
+        ("x-request-id".into(), b"r-w".to_vec()),
+        // A client-written XFCC naming a permitted workload: never believed.
+        (
+            "x-forwarded-client-cert".into(),
+            format!("URI={FRONTEND}").into_bytes(),
+        ),
+    ];
+    if let Some(principal) = principal {
+        host.properties.insert(
+            "filter_state.io.istio.peer_principal".into(),
+            principal.as_bytes().to_vec(),
+        );
+    }
+}
+
+#[test]
+fn a_waypoint_peer_comes_from_filter_state() {
+    let (mut pipeline, mut host) =
+        started(plugin_config(json!({"peer_certificate": "filter_state"})));
+    waypoint_request(&mut host, Some(FRONTEND), "/orders/1");
+    assert_eq!(pipeline.on_request_headers(&mut host), Action::Continue);
+    assert!(
+        host.added
+            .iter()
+            .any(|(n, v)| n == "x-meshward-peer" && v == FRONTEND),
+        "{:?}",
+        host.added
+    );
+    let denied = |host: &OfflineHost| {
+        let response = host.response.as_ref().expect("a deny");
+        let reason = response
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "x-meshward-reason")
+            .map(|(_, v)| v.clone());
+        (response.status, reason.unwrap_or_default())
+    };
+    for (principal, status, reason) in [
+        (Some(BATCH), 403, "no_matching_rule"),
+        (
+            Some("spiffe://evil.example/ns/shop/sa/frontend"),
+            401,
+            "untrusted_trust_domain",
+        ),
+        (
+            Some("prod.example/ns/shop/sa/frontend"),
+            401,
+            "peer_not_spiffe",
+        ),
+        (None, 401, "no_peer_certificate"),
+    ] {
+        waypoint_request(&mut host, principal, "/orders/1");
+        assert_eq!(pipeline.on_request_headers(&mut host), Action::Stop);
+        assert_eq!(denied(&host), (status, reason.to_owned()), "{principal:?}");
+    }
+    // The filter state unreadable: fail closed.
+    waypoint_request(&mut host, Some(FRONTEND), "/orders/1");
+    host.failing_properties = vec!["filter_state.io.istio.peer_principal".into()];
+    assert_eq!(pipeline.on_request_headers(&mut host), Action::Stop);
+    assert_eq!(denied(&host).1, "identity_unavailable");
+}
+
+#[test]
+fn keys_pinned_in_the_vm_environment_refuse_an_unsigned_policy() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = crate::signature::PublicKey::of_signing_key(&key).to_base64();
+    let mut host = OfflineHost::at(NOW);
+    host.environment.insert(
+        crate::signature::REQUIRE_SIGNATURE_KEYS_ENV.into(),
+        public.clone(),
+    );
+    let mut pipeline = Pipeline::new();
+    assert!(pipeline.on_vm_start(&mut host));
+    assert!(!pipeline.configure(&mut host, &plugin_config(json!({}))));
+    let signature = crate::signature::sign(&key, &policy_bytes(false));
+    assert!(pipeline.configure(
+        &mut host,
+        &plugin_config(json!({ "signature": signature.to_json() }))
+    ));
+    // Set but unusable, or pinned in two places: the VM does not start.
+    host.environment.insert(
+        crate::signature::REQUIRE_SIGNATURE_KEYS_ENV.into(),
+        "not-a-key".into(),
+    );
+    assert!(!Pipeline::new().on_vm_start(&mut host));
+    host.environment.insert(
+        crate::signature::REQUIRE_SIGNATURE_KEYS_ENV.into(),
+        public.clone(),
+    );
+    host.vm_configuration = Some(
+        json!({"require_signature": {"keys": [public]}})
+            .to_string()
+            .into_bytes(),
+    );
+    assert!(!Pipeline::new().on_vm_start(&mut host));
+}
