@@ -52,6 +52,7 @@ pub mod generate;
 pub mod graph;
 pub mod import;
 pub mod istio;
+pub mod istio_telemetry;
 pub mod lower;
 mod model_text;
 pub mod oci;

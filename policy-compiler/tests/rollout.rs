@@ -248,6 +248,8 @@ fn envoy_log() -> String {
         let request_id = format!("{:08x}-0000-4000-8000-{:012x}", 0x5f0c_0000 + n, n);
         let facts = AuditFacts {
             request_id: Some(&request_id),
+            traceparent: None,
+            x_b3_traceid: None,
             peer: peer_id.as_ref().map_err(|r| *r),
             cert_window: peer.map(|_| (T0 - 3600, T0 + 3600)),
             jwt_svid: None,

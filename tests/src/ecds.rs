@@ -25,13 +25,15 @@ pub const FILTER_NAME: &str = "meshward";
 /// The ECDS resource file for `plugin_config`, rendered from
 /// `envoy/ecds/meshward-filter.yaml`.
 pub fn filter_resource(wasm: &Path, plugin_config: &str) -> String {
-    fill(
+    let resource = fill(
         &template("ecds/meshward-filter.yaml"),
         &[
             ("MESHWARD_WASM", wasm.display().to_string()),
             ("MESHWARD_PLUGIN_CONFIG", yaml_single_quoted(plugin_config)),
         ],
-    )
+    );
+    // The same resource for the native module when that build runs.
+    crate::build::prepare_config(&resource).yaml
 }
 
 /// Writes `content` to `dir/.name.tmp`, then renames it to `dir/name`: the

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::audit::{parse_audit_lines, AuditLine};
+use crate::build::{prepare_config, FilterBuild};
 use crate::http::exchange;
 use crate::templates::{fill, template, yaml_single_quoted};
 use crate::workspace::envoy_binary;
@@ -163,7 +164,10 @@ impl EnvoyProc {
     /// then waiting for each.
     pub fn spawn(dir: &Path, name: &str, yaml: &str, concurrency: u32) -> Starting {
         let config_path = dir.join(format!("{name}.yaml"));
-        fs::write(&config_path, yaml).expect("write envoy config");
+        // The config for the build under test (MESHWARD_BUILD, build.rs).
+        let build = FilterBuild::current();
+        let prepared = prepare_config(yaml);
+        fs::write(&config_path, &prepared.yaml).expect("write envoy config");
         let admin_file = dir.join(format!("{name}-admin-address.txt"));
         let _ = fs::remove_file(&admin_file);
         let mut child = Command::new(envoy_binary())
@@ -175,9 +179,16 @@ impl EnvoyProc {
             // developer's own): each needs its own shared-memory base id.
             .arg("--use-dynamic-base-id")
             .args(["--concurrency", &concurrency.to_string()])
-            // The filter's audit lines are info on the `wasm` logger; everything
-            // else only from warning up (start-up failures are error/critical).
-            .args(["-l", "warning", "--component-log-level", "wasm:info"])
+            // The filter's audit lines are info on its logger (`wasm`, or
+            // `dynamic_modules` for the native build); everything else only
+            // from warning up (start-up failures are error/critical).
+            .args([
+                "-l",
+                "warning",
+                "--component-log-level",
+                &build.log_level_arg(),
+            ])
+            .envs(prepared.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -381,13 +392,17 @@ impl EnvoyProc {
         ))
     }
 
-    /// Counters and gauges whose names start with `prefix`.
+    /// Counters and gauges whose names start with `prefix`. The filter's
+    /// own stats are named as the wasm build names them
+    /// (`wasmcustom.meshward.*`) whichever build runs ([`FilterBuild::stat_name`]).
     pub fn stats(&self, prefix: &str) -> BTreeMap<String, u64> {
+        let build = FilterBuild::current();
+        let prefix = build.stat_name(prefix);
         self.admin_get("/stats")
             .lines()
             .filter_map(|l| l.split_once(": "))
-            .filter(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(name, v)| Some((name.to_owned(), v.trim().parse().ok()?)))
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .filter_map(|(name, v)| Some((build.wasm_stat_name(name), v.trim().parse().ok()?)))
             .collect()
     }
 
@@ -541,6 +556,7 @@ pub fn validate(config: &Path) -> (bool, String) {
             "-c",
         ])
         .arg(config)
+        .envs(FilterBuild::current().envoy_env())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_binary().display()));

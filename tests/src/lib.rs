@@ -4,6 +4,8 @@
 //! The pieces, each small, each written once and used by every end-to-end
 //! test, the demo (`src/bin/demo.rs`) and the soak (`src/bin/soak.rs`):
 //!
+//! - [`build`]: which filter build runs (`MESHWARD_BUILD=wasm|native`) and
+//!   the rewrite of rendered configs for the native module.
 //! - [`workspace`]: where the Envoy binary (`.venv`, from `scripts/setup.sh`)
 //!   and the filter's wasm are, and per-test scratch directories; missing
 //!   ones fail the test with the fix.
@@ -46,6 +48,7 @@
 //! harness.
 
 pub mod audit;
+pub mod build;
 pub mod client;
 pub mod ecds;
 pub mod envoy;

@@ -87,8 +87,15 @@ pub fn target_dir() -> PathBuf {
 /// The filter's release wasm: `$MESHWARD_WASM`, or
 /// `target/wasm32-wasip1/release/meshward_filter.wasm`. Panics with the build
 /// command when it is missing, or older than a source file of the filter or
-/// the engine (a stale filter would test yesterday's code).
+/// the engine (a stale filter would test yesterday's code). When the native
+/// build runs (`MESHWARD_BUILD=native`), checks the module instead.
 pub fn filter_wasm() -> PathBuf {
+    if crate::build::FilterBuild::current() == crate::build::FilterBuild::Native {
+        // The native build runs instead: its configs never load the wasm
+        // (tests/src/build.rs), so only the module must be built and fresh.
+        crate::build::native_module_dir();
+        return target_dir().join("wasm32-wasip1/release/meshward_filter.wasm");
+    }
     if let Some(p) = std::env::var_os(WASM_ENV) {
         let p = PathBuf::from(p);
         assert!(p.is_file(), "{WASM_ENV}={} does not exist", p.display());

@@ -242,7 +242,7 @@ fn policy_swaps_under_load_decide_by_old_or_new_and_a_broken_update_is_rejected(
         "the filter did not log why it refused the update"
     );
     assert!(
-        mesh.envoy.counter("wasmcustom.meshward.config.rejected") >= 1,
+        mesh.envoy.counter("wasmcustom.meshward.config_rejected") >= 1,
         "the filter did not count the refused configuration"
     );
     assert_eq!(

@@ -501,7 +501,7 @@ fn fetched_keys_rotate_and_fail_closed_when_stale() {
         request(&old_token),
         ok,
     );
-    let rotated_at_start = b.envoy.meshward_counter("keys.rotated");
+    let rotated_at_start = b.envoy.meshward_counter("keys_rotated");
     assert!(
         rotated_at_start >= 1,
         "the first fetch counts as a rotation"
@@ -535,7 +535,7 @@ fn fetched_keys_rotate_and_fail_closed_when_stale() {
         401,
         "jwt_unknown_kid",
     );
-    assert!(b.envoy.meshward_counter("keys.rotated") > rotated_at_start);
+    assert!(b.envoy.meshward_counter("keys_rotated") > rotated_at_start);
 
     // The same kid, another key: the cached verification of new_token
     // must not survive it.
@@ -562,12 +562,12 @@ fn fetched_keys_rotate_and_fail_closed_when_stale() {
         .contains("meshward: key set from meshward_keys/bundle rotated"));
 
     // An older bundle (sequence going back) is refused: k-old stays out.
-    let failed_before = b.envoy.meshward_counter("keys.fetch_failed");
+    let failed_before = b.envoy.meshward_counter("keys_fetch_failed");
     b.docs.serve_json("/bundle", &bundle(&[(&old, "k-old")], 1));
     b.envoy.wait_until(
         "a rollback counted as a failed fetch",
         Duration::from_secs(10),
-        |e| e.meshward_counter("keys.fetch_failed") > failed_before,
+        |e| e.meshward_counter("keys_fetch_failed") > failed_before,
     );
     denied(
         &send(
@@ -592,12 +592,12 @@ fn fetched_keys_rotate_and_fail_closed_when_stale() {
     b.docs
         .wait_hits("/bundle", good_hits, 1, Duration::from_secs(5));
     let failing_since = Instant::now();
-    let failed_before = b.envoy.meshward_counter("keys.fetch_failed");
+    let failed_before = b.envoy.meshward_counter("keys_fetch_failed");
     b.docs.set("/bundle", Answer::Doc(500, "{}".to_owned()));
     b.envoy.wait_until(
         "a 500 counted as a failed fetch",
         Duration::from_secs(5),
-        |e| e.meshward_counter("keys.fetch_failed") > failed_before,
+        |e| e.meshward_counter("keys_fetch_failed") > failed_before,
     );
     assert_allowed(
         &send(
@@ -607,11 +607,11 @@ fn fetched_keys_rotate_and_fail_closed_when_stale() {
         "last good set after a 500",
     );
     b.docs.set("/bundle", Answer::Reset);
-    let failed_500 = b.envoy.meshward_counter("keys.fetch_failed");
+    let failed_500 = b.envoy.meshward_counter("keys_fetch_failed");
     b.envoy.wait_until(
         "a reset counted as a failed fetch",
         Duration::from_secs(5),
-        |e| e.meshward_counter("keys.fetch_failed") > failed_500,
+        |e| e.meshward_counter("keys_fetch_failed") > failed_500,
     );
     // ...then fails closed.
     let stale = poll(
@@ -688,7 +688,7 @@ fn fetched_revocations_apply_without_restart() {
     // worker's filter fetches on its own timer), and once more: the next
     // requests stay refused.
     let revoke = |doc: Value, what: &str, probe: &dyn Fn() -> (TlsClient, Request), want: u16| {
-        let updates = b.envoy.meshward_counter("revocation.updated");
+        let updates = b.envoy.meshward_counter("revocation_updated");
         b.docs.serve_json("/revoked", &doc);
         let first = poll(what, Duration::from_secs(10), probe, |r| r.status == want);
         let (client, request) = probe();
@@ -698,7 +698,7 @@ fn fetched_revocations_apply_without_restart() {
             (first.status, reason(&first)),
             "{what}: the next request"
         );
-        assert!(b.envoy.meshward_counter("revocation.updated") > updates);
+        assert!(b.envoy.meshward_counter("revocation_updated") > updates);
         first
     };
     let via_front = |path: &'static str, token: &str| {

@@ -4,8 +4,13 @@
 //! authority, time), so `meshward replay` can re-decide a recorded log
 //! against another policy with the same engine.
 //!
+//! Every line starts with `"schema":"meshward.audit/v1"`; the schema is
+//! `docs/audit-schema.json` (JSON Schema), and a new member that readers may
+//! ignore keeps the version, while a removed or retyped one bumps it.
+//!
 //! ```json
-//! {"request_id":"5f0c…","peer":"spiffe://shop.example/ns/shop/sa/frontend",
+//! {"schema":"meshward.audit/v1","request_id":"5f0c…",
+//!  "traceparent":"00-4bf9…-00f0…-01","peer":"spiffe://shop.example/ns/shop/sa/frontend",
 //!  "chain":"v=1;iat=…;hops=…","headers":{"x-env":"prod"},
 //!  "method":"GET","path":"/orders/42","authority":"orders","time":1764380000,
 //!  "intent":"orders.read","rule":"frontend-reads-orders","decision":"allow",
@@ -23,6 +28,9 @@ use crate::evaluate::Claim;
 use crate::method_override::METHOD_OVERRIDE_HEADERS;
 use crate::policy::Policy;
 use crate::spiffe::SpiffeId;
+
+/// The `schema` member of every audit line this filter writes.
+pub const AUDIT_SCHEMA: &str = "meshward.audit/v1";
 
 /// The end user as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,11 +82,21 @@ pub struct AuditWould {
 /// filters' logs still replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// The line's schema and version ([`AUDIT_SCHEMA`]); absent in lines
+    /// written before it was introduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// `outbound` for the client side's lines; absent for inbound ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<String>,
     /// `x-request-id`.
     pub request_id: Option<String>,
+    /// W3C trace context (`traceparent`), when the request carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Zipkin B3 trace id (`x-b3-traceid`), when the request carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_b3_traceid: Option<String>,
     /// The verified mTLS peer.
     pub peer: Option<String>,
     /// Why there is no verified peer (a reason code).
@@ -139,6 +157,10 @@ pub struct AuditRecord {
 pub struct AuditFacts<'a> {
     /// `x-request-id`, when present.
     pub request_id: Option<&'a str>,
+    /// `traceparent`, when present.
+    pub traceparent: Option<&'a str>,
+    /// `x-b3-traceid`, when present.
+    pub x_b3_traceid: Option<&'a str>,
     /// The verified peer, or why there is none.
     pub peer: Result<&'a SpiffeId, Reason>,
     /// Peer certificate validity window (notBefore, notAfter).
@@ -172,8 +194,11 @@ pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) 
         headers: facts.headers,
     };
     let line = AuditLine {
+        schema: AUDIT_SCHEMA,
         direction: None,
         request_id: facts.request_id,
+        traceparent: facts.traceparent,
+        x_b3_traceid: facts.x_b3_traceid,
         peer: facts.peer.ok().map(SpiffeId::as_str),
         peer_error: facts.peer.err().map(code),
         cert: facts.cert_window.map(|(not_before, not_after)| AuditCert {
@@ -240,8 +265,11 @@ pub fn outbound_audit_line(
 ) -> String {
     let no_headers: &[(&str, &str)] = &[];
     let line = AuditLine {
+        schema: AUDIT_SCHEMA,
         direction: Some("outbound"),
         request_id: facts.request_id,
+        traceparent: None,
+        x_b3_traceid: None,
         peer: None,
         peer_error: None,
         cert: None,
@@ -284,9 +312,14 @@ pub fn outbound_audit_line(
 /// omissions (a test holds the two to the same output).
 #[derive(Serialize)]
 struct AuditLine<'a> {
+    schema: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     direction: Option<&'static str>,
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_b3_traceid: Option<&'a str>,
     peer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_error: Option<&'static str>,

@@ -22,6 +22,65 @@ fn status(status: Status) -> HostError {
     }
 }
 
+/// The proxy-wasm ABI (0.2.x) imports the SDK wraps without a way to pass
+/// response code details, or without handling a failed status.
+mod abi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+    }
+}
+
+/// An ABI status (`proxy_wasm::types::Status` as a plain number: 0 = Ok,
+/// 1 = NotFound, 2 = BadArgument).
+fn abi_result(code: u32) -> Result<(), HostError> {
+    match code {
+        0 => Ok(()),
+        1 => Err(HostError::NotFound),
+        2 => Err(HostError::BadArgument),
+        other => Err(HostError::Status(other)),
+    }
+}
+
+/// A header list in the proxy-wasm map encoding: the pair count, each
+/// name's and value's length (u32 little-endian), then each name and value
+/// followed by a NUL.
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len(pairs.len()));
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len(name.len()));
+        bytes.extend_from_slice(&len(value.len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
 fn level(level: LogLevel) -> proxy_wasm::types::LogLevel {
     use proxy_wasm::types::LogLevel as Wasm;
     match level {
@@ -54,23 +113,49 @@ impl Host for ProxyWasm {
 
     fn send_response(&mut self, response: &LocalResponse) -> Result<(), HostError> {
         // Envoy maps the HTTP status of a local reply to a gRPC request onto
-        // the gRPC status itself (401 → 16, 403 → 7).
+        // the gRPC status itself (401 → 16, 403 → 7): `grpc_status` -1.
+        // The SDK's `send_http_response` passes no details and traps on a
+        // non-Ok status, so the ABI call is made here.
         let headers: Vec<(&str, &str)> = response
             .headers
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        hostcalls::send_http_response(
-            u32::from(response.status),
-            headers,
-            Some(response.body.as_bytes()),
-        )
-        .map_err(status)
+        let headers = serialize_pairs(&headers);
+        let details = response.details.as_bytes();
+        let body = response.body.as_bytes();
+        // SAFETY: every pointer/length pair describes a live, initialized
+        // buffer (`details`, `body`, `headers`) that outlives the call; the
+        // host copies the bytes before returning and writes through none.
+        let code = unsafe {
+            abi::proxy_send_local_response(
+                u32::from(response.status),
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        abi_result(code)
     }
 
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        // Creates the filter-state object `wasm.<name>`.
-        hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(status)
+        // Creates the filter-state object `wasm.<name>`. The path is one
+        // element, so the name must not hold the NUL separator. (The SDK's
+        // `set_property` traps on a non-Ok status.)
+        if name.contains('\0') {
+            return Err(HostError::BadArgument);
+        }
+        // SAFETY: both pointer/length pairs describe live, initialized
+        // buffers that outlive the call; the host copies them and writes
+        // through neither.
+        let code = unsafe {
+            abi::proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        };
+        abi_result(code)
     }
 
     fn now_nanos(&mut self) -> Result<u128, HostError> {

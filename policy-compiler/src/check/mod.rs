@@ -9,8 +9,9 @@
 //! are checked against them), groups, the `chain` block (forwarders name
 //! groups; depth bounds are checked against `max_depth`), intents (then
 //! their ambiguity), rules (then shadowing, covered rules and grants lost to
-//! more specific intents), tests, the `identity` block (against the rules
-//! that need its sources), and finally unused-declaration warnings.
+//! more specific intents), the stats labels of intents and rules (no two may
+//! collide), tests, the `identity` block (against the rules that need its
+//! sources), and finally unused-declaration warnings.
 
 mod cases;
 mod chain;
@@ -23,6 +24,7 @@ mod lints;
 mod rules;
 mod settings;
 mod shadowing;
+mod stat_names;
 mod subjects;
 mod templates;
 
@@ -162,6 +164,16 @@ fn check_files(
     let mut intents = intents::check_intents(&mut cx, &intent_blocks);
     let rules = rules::check_rules(&mut cx, &mut resolver, &chain, &intents, &rule_blocks);
     shadowing::check_shadowing(&mut cx, &settings.trust_domains, &rules.rules);
+    stat_names::check_stat_names(
+        &mut cx,
+        "intent",
+        intents.intents.iter().map(|i| (i.name.as_str(), i.span)),
+    );
+    stat_names::check_stat_names(
+        &mut cx,
+        "rule",
+        rules.rules.iter().map(|r| (r.id.as_str(), r.span)),
+    );
     let tests = cases::check_tests(&mut cx, &intents, &rules.rules, &test_blocks);
     // What a rule grants is only known for sure when nothing failed to
     // check (a dropped condition or subject would make a grant look wider).

@@ -120,6 +120,10 @@ codes! {
     /// A test's tokens, user or chain that no request could carry (a chain
     /// not ending at the peer, scopes without a user, …).
     InconsistentTestRequest = "E030", Error;
+    /// Two rule ids, or two intent names, that read the same after the
+    /// stats normalization (`ops-admin`, `ops.admin`, `ops_admin`): their
+    /// counters would be one Prometheus series.
+    StatNameCollision = "E031", Error;
     /// An `identity` setting that is malformed or out of range (a bad
     /// algorithm, audience list, header, scheme, fetch, a missing part).
     InvalidIdentitySetting = "E040", Error;

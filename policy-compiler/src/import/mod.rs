@@ -431,7 +431,12 @@ fn import_group(
     let classes = intents::method_classes(&rules);
     let atoms = intents::atoms(&rules, &classes);
     let shapes = intents::shapes(&rules, &classes);
-    let header = header_comment(group, default_allow, &tds);
+    let uses_users = rules.iter().any(|rule| {
+        rule.conds
+            .iter()
+            .any(|c| matches!(c, Cond::Claim(..) | Cond::RequestPrincipal(..)))
+    });
+    let header = header_comment(group, default_allow, &tds, uses_users);
     let probe_peer = format!(
         "spiffe://{}/ns/{FRESH_SEGMENT}/sa/probe",
         tds.iter().next().cloned().unwrap_or_default()
@@ -662,7 +667,12 @@ fn rule_location(group: &Group<'_>, rule: &RuleSem) -> (report::DocRef, usize, S
     )
 }
 
-fn header_comment(group: &Group<'_>, default_allow: bool, tds: &BTreeSet<String>) -> String {
+fn header_comment(
+    group: &Group<'_>,
+    default_allow: bool,
+    tds: &BTreeSet<String>,
+    uses_users: bool,
+) -> String {
     let mut h = String::new();
     h.push_str(&format!(
         "# Imported from Istio by `meshward import istio` for {}.\n",
@@ -689,6 +699,12 @@ fn header_comment(group: &Group<'_>, default_allow: bool, tds: &BTreeSet<String>
         emit::quote(&group.stem),
         domains.join(" ")
     ));
+    if uses_users {
+        // The user-token settings come from the RequestAuthentications, in
+        // the JSON written beside this policy: say so, so that `check` does
+        // not take the users for a source nobody configured (E042).
+        h.push_str("identity {\n  external\n}\n\n");
+    }
     h
 }
 

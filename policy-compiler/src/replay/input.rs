@@ -1,8 +1,19 @@
 //! Reading a log line by line in bounded memory: a line longer than the
 //! limit is consumed without being kept and reported as too long, so one
 //! runaway line (or a file without newlines) cannot exhaust memory.
+//!
+//! Two line forms are read: the filter's audit line (`meshward.audit {…}`
+//! in Envoy's log, or a bare JSON object; `docs/audit-schema.json`), and the
+//! JSON access-log line of the shipped Envoy configs, whose fields carry the
+//! same names (`decision`, `reason`, `peer`, `chain`, `policy`, `would`…)
+//! filled from the filter state the filter publishes. The access-log form
+//! has no condition headers and no end-user claims verified at this hop, so
+//! rules reading those are re-decided without them.
 
 use std::io::{self, BufRead};
+
+use meshward_engine::audit::AuditRecord;
+use serde_json::{Map, Value};
 
 /// Longest line kept, bytes. An audit line is a few hundred bytes; a chain
 /// header is at most 8 KiB; headers and claims add a little more.
@@ -109,6 +120,55 @@ pub fn audit_json(line: &str) -> Option<&str> {
     line.get(at + AUDIT_MARKER.len()..).map(str::trim)
 }
 
+/// The record a line's JSON holds: `Ok(None)` for an access-log line of a
+/// request the filter never decided (Envoy refused it first: no decision
+/// facts), an error when it is neither form.
+pub fn parse_record(json: &str) -> Result<Option<AuditRecord>, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(json)?;
+    if let Some(object) = value.as_object_mut() {
+        if is_access_log(object) {
+            if object.get("decision").is_none_or(Value::is_null) {
+                return Ok(None);
+            }
+            from_access_log(object);
+        }
+    }
+    serde_json::from_value(value).map(Some)
+}
+
+/// An access-log line carries Envoy's own `response_code_details`; an audit
+/// line never does.
+fn is_access_log(object: &Map<String, Value>) -> bool {
+    object.contains_key("response_code_details")
+}
+
+/// Rewrites an access-log object into the audit record's shape: Envoy writes
+/// `%START_TIME(%s)%` as a string, `null` for an unset filter-state fact or
+/// request header, and a `would` object of nulls when nothing differs.
+fn from_access_log(object: &mut Map<String, Value>) {
+    if let Some(Value::String(text)) = object.get("time") {
+        let secs = text.parse::<u64>().map_or(Value::Null, Value::from);
+        object.insert("time".to_owned(), secs);
+    }
+    for text in ["method", "path", "authority", "mode", "policy"] {
+        if object.get(text).is_none_or(Value::is_null) {
+            object.insert(text.to_owned(), Value::from(""));
+        }
+    }
+    let would_differs = object
+        .get("would")
+        .and_then(|w| w.get("decision"))
+        .is_some_and(|d| !d.is_null());
+    if !would_differs {
+        object.insert("would".to_owned(), Value::Null);
+    }
+    // The audit line's status is what the filter answered: 200 means the
+    // request was passed on, whatever the app answered then.
+    if object.get("decision").and_then(Value::as_str) == Some("allow") {
+        object.insert("status".to_owned(), Value::from(200));
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -167,5 +227,59 @@ mod tests {
         );
         assert_eq!(audit_json("[info] meshward: loaded policy"), None);
         assert_eq!(audit_json(""), None);
+    }
+
+    /// An access-log line as the shipped Envoy configs write it, as a live
+    /// Envoy 1.40 wrote it (tests/tests/observability.rs).
+    const ACCESS_LOG_DENY: &str = r#"{"authority":"localhost","chain":"v=1;iat=1796539763;exp=1796539823;complete=1;hops=spiffe://shop.example/ns/shop/sa/payments","chain_origin":"spiffe://shop.example/ns/shop/sa/payments","chain_purpose":null,"chain_user":null,"decision":"deny","direction":"inbound","duration_ms":0,"intent":"orders.read","method":"GET","mode":"enforce","path":"/orders/1","peer":"spiffe://shop.example/ns/shop/sa/payments","policy":"4a2689b1e451f780b5121d745ee25471c80959086ba3b448c89b41e10048f88b","reason":"no_matching_rule","request_id":"obs-deny","response_code_details":"meshward_denied{no_matching_rule}","rule":null,"start_time":"2026-12-06T06:49:23.409Z","status":403,"time":"1796539763","traceparent":null,"would":{"decision":null,"reason":null,"rule":null},"x_b3_traceid":null}"#;
+
+    #[test]
+    fn reads_the_access_log_form() {
+        let record = parse_record(ACCESS_LOG_DENY).unwrap().unwrap();
+        assert_eq!(record.time, 1_796_539_763);
+        assert_eq!(record.decision, "deny");
+        assert_eq!(record.reason, "no_matching_rule");
+        assert_eq!(record.intent.as_deref(), Some("orders.read"));
+        assert_eq!(
+            record.peer.as_deref(),
+            Some("spiffe://shop.example/ns/shop/sa/payments")
+        );
+        assert_eq!(record.would, None);
+        assert_eq!(record.status, 403);
+        assert!(record.policy.starts_with("4a2689b1"));
+        assert!(record.chain.is_some());
+    }
+
+    #[test]
+    fn access_log_lines_without_a_decision_are_skipped() {
+        let refused = ACCESS_LOG_DENY
+            .replace(r#""decision":"deny""#, r#""decision":null"#)
+            .replace(r#""status":403"#, r#""status":400"#);
+        assert_eq!(parse_record(&refused).unwrap(), None);
+    }
+
+    #[test]
+    fn a_dry_run_access_log_line_keeps_its_would_be_outcome() {
+        let line = ACCESS_LOG_DENY
+            .replace(r#""decision":"deny""#, r#""decision":"allow""#)
+            .replace(
+                r#""would":{"decision":null,"reason":null,"rule":null}"#,
+                r#""would":{"decision":"deny","reason":"denied_by_rule","rule":"freeze"}"#,
+            );
+        let record = parse_record(&line).unwrap().unwrap();
+        assert_eq!(record.status, 200);
+        let would = record.would.unwrap();
+        assert_eq!(
+            (would.decision.as_str(), would.rule.as_deref()),
+            ("deny", Some("freeze"))
+        );
+    }
+
+    #[test]
+    fn audit_lines_read_as_before() {
+        let line = r#"{"schema":"meshward.audit/v1","request_id":"r","peer":null,"method":"GET","path":"/","authority":"a","time":1,"intent":null,"rule":null,"decision":"deny","reason":"no_peer_certificate","status":401,"mode":"enforce","would":null,"policy":"00"}"#;
+        let record = parse_record(line).unwrap().unwrap();
+        assert_eq!(record.schema.as_deref(), Some("meshward.audit/v1"));
+        assert!(parse_record("{\"decision\":").is_err());
     }
 }

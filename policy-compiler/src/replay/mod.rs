@@ -192,8 +192,14 @@ impl<'p> Replayer<'p> {
             return;
         };
         self.report.audit_lines += 1;
-        let record: AuditRecord = match serde_json::from_str(json) {
-            Ok(record) => record,
+        let record: AuditRecord = match input::parse_record(json) {
+            Ok(Some(record)) => record,
+            // An access-log line of a request the filter never decided.
+            Ok(None) => {
+                self.report.audit_lines -= 1;
+                self.report.other_lines += 1;
+                return;
+            }
             Err(error) if error.is_eof() => {
                 return self.malformed(number, format!("truncated JSON ({error})"))
             }

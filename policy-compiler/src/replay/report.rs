@@ -216,8 +216,8 @@ impl WouldCounts {
 }
 
 /// Dry-run outcomes attributed to the rule that decided them. All rows add
-/// up to Envoy's `meshward.decision.would_allow` / `would_deny`; the row of
-/// a `mode dry-run` rule is its `meshward.rule.<id>.would_allow` /
+/// up to Envoy's `meshward_would_be` counters; the row of a `mode dry-run`
+/// rule is its `meshward_rules{mode="dry_run"}` series (docs/observability.md)
 /// `would_deny` counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WouldRow {
@@ -421,7 +421,7 @@ impl ReplayReport {
         if !self.would.is_empty() {
             let _ = writeln!(
                 out,
-                "\ndry-run outcomes by deciding rule: the rows add up to Envoy's meshward.decision.would_allow\n/ .would_deny; a `mode dry-run` rule's row is its meshward.rule.<id>.would_allow / .would_deny"
+                "\ndry-run outcomes by deciding rule: the rows add up to Envoy's meshward_would_be counters;\na `mode dry-run` rule's row is its meshward_rules{{mode=\"dry_run\"}} series"
             );
             let width = self
                 .would

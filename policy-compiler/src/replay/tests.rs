@@ -235,6 +235,8 @@ fn record_line(policy: &Policy, s: &Sample, n: usize) -> String {
     let id = format!("req-{n}");
     let facts = AuditFacts {
         request_id: Some(&id),
+        traceparent: None,
+        x_b3_traceid: None,
         peer: peer_id.as_ref().map_err(|r| *r),
         cert_window: None,
         jwt_svid: jwt.as_ref().map(Ok),

@@ -113,7 +113,7 @@ impl Pipeline {
     /// Bumps counters.
     pub(super) fn bump(&mut self, host: &mut dyn Host, counters: &[Counter]) {
         self.ensure_stats(host);
-        if let Some(stats) = &self.stats {
+        if let Some(stats) = self.stats.as_mut() {
             stats.bump(host, counters);
         }
     }
@@ -167,8 +167,9 @@ impl Pipeline {
                 keys.carry_over(&self.keys);
                 self.keys = keys;
                 if let Some(stats) = self.stats.as_mut() {
-                    stats.define_rules(host, &config.policy);
+                    stats.define_policy(host, &config.policy);
                 }
+                self.bump(host, &[Counter::ConfigLoaded]);
                 self.certs = CertCache::new(CERT_CACHE_CAPACITY);
                 self.jwt_svids = TokenCache::new(TOKEN_CACHE_CAPACITY);
                 self.users = TokenCache::new(TOKEN_CACHE_CAPACITY);
@@ -195,9 +196,11 @@ impl Pipeline {
             Err(err) => {
                 self.bump(host, &[Counter::ConfigRejected]);
                 if let ConfigError::Signature(sig) = &err {
-                    if let Some(id) =
-                        host.define_counter(&format!("meshward.config.signature.{}", sig.code()))
-                    {
+                    if let Some(id) = host.define_counter(&format!(
+                        "{}.reason={}",
+                        super::publish::counter::CONFIG_SIGNATURE_REJECTED,
+                        sig.code()
+                    )) {
                         host.increment(id, 1);
                     }
                 }

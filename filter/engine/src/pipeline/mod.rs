@@ -7,7 +7,8 @@
 //!                                                   │   authority canonicalized)
 //!                                                   │   method override, hand-off
 //!                                                   ▼
-//!   Host ◀──header edits / local response, audit line, counters── apply
+//!   Host ◀──header edits / local response, audit line, counters,── apply
+//!           decision facts as filter state (publish)
 //! ```
 //!
 //! Everything that decides lives here. A host — the proxy-wasm filter
@@ -28,6 +29,7 @@ mod lifecycle;
 pub mod offline;
 mod outbound;
 pub mod outcome;
+pub mod publish;
 pub mod response;
 pub mod seal_key;
 pub mod stats;
@@ -354,6 +356,8 @@ impl Pipeline {
                 };
                 let facts = AuditFacts {
                     request_id,
+                    traceparent: crate::evaluate::Headers::get(headers, "traceparent"),
+                    x_b3_traceid: crate::evaluate::Headers::get(headers, "x-b3-traceid"),
                     peer,
                     cert_window: verdict
                         .peer
@@ -397,6 +401,52 @@ impl Pipeline {
         }
     }
 
+    /// Publishes an outcome's decision facts as filter state
+    /// ([`publish::decision_facts`]) for the proxy's access loggers: every
+    /// inbound decision, and the outbound calls whose chain was refused. A
+    /// host without filter state (`Unsupported`) is skipped quietly; any
+    /// other failure is logged, never fatal: the decision stands.
+    fn publish(&self, host: &mut dyn Host, outcome: &Outcome) {
+        let verdict = &outcome.verdict;
+        let side = match outcome.direction {
+            Direction::Inbound => publish::Side::Inbound,
+            Direction::Outbound
+                if verdict
+                    .counters
+                    .iter()
+                    .any(|c| matches!(c, Counter::ChainRejected | Counter::ChainDropped)) =>
+            {
+                publish::Side::Outbound
+            }
+            Direction::Outbound => return,
+        };
+        let peer = match (&verdict.peer, &verdict.jwt_svid) {
+            (Some(Ok(peer)), _) => Some(peer.id.as_str()),
+            (_, Some(Ok(subject))) => Some(subject.as_str()),
+            _ => None,
+        };
+        let facts = publish::Published {
+            policy: self.config.as_ref().map(|c| &c.policy),
+            decision: &verdict.decision,
+            side,
+            peer,
+            chain: verdict.chain.as_ref().and_then(|c| c.as_ref().ok()),
+        };
+        for (name, value) in publish::decision_facts(&facts) {
+            match host.set_filter_state(name, &value) {
+                Ok(()) => {}
+                Err(HostError::Unsupported) => return,
+                Err(err) => {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("meshward: could not publish `{name}` as filter state ({err})"),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     /// Applies an outcome through the host. An allow whose header edits fail
     /// becomes a deny (`identity_unavailable`): the app must never see a
     /// stale or forged identity header.
@@ -422,6 +472,7 @@ impl Pipeline {
             );
         }
         self.bump(host, &outcome.counters);
+        self.publish(host, &outcome);
         for (level, message) in &outcome.verdict.logs {
             host.log(*level, message);
         }

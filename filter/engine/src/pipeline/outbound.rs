@@ -58,7 +58,13 @@ impl Pipeline {
             Ok(None) => {}
             Err(err) => {
                 let reason = err.reason();
-                verdict.counters.push(Counter::Reason(reason));
+                // A dropped chain lets the call go on: counted as the allow
+                // it is, with the reason it lost its chain.
+                let effect = match on_invalid {
+                    OnInvalidChain::Deny => Effect::Deny,
+                    OnInvalidChain::Drop => Effect::Allow,
+                };
+                verdict.counters.push(Counter::Decision(effect, reason));
                 match on_invalid {
                     OnInvalidChain::Deny => {
                         verdict.counters.push(Counter::ChainRejected);

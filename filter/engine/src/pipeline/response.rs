@@ -46,7 +46,7 @@ pub fn deny(
             ("x-meshward-reason", code.to_owned()),
         ],
         body: deny_body(policy, decision, request_id),
-        details: format!("meshward_denied{{{code}}}"),
+        details: super::publish::response_details(decision.reason),
     }
 }
 

@@ -137,7 +137,12 @@ fn without_configuration_every_request_is_denied_no_policy() {
     let response = host.response.clone().unwrap();
     assert_eq!(response.status, 403);
     assert!(response.body.contains("no_policy"));
-    assert_eq!(host.counter("meshward.reason.no_policy"), 1);
+    assert_eq!(reason_count(&host, "no_policy"), 1);
+    assert_eq!(
+        host.filter_state.get("meshward_reason").map(String::as_str),
+        Some("no_policy")
+    );
+    assert!(!host.filter_state.contains_key("meshward_policy"));
 }
 
 #[test]
@@ -168,7 +173,18 @@ fn allows_through_the_forwarded_certificate_and_hands_the_app_its_facts() {
     assert_eq!(host.added[0].1, FRONTEND);
     let chain = &host.added[4].1;
     assert!(chain.contains(&format!("hops={FRONTEND},{ORDERS}")) && chain.contains(";mac="));
-    assert_eq!(host.counter("meshward.decision.allow"), 1);
+    assert_eq!(effect_count(&host, "allow"), 1);
+    // The decision facts, as filter state for the proxy's access logs.
+    let fact = |name: &str| host.filter_state.get(name).map(String::as_str);
+    assert_eq!(fact("meshward_decision"), Some("allow"));
+    assert_eq!(fact("meshward_reason"), Some("allowed_by_rule"));
+    assert_eq!(fact("meshward_peer"), Some(FRONTEND));
+    assert_eq!(fact("meshward_mode"), Some("enforce"));
+    assert_eq!(fact("meshward_direction"), Some("inbound"));
+    assert_eq!(fact("meshward_chain_origin"), Some(FRONTEND));
+    assert!(fact("meshward_intent").is_some() && fact("meshward_rule").is_some());
+    assert_eq!(fact("meshward_would_be"), None);
+    assert_eq!(fact("meshward_policy").map(str::len), Some(64));
     let audit: Value = serde_json::from_str(host.audit_lines()[0]).unwrap();
     assert_eq!(audit["rule"], "frontend-reads-orders");
     assert_eq!(audit["peer"], FRONTEND);
@@ -194,7 +210,7 @@ fn denies_with_the_reason_the_response_and_the_counters_agree_on() {
     );
     pipeline.on_request_headers(&mut host);
     assert_eq!(host.response.as_ref().unwrap().status, 401);
-    assert_eq!(host.counter("meshward.reason.forwarded_cert_mismatch"), 1);
+    assert_eq!(reason_count(&host, "forwarded_cert_mismatch"), 1);
     // gRPC: the response carries the gRPC status hosts send themselves.
     request(
         &mut host,
@@ -205,7 +221,7 @@ fn denies_with_the_reason_the_response_and_the_counters_agree_on() {
     );
     pipeline.on_request_headers(&mut host);
     assert_eq!(host.response.as_ref().unwrap().grpc_status, Some(7));
-    assert_eq!(host.counter("meshward.decision.deny"), 3);
+    assert_eq!(effect_count(&host, "deny"), 3);
 }
 
 #[test]
@@ -250,8 +266,8 @@ fn a_failed_header_edit_turns_the_allow_into_a_deny() {
         host.response.as_ref().unwrap().details,
         "meshward_denied{identity_unavailable}"
     );
-    assert_eq!(host.counter("meshward.decision.allow"), 0);
-    assert_eq!(host.counter("meshward.reason.identity_unavailable"), 1);
+    assert_eq!(effect_count(&host, "allow"), 0);
+    assert_eq!(reason_count(&host, "identity_unavailable"), 1);
 }
 
 #[test]
@@ -284,7 +300,7 @@ fn a_rejected_update_keeps_the_last_good_configuration() {
     ] {
         assert!(!pipeline.configure(&mut host, &bad));
     }
-    assert_eq!(host.counter("meshward.config.rejected"), 4);
+    assert_eq!(host.counter("meshward.config_rejected"), 4);
     assert_eq!(pipeline.config().unwrap().policy.hash_hex(), first);
     request(&mut host, &svid(FRONTEND), "GET", "/orders/1", &[]);
     assert_eq!(pipeline.on_request_headers(&mut host), Action::Continue);
@@ -370,7 +386,7 @@ fn key_fetches_follow_their_schedule_and_go_stale_when_they_keep_failing() {
     assert_eq!(host.callouts.len(), 2);
     let second = host.callouts[1].id;
     pipeline.on_http_call_response(&mut host, second, Some(500), None);
-    assert_eq!(host.counter("meshward.keys.fetch_failed"), 1);
+    assert_eq!(host.counter("meshward.keys_fetch_failed"), 1);
     assert!(host
         .logs
         .iter()
@@ -389,7 +405,7 @@ fn key_fetches_follow_their_schedule_and_go_stale_when_they_keep_failing() {
     );
     // An answer to a call nobody made is ignored.
     pipeline.on_http_call_response(&mut host, 999, Some(200), Some(b"{}".to_vec()));
-    assert_eq!(host.counter("meshward.keys.fetch_failed"), 1);
+    assert_eq!(host.counter("meshward.keys_fetch_failed"), 1);
 }
 
 #[test]
@@ -404,7 +420,7 @@ fn a_host_that_cannot_dispatch_counts_a_failed_fetch() {
     let mut pipeline = Pipeline::new();
     assert!(pipeline.on_vm_start(&mut host) && pipeline.on_configure(&mut host));
     pipeline.on_tick(&mut host);
-    assert_eq!(host.counter("meshward.keys.fetch_failed"), 1);
+    assert_eq!(host.counter("meshward.keys_fetch_failed"), 1);
 }
 
 #[test]
@@ -436,7 +452,7 @@ fn outbound_forwards_only_chains_this_proxy_sealed() {
     assert_eq!(outbound.on_request_headers(&mut host), Action::Continue);
     let forwarded = &host.added[0].1;
     assert!(!forwarded.contains("mac=") && forwarded.contains(ORDERS));
-    assert_eq!(host.counter("meshward.chain.forwarded"), 1);
+    assert_eq!(host.counter("meshward.chain_forwarded"), 1);
     // An edited chain is refused and audited as an outbound line.
     call(&mut host, &sealed.replace("complete=1", "complete=0"));
     assert_eq!(outbound.on_request_headers(&mut host), Action::Stop);
@@ -450,7 +466,7 @@ fn outbound_forwards_only_chains_this_proxy_sealed() {
         (Some("outbound"), Some(403))
     );
     assert_eq!(audit["mode"], "enforce");
-    assert_eq!(host.counter("meshward.chain.rejected"), 1);
+    assert_eq!(host.counter("meshward.chain_rejected"), 1);
 }
 
 #[test]
@@ -594,4 +610,24 @@ fn keys_pinned_in_the_vm_environment_refuse_an_unsigned_policy() {
             .into_bytes(),
     );
     assert!(!Pipeline::new().on_vm_start(&mut host));
+}
+
+/// Decisions with `effect` (`allow` / `deny`), whatever their reason.
+fn effect_count(host: &OfflineHost, effect: &str) -> u64 {
+    let prefix = format!("meshward.decisions.decision={effect}.");
+    host.counters
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Decisions with reason `code`, whatever their effect.
+fn reason_count(host: &OfflineHost, code: &str) -> u64 {
+    let suffix = format!(".reason={code}");
+    host.counters
+        .iter()
+        .filter(|(name, _)| name.starts_with("meshward.decisions.") && name.ends_with(&suffix))
+        .map(|(_, n)| n)
+        .sum()
 }
