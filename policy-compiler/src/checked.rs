@@ -5,10 +5,10 @@
 //! point back at the source, e.g. `meshward explain` naming a rule's line.
 
 use meshward_engine::model::Effect;
-use meshward_engine::spiffe::SpiffeId;
+use meshward_engine::spiffe::{self, SpiffeId};
 use meshward_engine::Reason;
 
-use crate::outcome::{SampleChain, SampleUser};
+use crate::sample::{SampleChain, SampleUser};
 use crate::span::Span;
 
 /// A policy that passed every check.
@@ -340,29 +340,27 @@ pub enum IdPatternSegment {
     Rest,
 }
 
+impl IdPatternSegment {
+    /// This segment as the shared matcher sees it.
+    pub fn as_segment(&self) -> spiffe::pattern::Segment<'_> {
+        match self {
+            IdPatternSegment::Literal(s) => spiffe::pattern::Segment::Literal(s),
+            IdPatternSegment::Any => spiffe::pattern::Segment::Any,
+            IdPatternSegment::Rest => spiffe::pattern::Segment::Rest,
+        }
+    }
+}
+
 impl IdPattern {
-    /// Whether the pattern matches `id`.
+    /// Whether the pattern matches `id`: the engine's matcher
+    /// ([`spiffe::pattern`]), so the compiler never believes a subject
+    /// matches what the filter would not.
     pub fn matches(&self, id: &SpiffeId) -> bool {
-        if id.trust_domain() != self.trust_domain {
-            return false;
-        }
-        let mut actual = id.segments();
-        for segment in &self.segments {
-            match segment {
-                IdPatternSegment::Rest => return true,
-                IdPatternSegment::Any => {
-                    if actual.next().is_none() {
-                        return false;
-                    }
-                }
-                IdPatternSegment::Literal(want) => {
-                    if actual.next() != Some(want.as_str()) {
-                        return false;
-                    }
-                }
-            }
-        }
-        actual.next().is_none()
+        spiffe::pattern::matches(
+            &self.trust_domain,
+            self.segments.iter().map(IdPatternSegment::as_segment),
+            id,
+        )
     }
 
     /// Whether every ID `other` matches, this matches too. Treats `other`'s

@@ -1,14 +1,17 @@
 //! A readable dump of a compiled policy, with strings resolved: what the
 //! golden tests compare and what a reviewer reads to see what the filter
 //! will enforce.
+//!
+//! A view: the layout (header, numbered intents and rules) is here, every
+//! phrase (subjects, principals, conditions, methods, routes) comes from
+//! [`crate::model_text`], the one renderer of the compiled model, so the
+//! dump reads in the same policy-language words as `diff` and `graph`.
 
 use std::fmt::Write as _;
 
-use meshward_engine::model::{
-    ClaimTest, CompiledPolicy, Condition, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
-    Subject, UserTest,
-};
+use meshward_engine::model::{Principal, StrId};
 
+use crate::model_text::{self, string};
 use crate::Compiled;
 
 /// Renders the compiled policy, its size and hash.
@@ -40,31 +43,18 @@ pub fn render(compiled: &Compiled) -> String {
         if p.chain.forwarders.is_empty() {
             "none".to_owned()
         } else {
-            subjects_text(p, &p.chain.forwarders)
+            model_text::subjects(p, &p.chain.forwarders)
         }
     );
     for (index, intent) in p.intents.iter().enumerate() {
         let _ = writeln!(out, "\nintent #{index} {}", s(intent.name));
-        let _ = writeln!(out, "  methods {}", methods(intent.methods));
+        let methods = model_text::methods(intent.methods);
+        let _ = writeln!(out, "  methods {}", methods.as_deref().unwrap_or("any"));
         if let Some(host) = intent.host {
             let _ = writeln!(out, "  host {}", s(host));
         }
         for route in &intent.routes {
-            let text: String = route
-                .segments
-                .iter()
-                .map(|segment| match segment {
-                    Segment::Literal(id) => format!("/{}", s(*id)),
-                    Segment::Param => "/{}".to_owned(),
-                    Segment::Rest => "/**".to_owned(),
-                })
-                .collect();
-            let text = if text.is_empty() {
-                "/".to_owned()
-            } else {
-                text
-            };
-            let _ = writeln!(out, "  route {text}");
+            let _ = writeln!(out, "  route {}", model_text::route(p, route));
         }
     }
     for (index, rule) in p.rules.iter().enumerate() {
@@ -75,23 +65,12 @@ pub fn render(compiled: &Compiled) -> String {
             rule.effect.as_str(),
             s(rule.id)
         );
-        match &rule.principal {
-            Principal::Peer => {}
-            Principal::JwtSvid => {
-                let _ = writeln!(out, "  principal jwt_svid");
-            }
-            Principal::JwtSvidVia(via) => {
-                let _ = writeln!(out, "  principal jwt_svid via {}", subjects_text(p, via));
-            }
-            Principal::PeerBoundJwtSvid => {
-                let _ = writeln!(out, "  principal peer_bound_jwt_svid");
-            }
-            Principal::User => {
-                let _ = writeln!(out, "  principal user");
-            }
+        if rule.principal != Principal::Peer {
+            let principal = model_text::principal(p, &rule.principal);
+            let _ = writeln!(out, "  principal {principal}");
         }
         for subject in &rule.subjects {
-            let _ = writeln!(out, "  subject {}", subject_text(p, subject));
+            let _ = writeln!(out, "  subject {}", model_text::subject(p, subject));
         }
         let mut intents: Vec<String> = rule
             .intents
@@ -108,103 +87,8 @@ pub fn render(compiled: &Compiled) -> String {
         }
         let _ = writeln!(out, "  intents {}", intents.join(", "));
         for condition in &rule.conditions {
-            let _ = writeln!(out, "  when {}", condition_text(p, condition));
+            let _ = writeln!(out, "  when {}", model_text::condition(p, condition));
         }
     }
     out
-}
-
-fn string(p: &CompiledPolicy, id: StrId) -> &str {
-    p.strings
-        .get(id as usize)
-        .map_or("<bad string>", String::as_str)
-}
-
-fn methods(bits: u16) -> String {
-    if bits == 0 {
-        return "any".to_owned();
-    }
-    let names: Vec<&str> = Method::ALL
-        .iter()
-        .filter(|m| bits & m.bit() != 0)
-        .map(|m| m.as_str())
-        .collect();
-    names.join(" ")
-}
-
-fn subject_text(p: &CompiledPolicy, subject: &Subject) -> String {
-    match subject {
-        Subject::AnyAuthenticated => "any_authenticated".to_owned(),
-        Subject::TrustDomain(td) => format!("domain {}", string(p, *td)),
-        Subject::Exact(id) => format!("exact {}", string(p, *id)),
-        Subject::Pattern {
-            trust_domain,
-            segments,
-        } => {
-            let path: String = segments
-                .iter()
-                .map(|segment| match segment {
-                    IdSegment::Literal(id) => format!("/{}", string(p, *id)),
-                    IdSegment::Any => "/*".to_owned(),
-                    IdSegment::Rest => "/**".to_owned(),
-                })
-                .collect();
-            format!("pattern spiffe://{}{path}", string(p, *trust_domain))
-        }
-    }
-}
-
-fn subjects_text(p: &CompiledPolicy, subjects: &[Subject]) -> String {
-    let texts: Vec<String> = subjects.iter().map(|s| subject_text(p, s)).collect();
-    texts.join(", ")
-}
-
-fn quoted_list(p: &CompiledPolicy, values: &[StrId]) -> String {
-    let values: Vec<String> = values
-        .iter()
-        .map(|v| format!("{:?}", string(p, *v)))
-        .collect();
-    format!("[{}]", values.join(", "))
-}
-
-fn condition_text(p: &CompiledPolicy, condition: &Condition) -> String {
-    match condition {
-        Condition::Header { name, test } => {
-            format!("header {} {}", string(p, *name), test_text(p, test))
-        }
-        Condition::Origin(subjects) => format!("origin {}", subjects_text(p, subjects)),
-        Condition::AnyHop(subjects) => format!("any_hop {}", subjects_text(p, subjects)),
-        Condition::NoHop(subjects) => format!("no_hop {}", subjects_text(p, subjects)),
-        Condition::Depth { min, max } => format!("depth {min}..{max}"),
-        Condition::Complete => "complete".to_owned(),
-        Condition::Purpose(names) => {
-            let names: Vec<&str> = names.iter().map(|n| string(p, *n)).collect();
-            format!("purpose {}", names.join(" "))
-        }
-        Condition::User(test) => match test {
-            UserTest::Present => "user present".to_owned(),
-            UserTest::Subject(values) => format!("user subject in {}", quoted_list(p, values)),
-            UserTest::Issuer(values) => format!("user issuer in {}", quoted_list(p, values)),
-            UserTest::HasScope(scope) => format!("user scope {:?}", string(p, *scope)),
-            UserTest::Claim { name, test } => {
-                let test = match test {
-                    ClaimTest::Equals(v) => format!("== {:?}", string(p, *v)),
-                    ClaimTest::OneOf(values) => format!("in {}", quoted_list(p, values)),
-                    ClaimTest::Contains(v) => format!("contains {:?}", string(p, *v)),
-                };
-                format!("user claim {:?} {test}", string(p, *name))
-            }
-        },
-    }
-}
-
-fn test_text(p: &CompiledPolicy, test: &HeaderTest) -> String {
-    match test {
-        HeaderTest::Present => "present".to_owned(),
-        HeaderTest::Absent => "absent".to_owned(),
-        HeaderTest::Equals(v) => format!("== {:?}", string(p, *v)),
-        HeaderTest::NotEquals(v) => format!("!= {:?}", string(p, *v)),
-        HeaderTest::OneOf(values) => format!("in {}", quoted_list(p, values)),
-        HeaderTest::Prefix(v) => format!("starts_with {:?}", string(p, *v)),
-    }
 }

@@ -168,7 +168,6 @@ fn metadata(opts: &IstioOptions, suffix: &str, policy_hash: &str) -> Metadata {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

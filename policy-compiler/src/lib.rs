@@ -60,6 +60,7 @@ pub mod outcome;
 pub mod plugin_config;
 pub mod raw;
 pub mod replay;
+pub mod sample;
 pub mod signing;
 pub mod source_map;
 pub mod span;
@@ -71,9 +72,8 @@ use meshward_engine::model::CompiledPolicy;
 use meshward_engine::{codec, config, Policy, PolicyError};
 
 pub use diagnostics::{Code, Diagnostic, Diagnostics, Severity};
-pub use outcome::{
-    jwt_svid_from_text, peer_from_text, ClaimValue, Outcome, SampleChain, SampleRequest, SampleUser,
-};
+pub use outcome::{jwt_svid_from_text, peer_from_text, Outcome};
+pub use sample::{ClaimValue, SampleChain, SampleRequest, SampleUser};
 pub use source_map::{Location, SourceMap};
 pub use testing::{run_tests, TestReport, TestResult};
 

@@ -110,7 +110,6 @@ pub fn sign_config(config: &mut serde_json::Value, compiled: &Compiled, key: &Si
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "unit tests")]
 mod tests {
     use super::*;
     use meshward_engine::signature::{PolicySignature, TrustedKeys};

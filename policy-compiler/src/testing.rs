@@ -10,7 +10,8 @@ use std::fmt;
 use serde_json::json;
 
 use crate::checked::{Expectation, TestCase};
-use crate::outcome::{OfflineFilter, Outcome, SampleRequest};
+use crate::outcome::{OfflineFilter, Outcome};
+use crate::sample::SampleRequest;
 use crate::source_map::Location;
 use crate::Compiled;
 

@@ -107,9 +107,4 @@ impl EchoUpstream {
     pub fn count(&self) -> usize {
         self.seen.lock().map(|s| s.len()).unwrap_or(0)
     }
-
-    /// The requests received after the first `since` ones.
-    pub fn requests_since(&self, since: usize) -> Vec<SeenRequest> {
-        self.requests().into_iter().skip(since).collect()
-    }
 }

@@ -453,7 +453,6 @@ pub fn deny_body(policy: Option<&Policy>, decision: &Decision, request_id: Optio
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

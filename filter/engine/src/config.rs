@@ -66,6 +66,8 @@ use crate::identity::jwt::{
     DEFAULT_MAX_TOKEN_BYTES,
 };
 use crate::identity::revocation::{RevocationError, RevocationList, RevokedConfig};
+// Lives with the revocation lists it normalizes; re-exported for the CLI.
+pub use crate::identity::revocation::normalize_serial;
 use crate::identity::tokens::{
     IssuerSettings, UserTokenSettings, DEFAULT_USER_TOKEN_HEADER, DEFAULT_USER_TOKEN_SCHEME,
 };
@@ -894,31 +896,6 @@ fn key_fetch(
     })
 }
 
-/// Normalizes a certificate serial written as hex (any case, optional `:`
-/// separators, optional `0x`): lowercase, no separators, no leading zeros
-/// (DER may add a `00` byte to keep the integer positive). `None` if not hex.
-pub fn normalize_serial(s: &str) -> Option<String> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    let digits: String = s
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let trimmed = digits.trim_start_matches('0');
-    Some(if trimmed.is_empty() {
-        "0".to_owned()
-    } else {
-        trimmed.to_owned()
-    })
-}
-
 /// Builds the plugin configuration JSON for a compiled policy (used by the
 /// compiler; kept here so writer and reader live side by side).
 pub fn plugin_config_json(policy_bytes: &[u8], revoked_serials: &[String]) -> serde_json::Value {
@@ -933,15 +910,6 @@ pub fn plugin_config_json(policy_bytes: &[u8], revoked_serials: &[String]) -> se
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serials_normalize() {
-        assert_eq!(normalize_serial("0A:1b:2C").as_deref(), Some("a1b2c"));
-        assert_eq!(normalize_serial("0x00ff").as_deref(), Some("ff"));
-        assert_eq!(normalize_serial("00").as_deref(), Some("0"));
-        assert_eq!(normalize_serial("xyz"), None);
-        assert_eq!(normalize_serial(""), None);
-    }
 
     #[test]
     fn rejects_missing_and_malformed() {

@@ -35,7 +35,7 @@ use crate::model::{
     Segment, StrId, Subject, UserTest,
 };
 use crate::routes::{Router, Template};
-use crate::spiffe::{self, eq_bytes, text_hash, SpiffeId};
+use crate::spiffe::{self, eq_bytes, pattern, text_hash, SpiffeId};
 
 /// Why a decoded policy is inconsistent (a compiler bug or tampering: the
 /// hash matched, so these bytes were written this way).
@@ -262,36 +262,19 @@ impl Pattern {
     /// Whether `id`, whose trust domain has id `domain`, matches.
     #[inline]
     fn matches(&self, domain: u32, id: &SpiffeId) -> bool {
-        if domain != self.domain || domain == NO_ID {
-            return false;
+        domain == self.domain
+            && domain != NO_ID
+            && pattern::path_matches(self.segments.iter().map(PatternSeg::as_segment), id)
+    }
+}
+
+impl PatternSeg {
+    fn as_segment(&self) -> pattern::Segment<'_> {
+        match self {
+            PatternSeg::Literal(s) => pattern::Segment::Literal(s),
+            PatternSeg::Any => pattern::Segment::Any,
+            PatternSeg::Rest => pattern::Segment::Rest,
         }
-        // `rest` is "" or starts with `/`; SPIFFE ID segments are never empty.
-        let mut rest = id.path().as_bytes();
-        for seg in &self.segments {
-            match seg {
-                PatternSeg::Rest => return true,
-                PatternSeg::Any => {
-                    let Some(after) = rest.strip_prefix(b"/") else {
-                        return false;
-                    };
-                    let end = after.iter().position(|b| *b == b'/').unwrap_or(after.len());
-                    rest = after.get(end..).unwrap_or(&[]);
-                }
-                PatternSeg::Literal(want) => {
-                    let Some(after) = rest
-                        .strip_prefix(b"/")
-                        .and_then(|r| r.strip_prefix(want.as_bytes()))
-                    else {
-                        return false;
-                    };
-                    if !(after.is_empty() || after.first() == Some(&b'/')) {
-                        return false;
-                    }
-                    rest = after;
-                }
-            }
-        }
-        rest.is_empty()
     }
 }
 
@@ -329,70 +312,43 @@ impl Policy {
         Policy::from_compiled(compiled, hash)
     }
 
-    /// Checks every index and identity in `compiled` and builds the indexes.
+    /// Checks every index and identity in `compiled` (`validate`), then
+    /// builds the indexes (`Policy::index`).
     pub fn from_compiled(compiled: CompiledPolicy, hash: [u8; 32]) -> Result<Policy, PolicyError> {
-        let str_of = |id: StrId| -> Result<&str, PolicyError> {
-            compiled
-                .strings
-                .get(id as usize)
-                .map(String::as_str)
-                .ok_or(PolicyError::BadString(id))
-        };
-        if compiled.rules.len() > u32::MAX as usize / 2
-            || compiled.intents.len() > u32::MAX as usize / 2
-        {
-            return Err(PolicyError::TooLarge);
-        }
-        str_of(compiled.name)?;
+        Ok(Policy::index(validate(compiled)?, hash))
+    }
+
+    /// Interns, indexes and classifies a validated policy. Cannot fail: every
+    /// string id, intent index, identity and route shape was checked by
+    /// [`validate`].
+    fn index(Validated(compiled): Validated, hash: [u8; 32]) -> Policy {
+        // INVARIANT: `validate` checked every string id read here, so the
+        // fallback is never taken.
+        let str_of = |id: StrId| compiled.strings.get(id as usize).map_or("", String::as_str);
 
         let mut domains = StrTableBuilder::default();
-        let mut trusted_ids = Vec::new();
-        for td in &compiled.trust_domains {
-            let td = str_of(*td)?;
-            spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
-            trusted_ids.push(domains.intern(td));
-        }
+        let trusted_ids: Vec<u32> = compiled
+            .trust_domains
+            .iter()
+            .map(|td| domains.intern(str_of(*td)))
+            .collect();
         let mut exact_ids = StrTableBuilder::default();
 
-        let all_methods = Method::ALL.iter().fold(0u16, |acc, m| acc | m.bit());
-        let mut templates = Vec::new();
-        for (idx, intent) in compiled.intents.iter().enumerate() {
-            let name = str_of(intent.name)?;
-            if intent.methods & !all_methods != 0 {
-                return Err(PolicyError::BadMethods(name.to_owned()));
-            }
-            let host = intent.host.map(&str_of).transpose()?;
-            if let Some(h) = host {
-                if !crate::authority::is_canonical_intent_host(h) {
-                    return Err(PolicyError::NonCanonicalHost(h.to_owned()));
-                }
-            }
-            for route in &intent.routes {
-                let last = route.segments.len().saturating_sub(1);
-                for (i, seg) in route.segments.iter().enumerate() {
-                    match seg {
-                        Segment::Literal(id) => {
-                            str_of(*id)?;
-                        }
-                        Segment::Rest if i != last => {
-                            return Err(PolicyError::RestNotLast(name.to_owned()))
-                        }
-                        Segment::Rest | Segment::Param => {}
-                    }
-                }
-                templates.push((idx as u32, route, intent.methods, host));
-            }
-        }
         let router = Router::build(
-            templates
-                .into_iter()
-                .map(|(intent, route, methods, host)| Template {
-                    intent,
-                    segments: &route.segments,
-                    methods,
-                    host,
+            compiled
+                .intents
+                .iter()
+                .enumerate()
+                .flat_map(|(idx, intent)| {
+                    let host = intent.host.map(str_of);
+                    intent.routes.iter().map(move |route| Template {
+                        intent: idx as u32,
+                        segments: &route.segments,
+                        methods: intent.methods,
+                        host,
+                    })
                 }),
-            |id| compiled.strings.get(id as usize).map_or("", String::as_str),
+            str_of,
         );
 
         let mut patterns = Vec::new();
@@ -415,25 +371,12 @@ impl Policy {
                         0
                     },
             );
-            let rule_id = str_of(rule.id)?;
-            let is_user_rule = rule.principal == Principal::User;
-            if rule.subjects.is_empty() != is_user_rule
-                || (rule.intents.is_empty() && !rule.unclassified)
-            {
-                return Err(PolicyError::EmptyRule(rule_id.to_owned()));
-            }
-            if let Principal::JwtSvidVia(via) = &rule.principal {
-                if via.is_empty() {
-                    return Err(PolicyError::EmptyRule(rule_id.to_owned()));
-                }
-                for subject in via {
-                    validate_subject(subject, &str_of)?;
-                }
-            }
             for cond in &rule.conditions {
-                validate_condition(cond, &str_of, &mut condition_headers)?;
                 if let Condition::Header { name, .. } = cond {
-                    let text = str_of(*name)?;
+                    let text = str_of(*name);
+                    if !condition_headers.iter().any(|h| h == text) {
+                        condition_headers.push(text.to_owned());
+                    }
                     let slot = condition_headers.iter().position(|h| h == text);
                     if let (Some(slot), Err(at)) =
                         (slot, header_slots.binary_search_by_key(name, |(id, _)| *id))
@@ -442,38 +385,28 @@ impl Policy {
                     }
                 }
             }
-            let mut slots: Vec<usize> = Vec::with_capacity(rule.intents.len() + 1);
-            for intent in &rule.intents {
-                if *intent as usize >= compiled.intents.len() {
-                    return Err(PolicyError::BadIntent {
-                        rule: rule_id.to_owned(),
-                        intent: *intent,
-                    });
-                }
-                slots.push(*intent as usize);
-            }
+            let mut slots: Vec<usize> = rule.intents.iter().map(|i| *i as usize).collect();
             if rule.unclassified {
                 slots.push(compiled.intents.len());
             }
             slots.sort_unstable();
             slots.dedup();
-            if is_user_rule {
-                for slot in &slots {
-                    candidates.push((*slot as u32, KIND_USER, TAG_ANY, 0, rule_idx));
+            let kind = match rule.principal {
+                Principal::Peer | Principal::PeerBoundJwtSvid => KIND_PEER,
+                Principal::JwtSvid | Principal::JwtSvidVia(_) => KIND_JWT_SVID,
+                Principal::User => {
+                    for slot in &slots {
+                        candidates.push((*slot as u32, KIND_USER, TAG_ANY, 0, rule_idx));
+                    }
+                    continue;
                 }
-            }
+            };
             for subject in &rule.subjects {
-                let resolved = resolve_subject(subject, &str_of, &mut patterns)?;
-                let kind = match rule.principal {
-                    Principal::Peer | Principal::PeerBoundJwtSvid => KIND_PEER,
-                    Principal::JwtSvid | Principal::JwtSvidVia(_) => KIND_JWT_SVID,
-                    Principal::User => continue,
-                };
-                let (tag, key) = match &resolved {
+                let (tag, key) = match resolve_subject(subject, &str_of, &mut patterns) {
                     Resolved::Any => (TAG_ANY, 0),
                     Resolved::Domain(td) => (TAG_DOMAIN, domains.intern(td)),
                     Resolved::Exact(id) => (TAG_EXACT, exact_ids.intern(id)),
-                    Resolved::Pattern(p) => (TAG_PATTERN, *p),
+                    Resolved::Pattern(p) => (TAG_PATTERN, p),
                 };
                 for slot in &slots {
                     candidates.push((*slot as u32, kind, tag, key, rule_idx));
@@ -481,15 +414,11 @@ impl Policy {
             }
         }
 
-        for subject in &compiled.chain.forwarders {
-            validate_subject(subject, &str_of)?;
-        }
-
         // Patterns by domain id (their domains join the domain table).
         let patterns = patterns
             .into_iter()
-            .map(|(td, segments): (Box<str>, Vec<PatternSeg>)| Pattern {
-                domain: domains.intern(&td),
+            .map(|(td, segments): (&str, Vec<PatternSeg>)| Pattern {
+                domain: domains.intern(td),
                 segments,
             })
             .collect();
@@ -523,7 +452,7 @@ impl Policy {
         }
 
         let hash_hex = codec::hex(&hash);
-        Ok(Policy {
+        Policy {
             compiled,
             hash,
             hash_hex,
@@ -537,7 +466,7 @@ impl Policy {
             rule_meta,
             condition_headers,
             header_slots,
-        })
+        }
     }
 
     /// The wire model this policy was loaded from.
@@ -748,28 +677,15 @@ impl Policy {
             Subject::Pattern {
                 trust_domain,
                 segments,
-            } => {
-                if self.string(*trust_domain) != id.trust_domain() {
-                    return false;
-                }
-                let mut actual = id.segments();
-                for seg in segments {
-                    match seg {
-                        IdSegment::Rest => return true,
-                        IdSegment::Any => {
-                            if actual.next().is_none() {
-                                return false;
-                            }
-                        }
-                        IdSegment::Literal(want) => {
-                            if actual.next() != Some(self.string(*want)) {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                actual.next().is_none()
-            }
+            } => pattern::matches(
+                self.string(*trust_domain),
+                segments.iter().map(|seg| match seg {
+                    IdSegment::Literal(want) => pattern::Segment::Literal(self.string(*want)),
+                    IdSegment::Any => pattern::Segment::Any,
+                    IdSegment::Rest => pattern::Segment::Rest,
+                }),
+                id,
+            ),
         }
     }
 
@@ -804,17 +720,143 @@ impl Policy {
     }
 }
 
+/// A compiled policy that [`validate`] accepted: what [`Policy::index`]
+/// relies on.
+struct Validated(CompiledPolicy);
+
+/// Checks every string id, intent index, identity, host and route shape of
+/// `compiled`, in a fixed order (the first failure is the one reported).
+fn validate(compiled: CompiledPolicy) -> Result<Validated, PolicyError> {
+    let str_of = |id: StrId| -> Result<&str, PolicyError> {
+        compiled
+            .strings
+            .get(id as usize)
+            .map(String::as_str)
+            .ok_or(PolicyError::BadString(id))
+    };
+    if compiled.rules.len() > u32::MAX as usize / 2
+        || compiled.intents.len() > u32::MAX as usize / 2
+    {
+        return Err(PolicyError::TooLarge);
+    }
+    str_of(compiled.name)?;
+    for td in &compiled.trust_domains {
+        let td = str_of(*td)?;
+        spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
+    }
+
+    let all_methods = Method::ALL.iter().fold(0u16, |acc, m| acc | m.bit());
+    for intent in &compiled.intents {
+        let name = str_of(intent.name)?;
+        if intent.methods & !all_methods != 0 {
+            return Err(PolicyError::BadMethods(name.to_owned()));
+        }
+        if let Some(h) = intent.host.map(&str_of).transpose()? {
+            if !crate::authority::is_canonical_intent_host(h) {
+                return Err(PolicyError::NonCanonicalHost(h.to_owned()));
+            }
+        }
+        for route in &intent.routes {
+            let last = route.segments.len().saturating_sub(1);
+            for (i, seg) in route.segments.iter().enumerate() {
+                match seg {
+                    Segment::Literal(id) => {
+                        str_of(*id)?;
+                    }
+                    Segment::Rest if i != last => {
+                        return Err(PolicyError::RestNotLast(name.to_owned()))
+                    }
+                    Segment::Rest | Segment::Param => {}
+                }
+            }
+        }
+    }
+
+    for rule in &compiled.rules {
+        let rule_id = str_of(rule.id)?;
+        let is_user_rule = rule.principal == Principal::User;
+        if rule.subjects.is_empty() != is_user_rule
+            || (rule.intents.is_empty() && !rule.unclassified)
+        {
+            return Err(PolicyError::EmptyRule(rule_id.to_owned()));
+        }
+        if let Principal::JwtSvidVia(via) = &rule.principal {
+            if via.is_empty() {
+                return Err(PolicyError::EmptyRule(rule_id.to_owned()));
+            }
+            for subject in via {
+                validate_subject(subject, &str_of)?;
+            }
+        }
+        for cond in &rule.conditions {
+            validate_condition(cond, &str_of)?;
+        }
+        for intent in &rule.intents {
+            if *intent as usize >= compiled.intents.len() {
+                return Err(PolicyError::BadIntent {
+                    rule: rule_id.to_owned(),
+                    intent: *intent,
+                });
+            }
+        }
+        for subject in &rule.subjects {
+            validate_subject(subject, &str_of)?;
+        }
+    }
+
+    for subject in &compiled.chain.forwarders {
+        validate_subject(subject, &str_of)?;
+    }
+    Ok(Validated(compiled))
+}
+
 fn validate_subject<'a>(
     subject: &Subject,
     str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
 ) -> Result<(), PolicyError> {
-    resolve_subject(subject, str_of, &mut Vec::new()).map(|_| ())
+    match subject {
+        Subject::AnyAuthenticated => Ok(()),
+        Subject::TrustDomain(td) => {
+            let td = str_of(*td)?;
+            spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))
+        }
+        Subject::Exact(id) => {
+            let id = str_of(*id)?;
+            SpiffeId::parse(id)
+                .map(|_| ())
+                .map_err(|_| PolicyError::BadIdentity(id.to_owned()))
+        }
+        Subject::Pattern {
+            trust_domain,
+            segments,
+        } => {
+            let td = str_of(*trust_domain)?;
+            spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
+            let last = segments.len().saturating_sub(1);
+            for (i, seg) in segments.iter().enumerate() {
+                match seg {
+                    IdSegment::Literal(s) => {
+                        let s = str_of(*s)?;
+                        spiffe::check_path_segment(s)
+                            .map_err(|_| PolicyError::BadIdentity(s.to_owned()))?;
+                    }
+                    IdSegment::Any => {}
+                    IdSegment::Rest if i == last => {}
+                    IdSegment::Rest => {
+                        return Err(PolicyError::BadIdentity(format!(
+                            "spiffe://{td}/.../**/..."
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn validate_condition<'a>(
     cond: &Condition,
     str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
-    condition_headers: &mut Vec<String>,
 ) -> Result<(), PolicyError> {
     let strs = |ids: &[StrId]| ids.iter().try_for_each(|id| str_of(*id).map(|_| ()));
     match cond {
@@ -822,9 +864,6 @@ fn validate_condition<'a>(
             let name = str_of(*name)?;
             if name.bytes().any(|b| b.is_ascii_uppercase()) {
                 return Err(PolicyError::NotLowercase(name.to_owned()));
-            }
-            if !condition_headers.iter().any(|h| h == name) {
-                condition_headers.push(name.to_owned());
             }
             match test {
                 HeaderTest::Present | HeaderTest::Absent => Ok(()),
@@ -856,58 +895,39 @@ fn validate_condition<'a>(
     }
 }
 
-enum Resolved {
+enum Resolved<'a> {
     Any,
-    Domain(Box<str>),
-    Exact(Box<str>),
+    Domain(&'a str),
+    Exact(&'a str),
     Pattern(PatternIdx),
 }
 
+/// A validated subject as the index keys it; patterns are collected into
+/// `patterns` (trust domain, segments).
 fn resolve_subject<'a>(
     subject: &Subject,
-    str_of: &impl Fn(StrId) -> Result<&'a str, PolicyError>,
-    patterns: &mut Vec<(Box<str>, Vec<PatternSeg>)>,
-) -> Result<Resolved, PolicyError> {
-    Ok(match subject {
+    str_of: &impl Fn(StrId) -> &'a str,
+    patterns: &mut Vec<(&'a str, Vec<PatternSeg>)>,
+) -> Resolved<'a> {
+    match subject {
         Subject::AnyAuthenticated => Resolved::Any,
-        Subject::TrustDomain(td) => {
-            let td = str_of(*td)?;
-            spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
-            Resolved::Domain(td.into())
-        }
-        Subject::Exact(id) => {
-            let id = str_of(*id)?;
-            SpiffeId::parse(id).map_err(|_| PolicyError::BadIdentity(id.to_owned()))?;
-            Resolved::Exact(id.into())
-        }
+        Subject::TrustDomain(td) => Resolved::Domain(str_of(*td)),
+        Subject::Exact(id) => Resolved::Exact(str_of(*id)),
         Subject::Pattern {
             trust_domain,
             segments,
         } => {
-            let td = str_of(*trust_domain)?;
-            spiffe::check_trust_domain(td).map_err(|_| PolicyError::BadIdentity(td.to_owned()))?;
-            let last = segments.len().saturating_sub(1);
-            let mut resolved = Vec::with_capacity(segments.len());
-            for (i, seg) in segments.iter().enumerate() {
-                resolved.push(match seg {
-                    IdSegment::Literal(s) => {
-                        let s = str_of(*s)?;
-                        spiffe::check_path_segment(s)
-                            .map_err(|_| PolicyError::BadIdentity(s.to_owned()))?;
-                        PatternSeg::Literal(s.into())
-                    }
+            let resolved = segments
+                .iter()
+                .map(|seg| match seg {
+                    IdSegment::Literal(s) => PatternSeg::Literal(str_of(*s).into()),
                     IdSegment::Any => PatternSeg::Any,
-                    IdSegment::Rest if i == last => PatternSeg::Rest,
-                    IdSegment::Rest => {
-                        return Err(PolicyError::BadIdentity(format!(
-                            "spiffe://{td}/.../**/..."
-                        )))
-                    }
-                });
-            }
+                    IdSegment::Rest => PatternSeg::Rest,
+                })
+                .collect();
             let idx = patterns.len() as PatternIdx;
-            patterns.push((td.into(), resolved));
+            patterns.push((str_of(*trust_domain), resolved));
             Resolved::Pattern(idx)
         }
-    })
+    }
 }

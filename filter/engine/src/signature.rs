@@ -233,11 +233,6 @@ impl TrustedKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-
-    /// The ids of the keys, in order.
-    pub fn key_ids(&self) -> impl Iterator<Item = KeyId> + '_ {
-        self.keys.iter().map(PublicKey::id)
-    }
 }
 
 /// A signature over a compiled policy.
@@ -420,7 +415,6 @@ impl SignatureError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -4,8 +4,13 @@
 //! trust domain of `[a-z0-9.-_]`, and an optional path of non-empty segments of
 //! `[A-Za-z0-9.-_]` that are not `.` or `..`. No port, user info, query or
 //! fragment; at most 2048 bytes.
+//!
+//! [`pattern`] holds the one SPIFFE ID pattern matcher, which the compiler and
+//! the engine share.
 
 use core::fmt;
+
+pub mod pattern;
 
 /// Longest SPIFFE ID we accept, as in the SPIFFE specification.
 pub const MAX_SPIFFE_ID_LEN: usize = 2048;

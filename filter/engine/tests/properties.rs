@@ -17,7 +17,12 @@
 //!   `lifetime`;
 //! - the XFCC, certificate and configuration parsers never panic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test crate: a failed expectation should panic loudly"
+)]
 
 mod fixture;
 

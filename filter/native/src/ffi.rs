@@ -19,7 +19,10 @@
 //! therefore for Envoy 1.40 only; `on_program_init` returns the ABI version
 //! 1.40 expects (`v0.2.0`) and Envoy logs whether it matched.
 
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "the C ABI Envoy calls: the crate's only unsafe code"
+)]
 
 use core::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -20,7 +20,7 @@ use crate::ast::{
 };
 use crate::checked::{Expectation, Rule, TestCase, WouldExpectation};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::outcome::{valid_scope, ClaimValue, SampleChain, SampleUser};
+use crate::sample::{valid_scope, ClaimValue, SampleChain, SampleUser};
 use crate::span::{Span, Spanned};
 use crate::suggest::did_you_mean;
 
@@ -491,7 +491,7 @@ fn check_expect(
 mod tests {
     use super::*;
     use crate::check::test_support::{check_source, codes, PREAMBLE};
-    use crate::outcome::ClaimValue;
+    use crate::sample::ClaimValue;
 
     const RULES: &str =
         "intent i {\n  method GET\n  path \"/\"\n}\nallow r {\n  subject any_authenticated\n  intent i\n}\n";

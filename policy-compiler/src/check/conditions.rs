@@ -30,7 +30,7 @@ use crate::checked::{
     ClaimTest, Condition, HeaderCondition, HeaderTest, Principal, Subject, UserTest,
 };
 use crate::diagnostics::{Code, Diagnostic};
-use crate::outcome::valid_scope;
+use crate::sample::valid_scope;
 use crate::span::{Span, Spanned};
 use crate::suggest::closest;
 

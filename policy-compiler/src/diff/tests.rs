@@ -1,10 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "unit tests"
-)]
-
 use super::*;
 use crate::compile_source;
 

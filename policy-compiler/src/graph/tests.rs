@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::panic, reason = "unit tests")]
-
 use super::*;
 use crate::compile_source;
 

@@ -170,7 +170,6 @@ fn from_access_log(object: &mut Map<String, Value>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

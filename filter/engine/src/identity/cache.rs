@@ -80,7 +80,6 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -12,8 +12,8 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
 
 use super::IdentityChecks;
-use crate::config::normalize_serial;
 use crate::decision::Reason;
+use crate::identity::revocation::normalize_serial;
 use crate::spiffe::SpiffeId;
 
 /// A SHA-256 digest, the cache key for a peer certificate.
@@ -171,7 +171,6 @@ pub fn pem_certificate_to_der(pem: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use std::collections::HashSet;
 

@@ -200,8 +200,6 @@ fn canonical(keys: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-
     use super::*;
     use serde_json::json;
 

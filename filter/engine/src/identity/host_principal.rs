@@ -80,7 +80,6 @@ pub fn verify_host_principal(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::identity::RevokedConfig;

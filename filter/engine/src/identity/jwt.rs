@@ -506,7 +506,11 @@ fn numeric_date(value: Option<Value>) -> Result<Option<u64>, Fail> {
     }
     match n.as_f64() {
         // 1.8e19 < u64::MAX: the cast below cannot saturate silently.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "finite and in 0..1.8e19 < u64::MAX: the cast cannot saturate"
+        )]
         Some(f) if f.is_finite() && (0.0..1.8e19).contains(&f) => Ok(Some(f as u64)),
         _ => Err(Fail::Malformed),
     }

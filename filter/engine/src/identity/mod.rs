@@ -89,7 +89,7 @@ pub struct IdentityChecks<'a> {
     pub source: PeerCertificateSource,
     /// Policy bound on notAfter - notBefore, seconds.
     pub max_cert_lifetime_secs: Option<u64>,
-    /// Normalized revoked serials (see `config::normalize_serial`).
+    /// Normalized revoked serials (see [`revocation::normalize_serial`]).
     pub revoked_serials: &'a HashSet<String>,
 }
 
@@ -288,10 +288,8 @@ fn verify_connection_only<'c>(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod token_tests;
 
 // Needs rcgen (ring), which does not build for wasm32.
 #[cfg(all(test, not(target_family = "wasm")))]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests;

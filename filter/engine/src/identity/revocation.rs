@@ -13,7 +13,6 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use crate::config::normalize_serial;
 use crate::decision::Reason;
 use crate::spiffe::SpiffeId;
 
@@ -170,10 +169,43 @@ impl RevocationList {
     }
 }
 
+/// Normalizes a certificate serial written as hex (any case, optional `:`
+/// separators, optional `0x`): lowercase, no separators, no leading zeros
+/// (DER may add a `00` byte to keep the integer positive). `None` if not hex.
+pub fn normalize_serial(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    let digits: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let trimmed = digits.trim_start_matches('0');
+    Some(if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_normalize() {
+        assert_eq!(normalize_serial("0A:1b:2C").as_deref(), Some("a1b2c"));
+        assert_eq!(normalize_serial("0x00ff").as_deref(), Some("ff"));
+        assert_eq!(normalize_serial("00").as_deref(), Some("0"));
+        assert_eq!(normalize_serial("xyz"), None);
+        assert_eq!(normalize_serial(""), None);
+    }
 
     #[test]
     fn normalizes_and_checks() {

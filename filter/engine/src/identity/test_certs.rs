@@ -1,7 +1,10 @@
 //! Test fixtures: real X.509-SVIDs issued by an `rcgen` CA, and XFCC headers
 //! rendered the way Envoy renders them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed setup should panic loudly"
+)]
 
 use std::fmt::Write as _;
 use std::time::Duration;

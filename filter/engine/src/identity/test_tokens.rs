@@ -1,8 +1,6 @@
 //! Test fixtures: signing keys generated at test time and tokens minted with
 //! them (no checked-in token can expire under the tests).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore as _};

@@ -1187,6 +1187,10 @@ fn failures_are_not_cached() {
 
 /// Counts this thread's allocations, to prove the hit path allocates nothing.
 #[cfg(not(target_family = "wasm"))]
+#[expect(
+    unsafe_code,
+    reason = "a counting global allocator (test only): the one unsafe code in the engine"
+)]
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;

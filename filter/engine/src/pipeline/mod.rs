@@ -22,8 +22,8 @@
 //!
 //! The lifecycle (start-up, configuration, key fetches) is in `lifecycle`.
 
-pub mod headers;
-pub mod host;
+mod headers;
+mod host;
 mod inbound;
 mod lifecycle;
 pub mod offline;
@@ -55,8 +55,9 @@ pub use stats::Counter;
 use lifecycle::Fetches;
 use stats::Stats;
 
-/// How many parsed peer certificates an instance (one per worker) keeps.
-pub const CERT_CACHE_CAPACITY: usize = 1024;
+/// How many parsed peer certificates an instance (one per worker) keeps: the
+/// identity module's default, under the pipeline's name.
+pub use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
 /// How many verified tokens of each kind an instance keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
 

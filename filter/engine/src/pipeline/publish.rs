@@ -502,7 +502,6 @@ pub const ACCESS_LOG_WOULD: [(&str, &str); 3] = [
 ];
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
