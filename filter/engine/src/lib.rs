@@ -13,6 +13,7 @@
 //! crate, so `meshward explain` answers exactly what Envoy enforces.
 
 pub mod audit;
+pub mod bundle;
 pub mod chain;
 pub mod codec;
 pub mod config;
