@@ -74,9 +74,13 @@ pub enum BundleError {
     /// Bytes follow the signature.
     #[error("{0} bytes follow the bundle signature")]
     TrailingBytes(usize),
-    /// The signature is by an unknown key or does not verify.
-    #[error("bundle signature refused: {0}")]
-    Signature(#[from] SignatureError),
+    /// The bundle is signed by a key that is not pinned.
+    #[error("the bundle is signed by key `{0}`, which is not one of the pinned bundle keys")]
+    UnknownKey(KeyId),
+    /// The signature does not verify: the bytes were changed after signing,
+    /// or the signature is corrupt.
+    #[error("the bundle signature by key `{0}` does not verify: the bundle was changed after it was signed, or the signature is corrupt")]
+    BadSignature(KeyId),
 }
 
 impl BundleError {
@@ -89,8 +93,8 @@ impl BundleError {
             BundleError::UnsupportedVersion(_) => "unsupported_version",
             BundleError::ZeroRevision => "zero_revision",
             BundleError::TrailingBytes(_) => "trailing_bytes",
-            BundleError::Signature(SignatureError::UnknownKey(_)) => "unknown_key",
-            BundleError::Signature(_) => "bad_signature",
+            BundleError::UnknownKey(_) => "unknown_key",
+            BundleError::BadSignature(_) => "bad_signature",
         }
     }
 }
@@ -178,12 +182,11 @@ impl Bundle {
         let signed = bytes
             .get(..self.signed_len)
             .ok_or(BundleError::Truncated("config"))?;
-        Ok(signature::verify_in_context(
-            BUNDLE_SIGNING_CONTEXT,
-            signed,
-            &self.signature,
-            trusted,
-        )?)
+        signature::verify_in_context(BUNDLE_SIGNING_CONTEXT, signed, &self.signature, trusted)
+            .map_err(|e| match e {
+                SignatureError::UnknownKey(id) => BundleError::UnknownKey(id),
+                _ => BundleError::BadSignature(self.signature.key_id),
+            })
     }
 
     /// The signing key's id as the bundle names it.
