@@ -103,6 +103,10 @@ pub enum Reason {
     /// The key set for the token's trust domain or issuer is older than its
     /// maximum staleness (fetches kept failing); fail closed.
     KeysStale,
+    /// The policy came from a bundle server that has not confirmed it for
+    /// longer than the configured staleness bound (`bundle.max_staleness_secs`);
+    /// fail closed until a fetch succeeds.
+    BundleStale,
     /// There is no key set for the token's trust domain or issuer (not configured,
     /// or not fetched yet); fail closed.
     KeysUnavailable,
@@ -194,6 +198,7 @@ impl Reason {
             Reason::JwtRevoked => "jwt_revoked",
             Reason::SpiffeIdRevoked => "spiffe_id_revoked",
             Reason::KeysStale => "keys_stale",
+            Reason::BundleStale => "bundle_stale",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::UserTokenMissing => "user_token_missing",
             Reason::UserTokenDuplicateHeader => "user_token_duplicate_header",
@@ -215,7 +220,7 @@ impl Reason {
     }
 
     /// Every reason, for stats registration and docs.
-    pub const ALL: [Reason; 62] = [
+    pub const ALL: [Reason; 63] = [
         Reason::AllowedByRule,
         Reason::DeniedByRule,
         Reason::NoMatchingRule,
@@ -261,6 +266,7 @@ impl Reason {
         Reason::JwtRevoked,
         Reason::SpiffeIdRevoked,
         Reason::KeysStale,
+        Reason::BundleStale,
         Reason::KeysUnavailable,
         Reason::UserTokenMissing,
         Reason::UserTokenDuplicateHeader,
