@@ -46,6 +46,7 @@
 //! harness.
 
 pub mod audit;
+pub mod bundle_server;
 pub mod client;
 pub mod ecds;
 pub mod envoy;
