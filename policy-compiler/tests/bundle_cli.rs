@@ -1,6 +1,12 @@
 //! `meshward bundle` and `meshward bundle verify` through the binary: pack,
 //! chain revisions with `--after`, verify with the right key, refuse a
 //! foreign key and a damaged file.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test crate: a failed expectation should panic loudly"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
