@@ -55,6 +55,11 @@ if [ -z "$PYTHON" ]; then
   PYTHON=/usr/bin/python3
 fi
 
+# nginx serves bundle directories in the distribution tests (tests/tests/bundles.rs).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  apt_install nginx-light
+fi
+
 # Node runs the engine's wasm32 tests (scripts/wasi-run.mjs uses node:wasi).
 if ! command -v node >/dev/null 2>&1; then
   apt_install nodejs

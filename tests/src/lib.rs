@@ -49,6 +49,7 @@
 
 pub mod audit;
 pub mod build;
+pub mod bundle_server;
 pub mod client;
 pub mod ecds;
 pub mod envoy;

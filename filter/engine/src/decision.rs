@@ -185,6 +185,10 @@ reasons! {
     /// The key set for the token's trust domain or issuer is older than its
     /// maximum staleness (fetches kept failing); fail closed.
     KeysStale = "keys_stale", Unauthorized;
+    /// The policy came from a bundle server that has not confirmed it for
+    /// longer than the configured staleness bound (`bundle.max_staleness_secs`);
+    /// fail closed until a fetch succeeds.
+    BundleStale = "bundle_stale", Forbidden;
     /// There is no key set for the token's trust domain or issuer (not configured,
     /// or not fetched yet); fail closed.
     KeysUnavailable = "keys_unavailable", Unauthorized;

@@ -43,6 +43,7 @@
 
 pub mod audit;
 pub mod authority;
+pub mod bundle;
 pub mod chain;
 pub mod codec;
 pub mod config;

@@ -284,9 +284,15 @@ impl PolicySignature {
 
 /// The message that is signed: [`SIGNING_CONTEXT`] then the policy bytes.
 fn signed_message(policy_bytes: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + policy_bytes.len());
-    message.extend_from_slice(SIGNING_CONTEXT);
-    message.extend_from_slice(policy_bytes);
+    context_message(SIGNING_CONTEXT, policy_bytes)
+}
+
+/// `context` then `bytes`: every signed kind of document has its own
+/// context, so a signature over one kind never verifies as another.
+fn context_message(context: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(context.len() + bytes.len());
+    message.extend_from_slice(context);
+    message.extend_from_slice(bytes);
     message
 }
 
@@ -309,6 +315,62 @@ pub fn pinned_keys(
     match (vm_configuration, from_env) {
         (Some(_), Some(_)) => Err(SignatureError::PinnedTwice),
         (from_vm, from_env) => Ok(from_vm.or(from_env)),
+    }
+}
+
+/// Signs `context` followed by `bytes` (bundles: `crate::bundle`).
+pub fn sign_in_context(signing_key: &SigningKey, context: &[u8], bytes: &[u8]) -> PolicySignature {
+    let signature = signing_key.sign(&context_message(context, bytes));
+    PolicySignature {
+        key_id: PublicKey::of_signing_key(signing_key).id(),
+        sig: signature.to_bytes(),
+    }
+}
+
+/// A signature from its raw parts (a binary format's fields).
+pub fn signature_from_parts(key_id: [u8; KEY_ID_LEN], sig: [u8; 64]) -> PolicySignature {
+    PolicySignature {
+        key_id: KeyId(key_id),
+        sig,
+    }
+}
+
+impl PolicySignature {
+    /// The raw 64 signature bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.sig
+    }
+}
+
+impl KeyId {
+    /// The raw id bytes.
+    pub fn to_bytes(self) -> [u8; KEY_ID_LEN] {
+        self.0
+    }
+}
+
+/// Checks a signature over `context` followed by `bytes` by one of
+/// `trusted`, as [`verify`] does for policies.
+pub fn verify_in_context(
+    context: &[u8],
+    bytes: &[u8],
+    signature: &PolicySignature,
+    trusted: &TrustedKeys,
+) -> Result<KeyId, SignatureError> {
+    let mut candidates = trusted
+        .keys
+        .iter()
+        .filter(|k| k.id == signature.key_id)
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(SignatureError::UnknownKey(signature.key_id));
+    }
+    let message = context_message(context, bytes);
+    let sig = Signature::from_bytes(&signature.sig);
+    if candidates.any(|k| k.key.verify_strict(&message, &sig).is_ok()) {
+        Ok(signature.key_id)
+    } else {
+        Err(SignatureError::BadSignature(signature.key_id))
     }
 }
 

@@ -236,6 +236,38 @@ impl Host for ProxyWasm {
     fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
         hostcalls::set_tick_period(period).map_err(status)
     }
+
+    fn dispatch_get_with_headers(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        let mut all = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/octet-stream"),
+        ];
+        all.extend_from_slice(headers);
+        hostcalls::dispatch_http_call(cluster, all, None, vec![], timeout).map_err(status)
+    }
+
+    fn http_call_response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        // Bytes: a non-UTF-8 value must not trap the filter.
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).map_err(status)
+    }
+
+    fn define_gauge(&mut self, name: &str) -> Option<MetricId> {
+        hostcalls::define_metric(MetricType::Gauge, name).ok()
+    }
+
+    fn set_gauge(&mut self, id: MetricId, value: u64) {
+        // A gauge that cannot be set only loses visibility.
+        let _ = hostcalls::record_metric(id, value);
+    }
 }
 
 /// `:status` of the HTTP call being answered (`None` on timeout or reset).

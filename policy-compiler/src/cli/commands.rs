@@ -72,6 +72,7 @@ pub(super) fn run(command: Command) -> Exit {
         Command::Diff(args) => super::rollout::diff_command(&args),
         Command::Graph(args) => super::rollout::graph_command(&args),
         Command::Keygen(args) => super::rollout::keygen_command(&args),
+        Command::Bundle(args) => super::bundle::bundle_command(&args),
         Command::Decide(args) => super::decide::decide_command(&args),
         Command::Import(args) => super::import::import(&args),
     };

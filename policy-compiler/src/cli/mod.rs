@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap derive) and dispatch.
 
 mod authoring;
+mod bundle;
 mod commands;
 mod decide;
 mod deploy;
@@ -174,6 +175,10 @@ enum Command {
     /// Create an Ed25519 policy signing key; prints the public key (base64).
     #[command(after_help = EXIT_CODES)]
     Keygen(rollout::KeygenArgs),
+    /// Pack a plugin configuration into a signed, revisioned bundle for
+    /// fleet distribution (`bundle verify FILE`: check one).
+    #[command(after_help = EXIT_CODES)]
+    Bundle(bundle::BundleArgs),
     /// Format policy source canonically (indentation, spacing, blank lines;
     /// comments kept).
     #[command(after_help = EXIT_CODES)]

@@ -163,4 +163,41 @@ pub trait Host {
 
     /// Asks for [`Pipeline::on_tick`](super::Pipeline::on_tick) every `period`.
     fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError>;
+
+    // --- bundle pulls (default implementations keep other hosts working) ---
+
+    /// [`Host::dispatch_get`] with extra request headers (`if-none-match`
+    /// for conditional bundle polls). The default drops the headers: every
+    /// poll is then a full GET, which is correct, only costlier.
+    fn dispatch_get_with_headers(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        let _ = headers;
+        self.dispatch_get(cluster, authority, path, timeout)
+    }
+
+    /// A header of the callout response being handled, read during
+    /// [`Pipeline::on_http_call_response`](super::Pipeline::on_http_call_response)
+    /// (the bundle's `etag`). The default has none.
+    fn http_call_response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        let _ = name;
+        Err(HostError::Unsupported)
+    }
+
+    /// Defines a gauge (the active bundle revision); `None` when the host
+    /// has no gauges (the default).
+    fn define_gauge(&mut self, name: &str) -> Option<MetricId> {
+        let _ = name;
+        None
+    }
+
+    /// Sets a gauge defined by [`Host::define_gauge`].
+    fn set_gauge(&mut self, id: MetricId, value: u64) {
+        let _ = (id, value);
+    }
 }

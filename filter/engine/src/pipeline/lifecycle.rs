@@ -53,7 +53,11 @@ pub fn pinned_keys_from(bytes: &[u8]) -> Result<Option<TrustedKeys>, VmConfigErr
     let Some(object) = doc.as_object() else {
         return Err(VmConfigError::NotObject);
     };
-    if let Some(unknown) = object.keys().find(|k| *k != "require_signature") {
+    // `bundle` is read by `bundles::BundleSource::from_vm_configuration`.
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| *k != "require_signature" && *k != "bundle")
+    {
         return Err(VmConfigError::UnknownField(unknown.clone()));
     }
     match object.get("require_signature") {
@@ -90,6 +94,9 @@ impl Pipeline {
                 );
                 return false;
             }
+        }
+        if !self.start_bundles(host) {
+            return false;
         }
         self.ensure_stats(host);
         match seal_key::get_or_create(host) {
@@ -134,6 +141,9 @@ impl Pipeline {
                 return false;
             }
         };
+        if self.bundle_mode() {
+            return self.configure_bundled(host, &bytes);
+        }
         self.configure(host, &bytes)
     }
 
@@ -215,6 +225,7 @@ impl Pipeline {
 
     /// The timer: starts every fetch that is due and not already in flight.
     pub fn on_tick(&mut self, host: &mut dyn Host) {
+        self.tick_bundles(host);
         let Some(config) = self.config.as_ref() else {
             return;
         };
@@ -263,6 +274,9 @@ impl Pipeline {
         status: Option<u16>,
         body: Option<Vec<u8>>,
     ) {
+        if self.is_bundle_call(call) {
+            return self.bundle_response(host, status, body);
+        }
         let Some(index) = self.fetches.in_flight.remove(&call) else {
             return;
         };

@@ -22,6 +22,7 @@
 //!
 //! The lifecycle (start-up, configuration, key fetches) is in `lifecycle`.
 
+mod bundles;
 mod headers;
 mod host;
 mod inbound;
@@ -44,6 +45,7 @@ use crate::model::Effect;
 use crate::signature::TrustedKeys;
 use crate::spiffe::SpiffeId;
 
+pub use bundles::{counters as bundle_counters, BundleSource, BundleSourceError, REVISION_GAUGE};
 pub use headers::HeaderList;
 pub use host::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
 pub use inbound::{check_method_override, Peer, XFCC};
@@ -154,6 +156,8 @@ pub struct Pipeline {
     /// Signing keys pinned in the VM configuration: whoever can rewrite the
     /// plugin configuration cannot also drop the signature requirement.
     pinned_keys: Option<TrustedKeys>,
+    /// Bundle pulls, when the VM configuration asks for them.
+    bundles: Option<bundles::Bundles>,
 }
 
 impl Default for Pipeline {
@@ -179,6 +183,7 @@ impl Pipeline {
             stats: None,
             fetches: Fetches::default(),
             pinned_keys: None,
+            bundles: None,
         }
     }
 
@@ -288,6 +293,7 @@ impl Pipeline {
             .and_then(Result::ok);
         let direction = self.config.as_ref().map(|c| c.direction);
         let verdict = match direction {
+            _ if let Some(reason) = self.bundle_refusal(input.now) => Verdict::deny(reason),
             None => Verdict::deny(Reason::NoPolicy),
             Some(Direction::Inbound) => self.decide_inbound(input, host),
             Some(Direction::Outbound) => self.decide_outbound(input, host),

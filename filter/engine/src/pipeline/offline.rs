@@ -21,6 +21,8 @@ pub struct Callout {
     pub path: String,
     /// Timeout.
     pub timeout: Duration,
+    /// Extra request headers (`if-none-match`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The offline host: facts in, effects recorded.
@@ -66,6 +68,10 @@ pub struct OfflineHost {
     pub callouts: Vec<Callout>,
     /// The tick period asked for.
     pub tick_period: Option<Duration>,
+    /// Headers of the callout response being handled (lowercase names).
+    pub call_response_headers: BTreeMap<String, Vec<u8>>,
+    /// Gauges by name.
+    pub gauges: BTreeMap<String, u64>,
 }
 
 impl OfflineHost {
@@ -224,8 +230,47 @@ impl Host for OfflineHost {
             authority: authority.to_owned(),
             path: path.to_owned(),
             timeout,
+            headers: Vec::new(),
         });
         Ok(id)
+    }
+
+    fn dispatch_get_with_headers(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        let id = self.dispatch_get(cluster, authority, path, timeout)?;
+        if let Some(callout) = self.callouts.last_mut() {
+            callout.headers = headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect();
+        }
+        Ok(id)
+    }
+
+    fn http_call_response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self.call_response_headers.get(name).cloned())
+    }
+
+    fn define_gauge(&mut self, name: &str) -> Option<MetricId> {
+        // Gauges share the metric id space with counters.
+        let id = self.define_counter(name)?;
+        self.gauges.entry(name.to_owned()).or_insert(0);
+        Some(id)
+    }
+
+    fn set_gauge(&mut self, id: MetricId, value: u64) {
+        if let Some(name) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.metric_names.get(i))
+        {
+            self.gauges.insert(name.clone(), value);
+        }
     }
 
     fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
