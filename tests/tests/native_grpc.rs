@@ -38,9 +38,9 @@ allow frontend-gets {
 }
 "#;
 
-/// One access-log line per request, on stdout (collected with Envoy's log).
-const ACCESS_LOG: &str = r#"          access_log:
-          - name: envoy.access_loggers.stdout
+/// One access-log line per request, on stdout (collected with Envoy's log),
+/// beside the shipped JSON access log.
+const ACCESS_LOG: &str = r#"          - name: envoy.access_loggers.stdout
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
               log_format:
@@ -73,10 +73,11 @@ fn start() -> GrpcMesh {
             plugin_config: plugin_config(POLICY, "grpc.policy", &[]),
         },
     );
-    let anchor = "          stat_prefix: meshward_inbound\n";
-    assert!(
-        yaml.contains(anchor),
-        "envoy/demo.yaml changed: no `{anchor}`"
+    let anchor = "          access_log:\n";
+    assert_eq!(
+        yaml.matches(anchor).count(),
+        1,
+        "envoy/demo.yaml changed: not one `{anchor}`"
     );
     let yaml = yaml.replace(anchor, &format!("{anchor}{ACCESS_LOG}"));
     let envoy = Envoy::start(scratch.path(), &yaml).unwrap_or_else(|e| panic!("{e}"));
