@@ -92,10 +92,15 @@ impl Stats {
                 ids.insert(counter, id);
             }
         }
+        // Defined up front, not on first use: the Envoy dynamic module can
+        // define counters only while its filter configuration is created.
         for reason in Reason::ALL {
             let effect = usual_effect(reason);
             if let Some(id) = host.define_counter(&publish::decision_stat(effect, reason)) {
                 ids.insert(Counter::Decision(effect, reason), id);
+            }
+            if let Some(id) = host.define_counter(&publish::would_be_stat(effect, reason)) {
+                ids.insert(Counter::Would(effect, reason), id);
             }
         }
         Stats {
