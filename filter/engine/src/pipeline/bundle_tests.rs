@@ -6,6 +6,7 @@
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
+use super::super::offline::Callout;
 use super::super::{OfflineHost, Pipeline};
 use super::{counters, REVISION_GAUGE};
 use crate::bundle;
@@ -111,6 +112,42 @@ fn answer(
     pipeline.on_http_call_response(host, call, status, body);
 }
 
+/// One poll and its answer: at `at` (Unix seconds), when given, ticks until
+/// the poll goes out, then answers it with `status`, `body` and `etag`.
+/// Returns the poll as it was dispatched.
+fn exchange(
+    pipeline: &mut Pipeline,
+    host: &mut OfflineHost,
+    at: Option<u64>,
+    status: Option<u16>,
+    body: Option<Vec<u8>>,
+    etag: Option<&str>,
+) -> Callout {
+    if let Some(secs) = at {
+        set_time(host, secs);
+    }
+    let call = poll(pipeline, host);
+    let sent = host.callouts.last().unwrap().clone();
+    answer(pipeline, host, call, status, body, etag);
+    sent
+}
+
+/// Started without an embedded bundle, then revision `revision` of policy
+/// `name` served by the first poll with `etag`.
+fn serving(revision: u64, name: &str, etag: &str) -> (Pipeline, OfflineHost) {
+    let (mut pipeline, mut host) = started(b"");
+    exchange(
+        &mut pipeline,
+        &mut host,
+        None,
+        Some(200),
+        Some(bundle_of(revision, name, 1)),
+        Some(etag),
+    );
+    assert_eq!(pipeline.bundle_revision(), Some(revision));
+    (pipeline, host)
+}
+
 #[test]
 fn cold_start_fails_closed_until_the_first_bundle_then_polls_conditionally() {
     let (mut pipeline, mut host) = started(b"");
@@ -151,13 +188,11 @@ fn cold_start_fails_closed_until_the_first_bundle_then_polls_conditionally() {
     assert_eq!(reason(&mut pipeline, &mut host), Reason::NoPeerCertificate);
 
     // The next poll is conditional.
-    let call = poll(&mut pipeline, &mut host);
-    let callout = host.callouts.last().unwrap();
+    let sent = exchange(&mut pipeline, &mut host, None, Some(304), None, None);
     assert_eq!(
-        callout.headers,
+        sent.headers,
         vec![("if-none-match".to_owned(), "\"e1\"".to_owned())]
     );
-    answer(&mut pipeline, &mut host, call, Some(304), None, None);
     assert_eq!(host.counter(counters::NOT_MODIFIED), 1);
     assert_eq!(pipeline.bundle_revision(), Some(1));
 }
@@ -192,17 +227,7 @@ fn polls_are_spread_by_jitter_within_the_bounds() {
 
 #[test]
 fn refused_bundles_keep_the_last_good_one_and_are_counted() {
-    let (mut pipeline, mut host) = started(b"");
-    let call = poll(&mut pipeline, &mut host);
-    answer(
-        &mut pipeline,
-        &mut host,
-        call,
-        Some(200),
-        Some(bundle_of(2, "two", 1)),
-        Some("e2"),
-    );
-    assert_eq!(pipeline.bundle_revision(), Some(2));
+    let (mut pipeline, mut host) = serving(2, "two", "e2");
 
     let good3 = bundle_of(3, "three", 1);
     let mut flipped = good3.clone();
@@ -259,18 +284,16 @@ fn refused_bundles_keep_the_last_good_one_and_are_counted() {
     for (status, body, counter) in cases {
         let before = host.counter(counter);
         now += 20;
-        set_time(&mut host, now);
-        let call = poll(&mut pipeline, &mut host);
-        // Every poll still carries the etag of the bundle in force.
-        assert_eq!(host.callouts.last().unwrap().headers[0].1, "e2");
-        answer(
+        let sent = exchange(
             &mut pipeline,
             &mut host,
-            call,
+            Some(now),
             status,
             body,
             Some("bad-etag"),
         );
+        // Every poll still carries the etag of the bundle in force.
+        assert_eq!(sent.headers[0].1, "e2");
         assert_eq!(
             host.counter(counter),
             before + 1,
@@ -284,24 +307,20 @@ fn refused_bundles_keep_the_last_good_one_and_are_counted() {
     assert_eq!(host.counter(counters::REJECTED), 7);
     // The same bundle again is a confirmation; a newer one goes into force.
     now += 20;
-    set_time(&mut host, now);
-    let call = poll(&mut pipeline, &mut host);
-    answer(
+    exchange(
         &mut pipeline,
         &mut host,
-        call,
+        Some(now),
         Some(200),
         Some(bundle_of(2, "two", 1)),
         Some("e2"),
     );
     assert_eq!(pipeline.bundle_revision(), Some(2));
     now += 20;
-    set_time(&mut host, now);
-    let call = poll(&mut pipeline, &mut host);
-    answer(
+    exchange(
         &mut pipeline,
         &mut host,
-        call,
+        Some(now),
         Some(200),
         Some(good3),
         Some("e3"),
@@ -313,16 +332,7 @@ fn refused_bundles_keep_the_last_good_one_and_are_counted() {
 
 #[test]
 fn past_the_staleness_bound_requests_fail_closed_and_recover() {
-    let (mut pipeline, mut host) = started(b"");
-    let call = poll(&mut pipeline, &mut host);
-    answer(
-        &mut pipeline,
-        &mut host,
-        call,
-        Some(200),
-        Some(bundle_of(1, "one", 1)),
-        Some("e1"),
-    );
+    let (mut pipeline, mut host) = serving(1, "one", "e1");
     // The server goes away: every poll fails.
     let mut now = T;
     let mut polls = host.callouts.len();
@@ -351,15 +361,25 @@ fn past_the_staleness_bound_requests_fail_closed_and_recover() {
         .iter()
         .any(|(_, l)| l.contains("denying every request (bundle_stale)")));
     // Still stale a while later: counted once.
-    set_time(&mut host, T + 200);
-    let call = poll(&mut pipeline, &mut host);
-    answer(&mut pipeline, &mut host, call, Some(503), None, None);
+    exchange(
+        &mut pipeline,
+        &mut host,
+        Some(T + 200),
+        Some(503),
+        None,
+        None,
+    );
     assert_eq!(host.counter(counters::STALE), 1);
     assert_eq!(reason(&mut pipeline, &mut host), Reason::BundleStale);
     // The server is back and confirms the bundle in force.
-    set_time(&mut host, T + 300);
-    let call = poll(&mut pipeline, &mut host);
-    answer(&mut pipeline, &mut host, call, Some(304), None, None);
+    exchange(
+        &mut pipeline,
+        &mut host,
+        Some(T + 300),
+        Some(304),
+        None,
+        None,
+    );
     assert_eq!(host.counter(counters::RECOVERED), 1);
     assert_eq!(reason(&mut pipeline, &mut host), Reason::NoPeerCertificate);
 }
@@ -407,6 +427,79 @@ fn a_malformed_bundle_member_refuses_the_vm() {
         assert!(
             host.logs.iter().any(|(_, l)| l.contains("`bundle")),
             "{bad}: {:?}",
+            host.logs
+        );
+    }
+}
+
+/// The `bundle` object alone (what `MESHWARD_BUNDLE` carries).
+fn source_json(extra: serde_json::Value) -> String {
+    let vm: serde_json::Value = serde_json::from_slice(&vm_config(extra)).unwrap();
+    vm["bundle"].to_string()
+}
+
+#[test]
+fn the_source_may_come_from_the_vm_environment_instead() {
+    let mut host = OfflineHost::at(T);
+    host.environment
+        .insert(super::BUNDLE_ENV.to_owned(), source_json(json!({})));
+    host.plugin_configuration = Some(Vec::new());
+    let mut pipeline = Pipeline::new();
+    assert!(pipeline.on_vm_start(&mut host), "{:?}", host.logs);
+    assert!(pipeline.on_configure(&mut host), "{:?}", host.logs);
+    assert_eq!(pipeline.bundle_revision(), Some(0));
+    let sent = exchange(
+        &mut pipeline,
+        &mut host,
+        None,
+        Some(200),
+        Some(bundle_of(1, "one", 1)),
+        Some("e1"),
+    );
+    assert_eq!((sent.cluster.as_str(), sent.path.as_str()), (CLUSTER, PATH));
+    assert_eq!(pipeline.bundle_revision(), Some(1));
+    assert_eq!(reason(&mut pipeline, &mut host), Reason::NoPeerCertificate);
+    // Its keys are the pinned ones: another signer is refused.
+    exchange(
+        &mut pipeline,
+        &mut host,
+        Some(T + 20),
+        Some(200),
+        Some(bundle_of(2, "two", 2)),
+        Some("e2"),
+    );
+    assert_eq!(host.counter("meshward.bundle.rejected.unknown_key"), 1);
+    assert_eq!(pipeline.bundle_revision(), Some(1));
+}
+
+#[test]
+fn a_malformed_or_doubly_set_environment_source_refuses_the_vm() {
+    let cases = [
+        // Both places: which one would be in force?
+        (
+            Some(vm_config(json!({}))),
+            source_json(json!({})),
+            "set it in one place",
+        ),
+        (None, "not json".to_owned(), "`MESHWARD_BUNDLE`"),
+        (None, "[]".to_owned(), "`MESHWARD_BUNDLE`"),
+        (None, source_json(json!({"keys": []})), "`bundle.keys`"),
+        (
+            None,
+            source_json(json!({"poll_secs": 0})),
+            "`bundle.poll_secs`",
+        ),
+    ];
+    for (vm, env, message) in cases {
+        let mut host = OfflineHost::at(T);
+        host.vm_configuration = vm;
+        host.environment
+            .insert(super::BUNDLE_ENV.to_owned(), env.clone());
+        let mut pipeline = Pipeline::new();
+        assert!(!pipeline.on_vm_start(&mut host), "{env}");
+        assert!(
+            host.logs.iter().any(|(_, l)| l.contains(message)),
+            "{env}: {:?}",
             host.logs
         );
     }

@@ -12,6 +12,11 @@
 //!             "max_bytes": 8388608, "max_staleness_secs": 600}}
 //! ```
 //!
+//! Where the VM configuration cannot be set (Istio's `WasmPlugin` renders
+//! only `vmConfig.env`), the same object goes in the VM environment variable
+//! [`BUNDLE_ENV`] (`MESHWARD_BUNDLE`); setting both is refused. Whoever sets
+//! the VM environment is then who chooses the source and its keys.
+//!
 //! - **Polling**: every `poll_secs`, each interval drawn uniformly from
 //!   `poll_secs × [1 − jitter, 1 + jitter]` so a fleet does not poll in step;
 //!   the first poll at start-up. At most one poll in flight. A poll carries
@@ -44,7 +49,6 @@ use super::host::{CallId, Host, LogLevel};
 use super::lifecycle::nanos_to_secs;
 use super::Pipeline;
 use crate::bundle::{Bundle, MAGIC};
-use crate::config::FilterConfig;
 use crate::decision::Reason;
 use crate::signature::TrustedKeys;
 
@@ -71,6 +75,10 @@ pub mod counters {
     /// A stale bundle was confirmed again (or replaced).
     pub const RECOVERED: &str = "meshward.bundle.recovered";
 }
+
+/// The VM environment variable that may carry the `bundle` member's JSON
+/// object instead of the VM configuration.
+pub const BUNDLE_ENV: &str = "MESHWARD_BUNDLE";
 
 /// Default poll interval.
 pub const DEFAULT_POLL_SECS: u64 = 30;
@@ -140,6 +148,12 @@ pub enum BundleSourceError {
     /// A value out of range.
     #[error("`bundle.{0}` {1}")]
     OutOfRange(&'static str, &'static str),
+    /// What is wrong with the [`BUNDLE_ENV`] variable's value.
+    #[error("the VM environment variable `MESHWARD_BUNDLE`: {0}")]
+    Env(Box<BundleSourceError>),
+    /// Both the VM configuration and the environment name a source.
+    #[error("a bundle source is set both in the VM configuration (`bundle`) and in the VM environment variable `MESHWARD_BUNDLE`: set it in one place")]
+    SetTwice,
 }
 
 impl BundleSource {
@@ -199,6 +213,29 @@ impl BundleSource {
         let doc: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| BundleSourceError::Malformed(e.to_string()))?;
         doc.get("bundle").map(BundleSource::from_json).transpose()
+    }
+
+    /// Parses the value of [`BUNDLE_ENV`]: the `bundle` member's JSON object.
+    pub fn from_env_value(text: &str) -> Result<BundleSource, BundleSourceError> {
+        let in_env = |e| BundleSourceError::Env(Box::new(e));
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| in_env(BundleSourceError::Malformed(e.to_string())))?;
+        BundleSource::from_json(&doc).map_err(in_env)
+    }
+
+    /// The source in force from the VM configuration bytes and the
+    /// [`BUNDLE_ENV`] value: at most one of them may set one.
+    pub fn from_vm(
+        vm_configuration: &[u8],
+        env_value: Option<&str>,
+    ) -> Result<Option<BundleSource>, BundleSourceError> {
+        let from_vm = BundleSource::from_vm_configuration(vm_configuration)?;
+        match (from_vm, env_value) {
+            (Some(_), Some(_)) => Err(BundleSourceError::SetTwice),
+            (Some(source), None) => Ok(Some(source)),
+            (None, Some(text)) => BundleSource::from_env_value(text).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -275,7 +312,17 @@ impl Pipeline {
             // Already refused by the pinned-key reader.
             Err(_) => return false,
         };
-        match BundleSource::from_vm_configuration(&bytes) {
+        let env = match host.environment_variable(BUNDLE_ENV) {
+            Ok(value) => value,
+            Err(err) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("meshward: rejected VM configuration: cannot read the VM environment variable `{BUNDLE_ENV}` ({err})"),
+                );
+                return false;
+            }
+        };
+        match BundleSource::from_vm(&bytes, env.as_deref()) {
             Ok(None) => true,
             Ok(Some(source)) => {
                 host.log(
@@ -571,8 +618,9 @@ impl Pipeline {
             count(host, counters::NOT_MODIFIED);
             return Offer::Same;
         }
-        // A newer revision: it must load and hold the policy it names.
-        let parsed = FilterConfig::from_json_pinned(&bundle.config, self.pinned_keys.as_ref());
+        // A newer revision: it must load and hold the policy it names. The
+        // configuration is parsed once: what is checked is what goes into force.
+        let (parsed, load_ms) = self.parse_config(host, &bundle.config);
         let refusal = match &parsed {
             Err(err) => Some(("config", format!("its configuration does not load: {err}"))),
             Ok(config) if config.policy.hash() != &bundle.policy_hash => Some((
@@ -585,7 +633,6 @@ impl Pipeline {
             )),
             Ok(_) => None,
         };
-        drop(parsed);
         if let Some((code, why)) = refusal {
             count(host, counters::REJECTED);
             count(host, &format!("{}.{code}", counters::REJECTED));
@@ -598,7 +645,7 @@ impl Pipeline {
             );
             return Offer::Refused;
         }
-        if !self.configure(host, &bundle.config) {
+        if !self.install_config(host, parsed, load_ms) {
             count(host, counters::REJECTED);
             count(host, &format!("{}.config", counters::REJECTED));
             return Offer::Refused;

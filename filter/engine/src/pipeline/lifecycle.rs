@@ -150,15 +150,37 @@ impl Pipeline {
     /// Loads plugin configuration bytes (what [`Pipeline::on_configure`]
     /// reads from the host).
     pub fn configure(&mut self, host: &mut dyn Host, bytes: &[u8]) -> bool {
-        self.ensure_stats(host);
-        let now = host.now_nanos().ok();
+        let (parsed, load_ms) = self.parse_config(host, bytes);
+        self.install_config(host, parsed, load_ms)
+    }
+
+    /// Parses plugin configuration bytes with the pinned keys; also returns
+    /// how long decoding, validating and indexing took inside the host (ms).
+    pub(super) fn parse_config(
+        &self,
+        host: &mut dyn Host,
+        bytes: &[u8],
+    ) -> (Result<FilterConfig, ConfigError>, f64) {
+        let start = host.now_nanos().ok();
         let parsed = FilterConfig::from_json_pinned(bytes, self.pinned_keys.as_ref());
-        // Decoding, validating and indexing the policy, inside the host.
-        let load_ms = match (now, host.now_nanos().ok()) {
+        let load_ms = match (start, host.now_nanos().ok()) {
             (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
             _ => f64::NAN,
         };
-        let now_secs = now.map_or(0, nanos_to_secs);
+        (parsed, load_ms)
+    }
+
+    /// Puts a parsed configuration in force (or counts and logs its
+    /// refusal). A bundle's configuration comes here parsed once, after the
+    /// bundle checks read it.
+    pub(super) fn install_config(
+        &mut self,
+        host: &mut dyn Host,
+        parsed: Result<FilterConfig, ConfigError>,
+        load_ms: f64,
+    ) -> bool {
+        self.ensure_stats(host);
+        let now_secs = host.now_nanos().map_or(0, nanos_to_secs);
         match parsed {
             Ok(config) => {
                 host.log(

@@ -45,7 +45,9 @@ use crate::model::Effect;
 use crate::signature::TrustedKeys;
 use crate::spiffe::SpiffeId;
 
-pub use bundles::{counters as bundle_counters, BundleSource, BundleSourceError, REVISION_GAUGE};
+pub use bundles::{
+    counters as bundle_counters, BundleSource, BundleSourceError, BUNDLE_ENV, REVISION_GAUGE,
+};
 pub use headers::HeaderList;
 pub use host::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
 pub use inbound::{check_method_override, Peer, XFCC};
