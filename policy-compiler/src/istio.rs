@@ -62,6 +62,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use ed25519_dalek::SigningKey;
+use meshward_engine::pipeline::{BundleSource, BUNDLE_ENV};
 use meshward_engine::signature::{PublicKey, REQUIRE_SIGNATURE_KEYS_ENV};
 
 use crate::Compiled;
@@ -70,6 +71,10 @@ use crate::Compiled;
 pub const WASM_PLUGIN_API_VERSION: &str = "extensions.istio.io/v1alpha1";
 /// `apiVersion` of `EnvoyFilter`.
 pub const ENVOY_FILTER_API_VERSION: &str = "networking.istio.io/v1alpha3";
+/// `apiVersion` of `ServiceEntry` and `DestinationRule`.
+pub const NETWORKING_API_VERSION: &str = "networking.istio.io/v1";
+/// Longest `vmConfig.env[].value` the `WasmPlugin` CRD accepts.
+pub const MAX_ENV_VALUE: usize = 2048;
 /// `apiVersion` of `PeerAuthentication`.
 pub const PEER_AUTHENTICATION_API_VERSION: &str = "security.istio.io/v1";
 /// Istio's default root namespace (`meshConfig.rootNamespace`): resources
@@ -234,6 +239,173 @@ pub struct IstioOptions {
     pub signing_key: Option<SigningKey>,
     /// Where the keys a signature must come from are pinned.
     pub pinned_keys: KeyPinning,
+    /// Pull the policy as signed bundles from a server instead of carrying
+    /// it in `pluginConfig`.
+    pub bundle: Option<BundleOptions>,
+}
+
+/// `meshward istio --bundle-url`: the filter pulls signed bundles
+/// (docs/distribution.md) from `url`. The source travels in `vmConfig.env`
+/// as `MESHWARD_BUNDLE` (Istio never sets a VM configuration), the server
+/// is declared by a `ServiceEntry` (and, for `https`, a `DestinationRule`
+/// that originates TLS), and the filter polls the cluster istiod renders for
+/// it: `outbound|PORT||HOST`. `None` settings keep the filter's defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BundleOptions {
+    /// `http://HOST[:PORT]/PATH` or `https://HOST[:PORT]/PATH`.
+    pub url: String,
+    /// The bundle signing public keys (base64), at least one.
+    pub keys: Vec<String>,
+    /// Poll interval, seconds.
+    pub poll_secs: Option<u64>,
+    /// Jitter, a fraction of the interval.
+    pub jitter: Option<f64>,
+    /// Poll timeout, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Largest bundle accepted, bytes.
+    pub max_bytes: Option<u64>,
+    /// Seconds without confirmation before requests fail closed.
+    pub max_staleness_secs: Option<u64>,
+}
+
+/// A bundle URL, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleUrl {
+    /// `https`: the cluster originates TLS.
+    pub tls: bool,
+    /// The server's DNS name (`ServiceEntry.hosts[0]`).
+    pub host: String,
+    /// The port (80 or 443 when the URL names none).
+    pub port: u16,
+    /// `:path` of the polls.
+    pub path: String,
+}
+
+impl BundleUrl {
+    /// Parses `http(s)://HOST[:PORT]/PATH`: a DNS name (no IP address, no
+    /// user, no fragment), a port in 1-65535, an absolute path.
+    pub fn parse(url: &str) -> Result<BundleUrl, IstioError> {
+        let bad = |why: &'static str| IstioError::BadBundleUrl(url.to_owned(), why);
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(bad("the scheme must be `http` or `https`"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => return Err(bad("it names no path")),
+        };
+        if path.len() < 2
+            || path.contains('#')
+            || path
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(bad(
+                "the path must be a non-empty absolute path without spaces or a fragment",
+            ));
+        }
+        if authority.contains('@') {
+            return Err(bad("credentials in the URL are not supported"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("the port must be 1-65535"))?,
+            ),
+            None => (authority, if tls { 443 } else { 80 }),
+        };
+        let dns_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| check_label_name(l, 63).is_ok())
+            && !host
+                .split('.')
+                .all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        if !dns_name {
+            return Err(bad(
+                "the host must be a lowercase DNS name (a ServiceEntry host), not an IP address",
+            ));
+        }
+        Ok(BundleUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The Envoy cluster istiod renders for the `ServiceEntry` port:
+    /// `outbound|PORT||HOST`.
+    pub fn cluster(&self) -> String {
+        format!("outbound|{}||{}", self.port, self.host)
+    }
+
+    /// `:authority` of the polls: the host, with the port when it is not
+    /// the scheme's default.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl BundleOptions {
+    /// The value of `MESHWARD_BUNDLE`, checked by the filter's own parser
+    /// and against the CRD's length limit.
+    pub fn env_value(&self) -> Result<String, IstioError> {
+        let url = BundleUrl::parse(&self.url)?;
+        if self.keys.is_empty() {
+            return Err(IstioError::BadBundle(
+                "give at least one bundle signing key (--bundle-key)".to_owned(),
+            ));
+        }
+        let keys = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                PublicKey::from_base64(key.trim())
+                    .map(|k| Value::from(k.to_base64()))
+                    .ok_or(IstioError::BadBundleKey(index))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut source = serde_json::Map::new();
+        source.insert("cluster".to_owned(), Value::from(url.cluster()));
+        source.insert("authority".to_owned(), Value::from(url.authority()));
+        source.insert("path".to_owned(), Value::from(url.path.clone()));
+        source.insert("keys".to_owned(), Value::Array(keys));
+        let numbers: [(&str, Option<Value>); 5] = [
+            ("poll_secs", self.poll_secs.map(Value::from)),
+            ("jitter", self.jitter.map(Value::from)),
+            ("timeout_ms", self.timeout_ms.map(Value::from)),
+            ("max_bytes", self.max_bytes.map(Value::from)),
+            (
+                "max_staleness_secs",
+                self.max_staleness_secs.map(Value::from),
+            ),
+        ];
+        for (name, value) in numbers {
+            if let Some(value) = value {
+                source.insert(name.to_owned(), value);
+            }
+        }
+        let text = serde_json::to_string(&Canonical(Value::Object(source)))
+            .map_err(|e| IstioError::BadBundle(e.to_string()))?;
+        // What the filter will read: refused here rather than in every proxy.
+        BundleSource::from_env_value(&text).map_err(|e| IstioError::BadBundle(e.to_string()))?;
+        if text.len() > MAX_ENV_VALUE {
+            return Err(IstioError::BundleEnvTooLong(text.len()));
+        }
+        Ok(text)
+    }
 }
 
 impl IstioOptions {
@@ -261,6 +433,7 @@ impl IstioOptions {
             peer_authentication: true,
             signing_key: None,
             pinned_keys: KeyPinning::None,
+            bundle: None,
         }
     }
 }
@@ -328,6 +501,21 @@ pub enum IstioError {
         /// From the options.
         given: String,
     },
+    /// The bundle URL is not one a `ServiceEntry` can declare.
+    #[error("bundle URL `{0}`: {1}")]
+    BadBundleUrl(String, &'static str),
+    /// A bundle key is not a base64 Ed25519 public key.
+    #[error("bundle key {0} is not a base64 Ed25519 public key (32 bytes)")]
+    BadBundleKey(usize),
+    /// The bundle settings are refused by the filter's own parser.
+    #[error("bundle settings: {0}")]
+    BadBundle(String),
+    /// `MESHWARD_BUNDLE` would pass the CRD's 2048-character `value`.
+    #[error("the bundle settings are {0} characters in `vmConfig.env` (`MESHWARD_BUNDLE`), more than the 2048 a WasmPlugin takes: pin fewer bundle keys, or use a shorter host name and path")]
+    BundleEnvTooLong(usize),
+    /// `--mode both` with a bundle: the two plugins need two configurations.
+    #[error("--mode both needs two plugin configurations (inbound and outbound) but one bundle URL serves one: generate each side with its own --mode and --bundle-url")]
+    BundleForBothSides,
     /// A connection-only configuration for a policy that needs the certificate.
     #[error("the policy {0}, which needs the peer certificate: keep the default `--peer-certificate forwarded` (adds an EnvoyFilter)")]
     NeedsCertificate(&'static str),
@@ -368,6 +556,8 @@ pub enum Spec {
     WasmPlugin(Box<WasmPluginSpec>),
     /// An `EnvoyFilter`.
     EnvoyFilter(Canonical),
+    /// A `ServiceEntry` or a `DestinationRule`.
+    Networking(Canonical),
     /// A `PeerAuthentication`.
     PeerAuthentication(Canonical),
 }
@@ -401,14 +591,16 @@ pub struct WasmPluginSpec {
     /// `priority`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// `vmConfig` (pinned signing keys).
+    /// `vmConfig` (pinned signing keys, the bundle source).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_config: Option<VmConfig>,
     /// `match`.
     #[serde(rename = "match")]
     pub match_: Vec<TrafficSelector>,
-    /// `pluginConfig`: the compiled policy's plugin configuration.
-    pub plugin_config: Canonical,
+    /// `pluginConfig`: the compiled policy's plugin configuration (none in
+    /// bundle mode: the filter pulls it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_config: Option<Canonical>,
 }
 
 /// `selector`.
@@ -506,6 +698,10 @@ pub struct Generated {
     pub resources: Vec<Resource>,
     /// Things the operator should know.
     pub warnings: Vec<String>,
+    /// In bundle mode: the plugin configuration the bundles must carry (what
+    /// `pluginConfig` would have held: the policy with this plugin's
+    /// `direction` and `peer_certificate`), for `meshward bundle --config`.
+    pub bundle_config: Option<Value>,
 }
 
 impl Generated {
@@ -566,6 +762,14 @@ pub fn generate(
             ));
         }
     }
+    if opts.bundle.is_some() && opts.mode == Mode::Both {
+        return Err(IstioError::BundleForBothSides);
+    }
+    let bundle_url = opts
+        .bundle
+        .as_ref()
+        .map(|b| BundleUrl::parse(&b.url))
+        .transpose()?;
     let vm_config = vm_config(opts)?;
 
     let mut warnings = Vec::new();
@@ -604,6 +808,7 @@ pub fn generate(
         Mode::Waypoint => &[("waypoint", "SERVER", "inbound")],
     };
     let mut resources = Vec::new();
+    let mut bundle_config = None;
     for (suffix, mode, direction) in plugins {
         let mut config = base_config.clone();
         if let Value::Object(map) = &mut config {
@@ -624,7 +829,9 @@ pub fn generate(
             );
         }
         let size = config.to_string().len();
-        if size > LARGE_PLUGIN_CONFIG {
+        if opts.bundle.is_some() {
+            bundle_config = Some(config.clone());
+        } else if size > LARGE_PLUGIN_CONFIG {
             warnings.push(format!(
                 "pluginConfig is {size} bytes: Kubernetes objects must stay under 1.5 MiB"
             ));
@@ -662,7 +869,11 @@ pub fn generate(
                         .map(|&number| PortSelector { number })
                         .collect(),
                 }],
-                plugin_config: Canonical(config),
+                plugin_config: if opts.bundle.is_some() {
+                    None
+                } else {
+                    Some(Canonical(config))
+                },
             })),
         });
     }
@@ -696,10 +907,54 @@ pub fn generate(
             spec: Spec::PeerAuthentication(Canonical(strict_peer_authentication(&attachment))),
         });
     }
+    if let Some(url) = &bundle_url {
+        resources.extend(bundle_server_resources(opts, url, compiled));
+    }
     Ok(Generated {
         resources,
         warnings,
+        bundle_config,
     })
+}
+
+/// The `ServiceEntry` that gives the bundle server a cluster
+/// (`outbound|PORT||HOST`, resolved by DNS, outside the mesh), and for
+/// `https` the `DestinationRule` that originates TLS to it: the filter's
+/// polls are plain HTTP into the cluster, Envoy encrypts them, checks the
+/// server's certificate against the proxy's CA roots and sends `HOST` as SNI.
+fn bundle_server_resources(
+    opts: &IstioOptions,
+    url: &BundleUrl,
+    compiled: &Compiled,
+) -> Vec<Resource> {
+    let mut resources = vec![Resource {
+        api_version: NETWORKING_API_VERSION,
+        kind: "ServiceEntry",
+        metadata: metadata(opts, "bundles", compiled, None),
+        spec: Spec::Networking(Canonical(serde_json::json!({
+            "hosts": [url.host],
+            "location": "MESH_EXTERNAL",
+            "resolution": "DNS",
+            "ports": [{ "number": url.port, "name": "http-bundles", "protocol": "HTTP" }]
+        }))),
+    }];
+    if url.tls {
+        resources.push(Resource {
+            api_version: NETWORKING_API_VERSION,
+            kind: "DestinationRule",
+            metadata: metadata(opts, "bundles", compiled, None),
+            spec: Spec::Networking(Canonical(serde_json::json!({
+                "host": url.host,
+                "trafficPolicy": {
+                    "portLevelSettings": [{
+                        "port": { "number": url.port },
+                        "tls": { "mode": "SIMPLE", "sni": url.host }
+                    }]
+                }
+            }))),
+        });
+    }
+    resources
 }
 
 /// The attachment as written in a spec: at most one of the two is set.
@@ -785,6 +1040,20 @@ fn check_attachment(attachment: &Attachment, mode: Mode) -> Result<AttachmentSpe
 /// `vmConfig.env` for the pinned keys, and the check that the signing key
 /// (when there is one) is among them.
 fn vm_config(opts: &IstioOptions) -> Result<Option<VmConfig>, IstioError> {
+    let mut env = Vec::new();
+    env.extend(pinned_keys_env(opts)?);
+    if let Some(bundle) = &opts.bundle {
+        env.push(EnvVar {
+            name: BUNDLE_ENV,
+            value_from: "INLINE",
+            value: Some(bundle.env_value()?),
+        });
+    }
+    Ok((!env.is_empty()).then_some(VmConfig { env }))
+}
+
+/// The `MESHWARD_REQUIRE_SIGNATURE_KEYS` entry, if keys are pinned.
+fn pinned_keys_env(opts: &IstioOptions) -> Result<Option<EnvVar>, IstioError> {
     let env = match &opts.pinned_keys {
         KeyPinning::None => return Ok(None),
         KeyPinning::Host => EnvVar {
@@ -814,7 +1083,7 @@ fn vm_config(opts: &IstioOptions) -> Result<Option<VmConfig>, IstioError> {
                 .map(PublicKey::to_base64)
                 .collect::<Vec<_>>()
                 .join(",");
-            if value.len() > 2048 {
+            if value.len() > MAX_ENV_VALUE {
                 return Err(IstioError::TooManyPinnedKeys);
             }
             EnvVar {
@@ -824,7 +1093,7 @@ fn vm_config(opts: &IstioOptions) -> Result<Option<VmConfig>, IstioError> {
             }
         }
     };
-    Ok(Some(VmConfig { env: vec![env] }))
+    Ok(Some(env))
 }
 
 /// A warning when the mesh's own workloads would be refused as callers
@@ -904,45 +1173,66 @@ fn metadata(
 /// from the host (`shop.example.` and `shop.example` are one name to the app,
 /// so they must be one name to the policy too).
 fn xfcc_envoy_filter(attachment: &AttachmentSpec, context: &str) -> Value {
-    let mut filter = serde_json::json!({
-        "configPatches": [{
-            "applyTo": "NETWORK_FILTER",
-            "match": {
-                "context": context,
-                "listener": {
-                    "filterChain": {
-                        "filter": { "name": "envoy.filters.network.http_connection_manager" }
-                    }
-                }
-            },
-            "patch": {
-                "operation": "MERGE",
-                "value": {
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "forward_client_cert_details": "SANITIZE_SET",
-                        "set_current_client_cert_details": { "cert": true, "uri": true },
-                        "strip_trailing_host_dot": true
-                    }
+    envoy_filter_spec(
+        vec![hcm_merge_patch(
+            context,
+            serde_json::json!({
+                "forward_client_cert_details": "SANITIZE_SET",
+                "set_current_client_cert_details": { "cert": true, "uri": true },
+                "strip_trailing_host_dot": true
+            }),
+        )],
+        attachment.selector.as_ref(),
+        attachment.target_refs.as_deref(),
+    )
+}
+
+/// One `EnvoyFilter` patch merging `members` into the `typed_config` of the
+/// HTTP connection managers of `context` (`SIDECAR_INBOUND`, `GATEWAY`, ...).
+pub(crate) fn hcm_merge_patch(context: &str, members: Value) -> Value {
+    let mut typed_config = serde_json::json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    });
+    if let (Some(config), Value::Object(members)) = (typed_config.as_object_mut(), members) {
+        config.extend(members);
+    }
+    serde_json::json!({
+        "applyTo": "NETWORK_FILTER",
+        "match": {
+            "context": context,
+            "listener": {
+                "filterChain": {
+                    "filter": { "name": "envoy.filters.network.http_connection_manager" }
                 }
             }
-        }]
-    });
-    if let Value::Object(map) = &mut filter {
-        if let Some(labels) = &attachment.selector {
-            map.insert(
-                "workloadSelector".to_owned(),
-                serde_json::json!({ "labels": labels }),
-            );
-        }
-        if let Some(targets) = &attachment.target_refs {
-            map.insert(
-                "targetRefs".to_owned(),
-                serde_json::to_value(targets).unwrap_or(Value::Null),
-            );
-        }
+        },
+        "patch": { "operation": "MERGE", "value": { "typed_config": typed_config } }
+    })
+}
+
+/// An `EnvoyFilter` spec: `patches`, applied to the workloads with these
+/// labels (`workloadSelector`) or to these `targetRefs`; with neither, to
+/// every proxy of the resource's namespace.
+pub(crate) fn envoy_filter_spec(
+    patches: Vec<Value>,
+    labels: Option<&BTreeMap<String, String>>,
+    target_refs: Option<&[TargetRefSpec]>,
+) -> Value {
+    let mut spec = serde_json::Map::new();
+    spec.insert("configPatches".to_owned(), Value::Array(patches));
+    if let Some(labels) = labels.filter(|l| !l.is_empty()) {
+        spec.insert(
+            "workloadSelector".to_owned(),
+            serde_json::json!({ "labels": labels }),
+        );
     }
-    filter
+    if let Some(targets) = target_refs {
+        spec.insert(
+            "targetRefs".to_owned(),
+            serde_json::to_value(targets).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(spec)
 }
 
 /// Splits `oci://...[@sha256:HEX]` and reconciles the digest with `sha256`.
@@ -1285,6 +1575,133 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("proxyMetadata")));
+    }
+
+    fn bundle_opts(url: &str) -> BundleOptions {
+        BundleOptions {
+            url: url.to_owned(),
+            keys: vec![PublicKey::of_signing_key(&SigningKey::from_bytes(&[3; 32])).to_base64()],
+            poll_secs: Some(20),
+            max_staleness_secs: Some(300),
+            ..BundleOptions::default()
+        }
+    }
+
+    #[test]
+    fn bundle_mode_pulls_from_the_cluster_istio_renders_for_the_service_entry() {
+        let mut o = opts();
+        o.bundle = Some(bundle_opts(
+            "https://bundles.example.com/meshward/orders.bundle",
+        ));
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        let json = generated.to_json();
+        let kinds: Vec<&str> = json.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "WasmPlugin",
+                "EnvoyFilter",
+                "PeerAuthentication",
+                "ServiceEntry",
+                "DestinationRule"
+            ]
+        );
+        let spec = &json[0]["spec"];
+        assert!(spec.get("pluginConfig").is_none(), "{spec:#}");
+        let env = &spec["vmConfig"]["env"][0];
+        assert_eq!(env["name"], "MESHWARD_BUNDLE");
+        assert_eq!(env["valueFrom"], "INLINE");
+        // The filter reads exactly this.
+        let source = BundleSource::from_env_value(env["value"].as_str().unwrap()).unwrap();
+        assert_eq!(source.cluster, "outbound|443||bundles.example.com");
+        assert_eq!(source.authority, "bundles.example.com");
+        assert_eq!(source.path, "/meshward/orders.bundle");
+        assert_eq!((source.poll_secs, source.max_staleness_secs), (20, 300));
+        assert_eq!(
+            json[3]["spec"],
+            serde_json::json!({"hosts": ["bundles.example.com"], "location": "MESH_EXTERNAL",
+                               "resolution": "DNS",
+                               "ports": [{"number": 443, "name": "http-bundles", "protocol": "HTTP"}]})
+        );
+        assert_eq!(
+            json[4]["spec"]["trafficPolicy"]["portLevelSettings"][0],
+            serde_json::json!({"port": {"number": 443},
+                               "tls": {"mode": "SIMPLE", "sni": "bundles.example.com"}})
+        );
+        // The configuration to pack is what pluginConfig would have held.
+        let config = generated.bundle_config.unwrap();
+        assert_eq!(config["direction"], "inbound");
+        assert_eq!(config["peer_certificate"], "forwarded");
+        meshward_engine::config::FilterConfig::from_json(config.to_string().as_bytes()).unwrap();
+
+        // Plain HTTP on a port of its own: no DestinationRule; the port is
+        // in the authority; signing keys pinned beside it.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        o.bundle = Some(bundle_opts("http://bundles.shop.svc.cluster.local:8080/b"));
+        o.signing_key = Some(key.clone());
+        o.pinned_keys = KeyPinning::Inline(vec![PublicKey::of_signing_key(&key).to_base64()]);
+        let generated = generate(&compiled(), &[], &o).unwrap();
+        let json = generated.to_json();
+        assert_eq!(json.last().unwrap()["kind"], "ServiceEntry");
+        let env = &json[0]["spec"]["vmConfig"]["env"];
+        assert_eq!(env[0]["name"], "MESHWARD_REQUIRE_SIGNATURE_KEYS");
+        let source = BundleSource::from_env_value(env[1]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            source.cluster,
+            "outbound|8080||bundles.shop.svc.cluster.local"
+        );
+        assert_eq!(source.authority, "bundles.shop.svc.cluster.local:8080");
+        assert!(generated.bundle_config.unwrap().get("signature").is_some());
+    }
+
+    #[test]
+    fn bundle_settings_are_refused_with_a_reason() {
+        let refused = |edit: &dyn Fn(&mut BundleOptions), mode: Mode| {
+            let mut o = opts();
+            o.mode = mode;
+            let mut b = bundle_opts("http://bundles.example.com/b");
+            edit(&mut b);
+            o.bundle = Some(b);
+            generate(&compiled(), &[], &o).unwrap_err()
+        };
+        for url in [
+            "ftp://bundles.example.com/b",
+            "http://bundles.example.com",
+            "http://bundles.example.com/",
+            "http://10.0.0.1/b",
+            "http://Bundles.example.com/b",
+            "http://user@bundles.example.com/b",
+            "http://bundles.example.com:0/b",
+            "http://bundles.example.com/a b",
+        ] {
+            assert!(
+                matches!(
+                    refused(&|b| b.url = url.to_owned(), Mode::Server),
+                    IstioError::BadBundleUrl(..)
+                ),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            refused(&|b| b.keys = vec!["AAAA".to_owned()], Mode::Server),
+            IstioError::BadBundleKey(0)
+        );
+        assert!(matches!(
+            refused(&|b| b.keys.clear(), Mode::Server),
+            IstioError::BadBundle(_)
+        ));
+        // The filter's own checks: staleness below the poll interval.
+        let err = refused(&|b| b.max_staleness_secs = Some(5), Mode::Server);
+        assert!(err.to_string().contains("max_staleness_secs"), "{err}");
+        // 64 keys (the filter's most) do not fit Istio's 2048 characters.
+        let many: Vec<String> = (0..64u8)
+            .map(|i| PublicKey::of_signing_key(&SigningKey::from_bytes(&[i; 32])).to_base64())
+            .collect();
+        assert!(matches!(
+            refused(&|b| b.keys = many.clone(), Mode::Server),
+            IstioError::BundleEnvTooLong(n) if n > MAX_ENV_VALUE
+        ));
+        assert_eq!(refused(&|_| {}, Mode::Both), IstioError::BundleForBothSides);
     }
 
     #[test]

@@ -25,7 +25,8 @@ use meshward_engine::pipeline::publish::{ACCESS_LOG_FIELDS, ACCESS_LOG_WOULD, ST
 use serde_json::{json, Map, Value};
 
 use crate::istio::{
-    Attachment, Canonical, IstioOptions, Metadata, Mode, Resource, Spec, ENVOY_FILTER_API_VERSION,
+    envoy_filter_spec, hcm_merge_patch, Attachment, Canonical, IstioOptions, Metadata, Mode,
+    Resource, Spec, ENVOY_FILTER_API_VERSION,
 };
 
 /// The access-log and stats `EnvoyFilter`s for the workloads `opts` selects.
@@ -102,51 +103,19 @@ fn access_log_filter(labels: &BTreeMap<String, String>, mode: Mode) -> Value {
         // listener class (the plugin itself attaches with `match: SERVER`).
         Mode::Waypoint => &["SIDECAR_INBOUND"],
     };
-    let patches: Vec<Value> = contexts
+    let patches = contexts
         .iter()
-        .map(|context| {
-            json!({
-                "applyTo": "NETWORK_FILTER",
-                "match": {
-                    "context": context,
-                    "listener": {
-                        "filterChain": {
-                            "filter": { "name": "envoy.filters.network.http_connection_manager" }
-                        }
-                    }
-                },
-                "patch": {
-                    "operation": "MERGE",
-                    "value": {
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "access_log": [access_log_entry()]
-                        }
-                    }
-                }
-            })
-        })
+        .map(|context| hcm_merge_patch(context, json!({ "access_log": [access_log_entry()] })))
         .collect();
-    with_selector(labels, json!({ "configPatches": patches }))
-}
-
-/// Adds `workloadSelector` for selector-attached plugins; without labels the
-/// `EnvoyFilter` applies to every proxy of its namespace.
-fn with_selector(labels: &BTreeMap<String, String>, mut spec: Value) -> Value {
-    if let (false, Some(object)) = (labels.is_empty(), spec.as_object_mut()) {
-        object.insert("workloadSelector".to_owned(), json!({ "labels": labels }));
-    }
-    spec
+    envoy_filter_spec(patches, Some(labels), None)
 }
 
 fn stats_filter(labels: &BTreeMap<String, String>) -> Value {
-    let spec = json!({
-        "configPatches": [{
-            "applyTo": "BOOTSTRAP",
-            "patch": { "operation": "MERGE", "value": { "stats_config": stats_config() } }
-        }]
+    let patch = json!({
+        "applyTo": "BOOTSTRAP",
+        "patch": { "operation": "MERGE", "value": { "stats_config": stats_config() } }
     });
-    with_selector(labels, spec)
+    envoy_filter_spec(vec![patch], Some(labels), None)
 }
 
 fn metadata(opts: &IstioOptions, suffix: &str, policy_hash: &str) -> Metadata {

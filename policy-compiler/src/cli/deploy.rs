@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use meshward_engine::config::normalize_serial;
 use meshward_policy::istio::{
-    self, Attachment, FailStrategy, IstioOptions, KeyPinning, Mode, PeerCertificate, PullPolicy,
-    TargetKind, TargetRef,
+    self, Attachment, BundleOptions, FailStrategy, IstioOptions, KeyPinning, Mode, PeerCertificate,
+    PullPolicy, TargetKind, TargetRef,
 };
 use meshward_policy::oci::{self, Image, ImageFormat};
 use meshward_policy::{compile_source, Compiled};
@@ -170,6 +170,46 @@ pub(super) struct IstioArgs {
     /// that export the filter's labelled counters (docs/observability.md).
     #[arg(long)]
     telemetry: bool,
+    /// Pull the policy as signed bundles from this URL
+    /// (`http(s)://HOST[:PORT]/PATH`) instead of carrying it in
+    /// `pluginConfig`: adds a ServiceEntry (and a TLS-originating
+    /// DestinationRule for https) and `MESHWARD_BUNDLE` in `vmConfig.env`
+    /// (docs/distribution.md).
+    #[arg(long = "bundle-url", value_name = "URL", requires = "bundle_keys")]
+    bundle_url: Option<String>,
+    /// A bundle signing public key (base64, from `meshward keygen`);
+    /// repeatable; at least one with `--bundle-url`.
+    #[arg(long = "bundle-key", value_name = "BASE64", requires = "bundle_url")]
+    bundle_keys: Vec<String>,
+    /// Bundle poll interval, seconds (filter default 30).
+    #[arg(long = "bundle-poll-secs", value_name = "S", requires = "bundle_url")]
+    bundle_poll_secs: Option<u64>,
+    /// Bundle poll jitter, a fraction of the interval in [0, 0.9] (default 0.2).
+    #[arg(long = "bundle-jitter", value_name = "F", requires = "bundle_url")]
+    bundle_jitter: Option<f64>,
+    /// Bundle poll timeout, milliseconds (default 5000).
+    #[arg(long = "bundle-timeout-ms", value_name = "MS", requires = "bundle_url")]
+    bundle_timeout_ms: Option<u64>,
+    /// Largest bundle accepted, bytes (default 8 MiB).
+    #[arg(long = "bundle-max-bytes", value_name = "N", requires = "bundle_url")]
+    bundle_max_bytes: Option<u64>,
+    /// Seconds without the server confirming the bundle before every
+    /// request is denied `bundle_stale` (default 600).
+    #[arg(
+        long = "bundle-max-staleness-secs",
+        value_name = "S",
+        requires = "bundle_url"
+    )]
+    bundle_max_staleness_secs: Option<u64>,
+    /// With `--bundle-url`: write the plugin configuration the bundles must
+    /// carry (the policy with this plugin's direction and certificate
+    /// source) here, for `meshward bundle --config`.
+    #[arg(
+        long = "bundle-config-out",
+        value_name = "PLUGIN.json",
+        requires = "bundle_url"
+    )]
+    bundle_config_out: Option<PathBuf>,
     /// Where to write the manifests (`-` = stdout).
     #[arg(short, long, value_name = "OUT.yaml", default_value = "-")]
     output: PathBuf,
@@ -426,7 +466,32 @@ pub(super) fn istio(args: &IstioArgs) -> CliResult {
         IstioPeerCertificate::ConnectionOnly => PeerCertificate::ConnectionOnly,
     };
     opts.image_pull_secret = args.image_pull_secret.clone();
+    opts.bundle = args.bundle_url.as_ref().map(|url| BundleOptions {
+        url: url.clone(),
+        keys: args.bundle_keys.clone(),
+        poll_secs: args.bundle_poll_secs,
+        jitter: args.bundle_jitter,
+        timeout_ms: args.bundle_timeout_ms,
+        max_bytes: args.bundle_max_bytes,
+        max_staleness_secs: args.bundle_max_staleness_secs,
+    });
     let mut generated = istio::generate(&compiled, &serials, &opts).map_err(|e| e.to_string())?;
+    if let Some(config) = &generated.bundle_config {
+        match &args.bundle_config_out {
+            Some(path) => {
+                let text = serde_json::to_string_pretty(config)
+                    .map_err(|e| format!("internal error: {e}"))?;
+                std::fs::write(path, text + "\n")
+                    .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            }
+            None => generated.warnings.push(
+                "the bundles must carry this plugin's configuration (its direction and \
+                 certificate source): write it with --bundle-config-out PLUGIN.json and pack it \
+                 with `meshward bundle --config PLUGIN.json`"
+                    .to_owned(),
+            ),
+        }
+    }
     if args.telemetry {
         let telemetry = meshward_policy::istio_telemetry::resources(&opts, &compiled.hash_hex());
         generated.resources.extend(telemetry);
