@@ -311,6 +311,25 @@ impl IstioSidecar {
         module: &Path,
         xfcc: &Xfcc,
     ) -> Result<IstioSidecar, StartError> {
+        IstioSidecar::start_with_clusters(label, ns, sa, manifest, outbound, module, xfcc, &[])
+    }
+
+    /// [`IstioSidecar::start`] with further clusters (what istiod renders
+    /// for `ServiceEntry`s: [`service_entry_clusters`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "start's arguments plus the clusters"
+    )]
+    pub fn start_with_clusters(
+        label: &str,
+        ns: &str,
+        sa: &str,
+        manifest: &Value,
+        outbound: Option<&Value>,
+        module: &Path,
+        xfcc: &Xfcc,
+        clusters: &[Value],
+    ) -> Result<IstioSidecar, StartError> {
         let scratch = Scratch::new(label);
         let ca = MeshCa::new();
         let workload = ca.svid(ns, sa, time::Duration::hours(24), true);
@@ -378,6 +397,9 @@ impl IstioSidecar {
                 }]
             }
         });
+        if let Some(list) = bootstrap["static_resources"]["clusters"].as_array_mut() {
+            list.extend(clusters.iter().cloned());
+        }
         if let Some(outbound) = outbound {
             let name = resource_name(outbound);
             publish(&name, outbound, "wasmplugin-outbound.json");
@@ -443,6 +465,47 @@ impl IstioSidecar {
     pub fn client(&self, identity: &Leaf) -> TlsClient {
         TlsClient::new(self.envoy.listener(), &self.ca.cert_der(), Some(identity))
     }
+}
+
+/// The clusters istiod renders for the `ServiceEntry` documents among
+/// `docs` (`pilot/pkg/networking/core/cluster_builder.go`,
+/// `buildOutboundClusters`): one per host and port, named
+/// `outbound|PORT||HOST`; `resolution: DNS` is a `STRICT_DNS` cluster on
+/// `HOST:PORT` (Istio's default `dns_lookup_family` for IPv4 proxies is
+/// `V4_ONLY`), with the mesh's default `connectTimeout` of 10 s. A
+/// `DestinationRule` that originates TLS is not rendered here: such
+/// documents are refused rather than silently dropped.
+pub fn service_entry_clusters(docs: &[Value]) -> Vec<Value> {
+    assert!(
+        docs.iter().all(|d| d["kind"] != "DestinationRule"),
+        "this harness does not render DestinationRules"
+    );
+    let mut clusters = Vec::new();
+    for entry in docs.iter().filter(|d| d["kind"] == "ServiceEntry") {
+        let spec = &entry["spec"];
+        assert_eq!(spec["resolution"], "DNS", "only DNS resolution is rendered");
+        for host in spec["hosts"].as_array().into_iter().flatten() {
+            for port in spec["ports"].as_array().into_iter().flatten() {
+                let host = host.as_str().unwrap_or_default();
+                let number = port["number"].as_u64().unwrap_or_default();
+                let target = port["targetPort"].as_u64().unwrap_or(number);
+                let name = format!("outbound|{number}||{host}");
+                clusters.push(json!({
+                    "name": name,
+                    "type": "STRICT_DNS",
+                    "connect_timeout": "10s",
+                    "dns_lookup_family": "V4_ONLY",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                            "socket_address": { "address": host, "port_value": target }
+                        } } }] }]
+                    }
+                }));
+            }
+        }
+    }
+    clusters
 }
 
 /// The `io.istio.peer_principal` filter state as istiod sets it on a

@@ -18,6 +18,10 @@
 //!    `vmConfig.env`, which istiod renders as the VM's environment; a
 //!    signed policy loads, an unsigned one is refused (every request 500:
 //!    there is no earlier configuration to keep serving).
+//! 4. `--bundle-url`: the bundle source travels in `vmConfig.env`
+//!    (`MESHWARD_BUNDLE`), the generated `ServiceEntry` becomes the cluster
+//!    istiod renders (`outbound|PORT||HOST`), and the filter pulls a signed
+//!    bundle from a real nginx through it.
 
 use std::fs;
 
@@ -61,6 +65,10 @@ allow frontend-reads-orders {{
 /// `orders` workload, apply them. Returns the documents as the API server
 /// would store them (parsed from the YAML) and the module the agent fetched.
 struct Deployed {
+    /// Every generated document.
+    docs: Vec<Value>,
+    /// In bundle mode, the plugin configuration the bundle must carry.
+    bundle_config: Option<Value>,
     plugin: Value,
     outbound: Option<Value>,
     envoy_filter: Option<Value>,
@@ -91,10 +99,8 @@ fn deploy_with(label: &str, source: &str, options: impl FnOnce(&mut IstioOptions
     );
     opts.sha256 = Some(image.manifest.digest_hex().to_owned());
     options(&mut opts);
-    let yaml = istio::generate(&compiled, &[], &opts)
-        .unwrap()
-        .to_yaml("istio fidelity")
-        .unwrap();
+    let generated = istio::generate(&compiled, &[], &opts).unwrap();
+    let yaml = generated.to_yaml("istio fidelity").unwrap();
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
         .map(|d| Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
@@ -123,12 +129,16 @@ fn deploy_with(label: &str, source: &str, options: impl FnOnce(&mut IstioOptions
     // `direction` is part of the plugin configuration contract; a filter
     // build that does not know it yet refuses the whole configuration.
     for p in std::iter::once(&mut plugin).chain(outbound.as_mut()) {
-        let config = p["spec"]["pluginConfig"].to_string();
+        let Some(config) = p["spec"].get("pluginConfig").map(Value::to_string) else {
+            continue;
+        };
         if let Err(e) = FilterConfig::from_json(config.as_bytes()) {
             panic!("the engine refuses the generated pluginConfig: {e}");
         }
     }
     Deployed {
+        docs,
+        bundle_config: generated.bundle_config,
         plugin,
         outbound,
         envoy_filter,
@@ -400,4 +410,108 @@ fn signing_keys_pinned_in_vm_env_admit_only_signed_policies() {
     assert_eq!(sidecar.upstream.count(), 0, "an unsigned policy served");
     let log = sidecar.envoy.log();
     assert!(log.contains("the policy is not signed"), "{log}");
+}
+
+#[test]
+fn bundle_url_pulls_signed_bundles_through_the_service_entry_cluster() {
+    use meshward_e2e::bundle_server::{free_port, Mode as Serving, Nginx, BUNDLE_PATH};
+    use meshward_e2e::istio::service_entry_clusters;
+    use meshward_policy::istio::BundleOptions;
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
+    let scratch = Scratch::new("istio-bundle-server");
+    let port = free_port();
+    let nginx = Nginx::start(&scratch.path().join("nginx"), port, Serving::Serve);
+    // `localhost`: a DNS name the STRICT_DNS cluster resolves to loopback.
+    let url = format!("http://localhost:{port}{BUNDLE_PATH}");
+    let d = deploy_with("istio-bundle", &policy(None), |opts| {
+        opts.peer_certificate = PeerCertificate::ConnectionOnly;
+        opts.bundle = Some(BundleOptions {
+            url: url.clone(),
+            keys: vec![PublicKey::of_signing_key(&key).to_base64()],
+            poll_secs: Some(1),
+            jitter: Some(0.0),
+            timeout_ms: Some(2000),
+            max_staleness_secs: Some(60),
+            ..BundleOptions::default()
+        });
+    });
+    // What istiod gives the VM: the source in its environment, no plugin
+    // configuration at all.
+    let env = &d.plugin["spec"]["vmConfig"]["env"][0];
+    assert_eq!(env["name"], "MESHWARD_BUNDLE");
+    assert!(d.plugin["spec"].get("pluginConfig").is_none());
+    let clusters = service_entry_clusters(&d.docs);
+    assert_eq!(clusters.len(), 1);
+    let cluster = format!("outbound|{port}||localhost");
+    assert_eq!(clusters[0]["name"], cluster.as_str());
+    assert!(env["value"].as_str().unwrap().contains(&cluster));
+
+    let sidecar = IstioSidecar::start_with_clusters(
+        "istio-bundle",
+        "shop",
+        "orders",
+        &d.plugin,
+        None,
+        &d.module,
+        &Xfcc::istio_default(),
+        &clusters,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let frontend = sidecar
+        .ca
+        .svid("shop", "frontend", time::Duration::hours(1), false);
+    // Nothing published: no policy, every request denied.
+    denied(
+        &sidecar
+            .client(&frontend)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+        403,
+        "no_policy",
+    );
+
+    // The configuration `meshward istio --bundle-config-out` writes, packed
+    // and signed as `meshward bundle` does, published with the script.
+    let config = d.bundle_config.as_ref().unwrap().to_string();
+    let hash = FilterConfig::from_json(config.as_bytes())
+        .unwrap()
+        .policy
+        .hash()
+        .to_owned();
+    let bytes = meshward_engine::bundle::encode(1, 0, &hash, config.as_bytes(), &key).unwrap();
+    nginx.publish(&bytes);
+    let revision = "wasmcustom.meshward.bundle.revision";
+    sidecar
+        .envoy
+        .wait_until("revision 1", std::time::Duration::from_secs(20), |e| {
+            e.stats(revision).get(revision) == Some(&1)
+        });
+    let echo = allowed(
+        &sidecar
+            .client(&frontend)
+            .send(&Request::get("/orders/7"))
+            .unwrap(),
+    );
+    assert_eq!(app_header_one(&echo, "x-meshward-policy"), d.policy_hash);
+    assert!(
+        sidecar.envoy.log().contains("bundle revision 1 in force"),
+        "{}",
+        sidecar.envoy.log()
+    );
+    // The polls reached nginx; once the bundle was in force they were
+    // conditional and answered 304.
+    let not_modified = "wasmcustom.meshward.bundle.not_modified";
+    sidecar
+        .envoy
+        .wait_until("a 304", std::time::Duration::from_secs(20), |e| {
+            e.stats(not_modified)
+                .get(not_modified)
+                .is_some_and(|n| *n >= 1)
+        });
+    let access = fs::read_to_string(scratch.path().join("nginx/nginx-access.log")).unwrap();
+    assert!(
+        access.contains(&format!("\"GET {BUNDLE_PATH} HTTP/1.1\" 304")),
+        "{access}"
+    );
 }
