@@ -829,4 +829,270 @@ mod tests {
         );
         assert_eq!(get("x-meshward-reason"), ["no_matching_rule"]);
     }
+
+    /// Header lines as bytes.
+    type Lines = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// A configuration that records definitions and callouts.
+    #[derive(Default)]
+    struct Config {
+        defined: Vec<(Metric, Vec<u8>)>,
+        gauges: Vec<(usize, u64)>,
+        callouts: Vec<(Vec<u8>, Lines, u64)>,
+    }
+
+    impl ConfigOps for Config {
+        fn define_counter(&mut self, name: &[u8]) -> Result<usize, AbiError> {
+            self.defined.push((Metric::Counter, name.to_vec()));
+            Ok(self.defined.len())
+        }
+
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn define_gauge(&mut self, name: &[u8]) -> Result<usize, AbiError> {
+            self.defined.push((Metric::Gauge, name.to_vec()));
+            Ok(0)
+        }
+
+        fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+            self.gauges.push((id, value));
+            Ok(())
+        }
+
+        fn http_callout(
+            &mut self,
+            cluster: &[u8],
+            headers: &[(&[u8], &[u8])],
+            timeout_ms: u64,
+        ) -> Result<u64, AbiError> {
+            let headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            self.callouts.push((cluster.to_vec(), headers, timeout_ms));
+            Ok(41)
+        }
+    }
+
+    #[test]
+    fn metrics_are_defined_only_while_the_configuration_is_created() {
+        let shared = ConfigShared::default();
+        let mut ops = Config::default();
+        let mut host = ConfigHost::creating(&mut ops, &shared, &Quiet);
+        assert_eq!(host.define_counter("c"), Some(1));
+        assert_eq!(host.define_gauge("g"), Some(0), "its own id space");
+        assert_eq!(host.define_counter("c"), Some(1), "defined once");
+        host.set_gauge(0, 5);
+
+        let mut host = ConfigHost::running(&mut ops, &shared, &Quiet);
+        assert_eq!(host.define_counter("c"), Some(1));
+        assert_eq!(host.define_gauge("g"), Some(0));
+        assert_eq!(host.define_counter("late"), None, "Envoy has frozen them");
+        assert_eq!(host.define_gauge("late"), None);
+        assert_eq!(
+            ops.defined,
+            [
+                (Metric::Counter, b"c".to_vec()),
+                (Metric::Gauge, b"g".to_vec())
+            ]
+        );
+        assert_eq!(ops.gauges, [(0, 5)]);
+    }
+
+    #[test]
+    fn a_bundle_poll_is_conditional_and_its_answer_shows_its_etag() {
+        let shared = ConfigShared::default();
+        let mut ops = Config::default();
+        let mut host = ConfigHost::running(&mut ops, &shared, &Quiet);
+        let call = host.dispatch_get_with_headers(
+            "bundles",
+            "bundles.local",
+            "/p.bundle",
+            &[("if-none-match", "\"abc\"")],
+            Duration::from_millis(1500),
+        );
+        assert_eq!(call, Ok(41));
+        assert_eq!(
+            host.http_call_response_header("etag"),
+            Ok(None),
+            "no answer being handled"
+        );
+        let (cluster, headers, timeout) = &ops.callouts[0];
+        assert_eq!(cluster, b"bundles");
+        assert_eq!(*timeout, 1500);
+        let text: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    core::str::from_utf8(k).unwrap(),
+                    core::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                (":method", "GET"),
+                (":path", "/p.bundle"),
+                ("host", "bundles.local"),
+                ("accept", "application/octet-stream"),
+                ("if-none-match", "\"abc\""),
+            ]
+        );
+
+        let answer = CalloutAnswer {
+            headers: vec![
+                (b":status".to_vec(), b"200".to_vec()),
+                (b"ETag".to_vec(), b"\"def\"".to_vec()),
+            ],
+            body: b"bundle".to_vec(),
+        };
+        assert_eq!(answer.status(), Some(200));
+        let mut host = ConfigHost::answering(&mut ops, &shared, &Quiet, Some(&answer));
+        assert_eq!(
+            host.http_call_response_header("etag"),
+            Ok(Some(b"\"def\"".to_vec()))
+        );
+        assert_eq!(host.http_call_response_header("last-modified"), Ok(None));
+    }
+
+    /// A request with these headers that records its one local reply.
+    #[derive(Default)]
+    struct Replies {
+        headers: Lines,
+        sent: Vec<(u32, Lines, Vec<u8>, Vec<u8>)>,
+    }
+
+    impl StreamOps for Replies {
+        fn for_each_request_header(
+            &mut self,
+            visit: &mut dyn FnMut(&[u8], &[u8]),
+        ) -> Result<(), AbiError> {
+            for (k, v) in &self.headers {
+                visit(k, v);
+            }
+            Ok(())
+        }
+
+        fn attribute_string(&mut self, _a: Attribute) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok(None)
+        }
+
+        fn attribute_bool(&mut self, _a: Attribute) -> Result<Option<bool>, AbiError> {
+            Ok(None)
+        }
+
+        fn filter_state(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok(None)
+        }
+
+        fn set_filter_state(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn remove_request_header(&mut self, _name: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn add_request_header(&mut self, _name: &[u8], _value: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn send_local_reply(
+            &mut self,
+            status: u32,
+            headers: &[(&[u8], &[u8])],
+            body: &[u8],
+            details: &[u8],
+        ) -> Result<(), AbiError> {
+            let headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            self.sent
+                .push((status, headers, body.to_vec(), details.to_vec()));
+            Ok(())
+        }
+
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn set_gauge(&mut self, _id: usize, _value: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+    }
+
+    fn http_deny() -> LocalResponse {
+        LocalResponse {
+            status: 403,
+            grpc_status: None,
+            headers: vec![("x-meshward-reason", "no_matching_rule".to_owned())],
+            body: "{}".to_owned(),
+            details: "meshward_denied{no_matching_rule}".to_owned(),
+        }
+    }
+
+    fn grpc_status_sent(stream: &Replies) -> Option<&[u8]> {
+        stream.sent[0]
+            .1
+            .iter()
+            .find(|(k, _)| k == b"grpc-status")
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn every_local_reply_carries_its_details_and_a_grpc_one_its_status() {
+        let shared = ConfigShared::default();
+        // Plain HTTP: the pipeline's reply as it is.
+        let mut stream = Replies::default();
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        let (status, _, body, details) = &stream.sent[0];
+        assert_eq!((*status, body.as_slice()), (403, b"{}".as_slice()));
+        assert_eq!(details, b"meshward_denied{no_matching_rule}");
+        assert_eq!(grpc_status_sent(&stream), None);
+
+        // gRPC as the pipeline saw it: status 7, no body (Envoy would turn
+        // a body into `grpc-message`), the same details.
+        let mut stream = Replies::default();
+        let grpc = LocalResponse {
+            grpc_status: Some(7),
+            body: String::new(),
+            ..http_deny()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&grpc)
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), Some(b"7".as_slice()));
+        assert_eq!(stream.sent[0].3, b"meshward_denied{no_matching_rule}");
+
+        // gRPC to Envoy only (a content-type that is not UTF-8): Envoy
+        // would say 0 without a status, so the module gives one.
+        let mut stream = Replies {
+            headers: vec![(b"content-type".to_vec(), b"application/grpc+\xff".to_vec())],
+            ..Replies::default()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), Some(b"7".as_slice()));
+        assert!(
+            stream.sent[0].2.is_empty(),
+            "no body to become grpc-message"
+        );
+
+        // Not gRPC to Envoy (`application/grpc-web`): plain HTTP.
+        let mut stream = Replies {
+            headers: vec![(b"content-type".to_vec(), b"application/grpc-web".to_vec())],
+            ..Replies::default()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), None);
+    }
 }
