@@ -288,6 +288,50 @@ unsafe fn borrow<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
 }
 
+/// The shape of every `..._config_define_{counter,gauge}` callback.
+type DefineMetric =
+    unsafe extern "C" fn(EnvoyConfigPtr, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
+
+/// The shape of every `..._increment_counter` / `..._set_gauge` callback,
+/// on a filter or on a filter configuration.
+type UpdateMetric = unsafe extern "C" fn(*mut c_void, usize, *mut ModuleBuffer, usize, u64) -> u32;
+
+/// Defines a metric without labels.
+///
+/// # Safety
+/// `config` is a live filter configuration and `define` one of the define
+/// callbacks above.
+unsafe fn define_metric(
+    define: DefineMetric,
+    config: EnvoyConfigPtr,
+    name: &[u8],
+) -> Result<usize, AbiError> {
+    let mut id = 0usize;
+    // SAFETY: per the caller's contract; `name` outlives the call (Envoy
+    // copies it); no labels (null, 0); `id` is a valid place for the result.
+    let result = unsafe { define(config, ModuleBuffer::of(name), ptr::null_mut(), 0, &mut id) };
+    (result == METRICS_SUCCESS)
+        .then_some(id)
+        .ok_or(AbiError(result))
+}
+
+/// Adds to a counter or sets a gauge, without labels.
+///
+/// # Safety
+/// `owner` is the live filter or filter configuration `update` expects.
+unsafe fn update_metric(
+    update: UpdateMetric,
+    owner: *mut c_void,
+    id: usize,
+    value: u64,
+) -> Result<(), AbiError> {
+    // SAFETY: per the caller's contract; no labels (null, 0).
+    let result = unsafe { update(owner, id, ptr::null_mut(), 0, value) };
+    (result == METRICS_SUCCESS)
+        .then_some(())
+        .ok_or(AbiError(result))
+}
+
 // --- the safe wrappers -------------------------------------------------------
 
 /// Envoy's logger.
@@ -480,35 +524,27 @@ impl StreamOps for EnvoyStream {
     }
 
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
-        // SAFETY: `filter` is live; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
+        // SAFETY: `filter` is the live filter of the current hook.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_increment_counter,
                 self.filter,
                 id,
-                ptr::null_mut(),
-                0,
                 by,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
     }
 
     fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
-        // SAFETY: `filter` is live; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_set_gauge(
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_set_gauge,
                 self.filter,
                 id,
-                ptr::null_mut(),
-                0,
                 value,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
     }
 }
 
@@ -519,69 +555,49 @@ pub struct EnvoyConfig {
 
 impl ConfigOps for EnvoyConfig {
     fn define_counter(&mut self, name: &[u8]) -> Result<usize, AbiError> {
-        let mut id = 0usize;
-        // SAFETY: `config` is live; `name` outlives the call; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_counter(
+        // SAFETY: `config` is live until its destroy hook.
+        unsafe {
+            define_metric(
+                envoy_dynamic_module_callback_http_filter_config_define_counter,
                 self.config,
-                ModuleBuffer::of(name),
-                ptr::null_mut(),
-                0,
-                &mut id,
+                name,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(id)
-            .ok_or(AbiError(result))
+        }
     }
 
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
-        // SAFETY: `config` is live; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_config_increment_counter,
                 self.config,
                 id,
-                ptr::null_mut(),
-                0,
                 by,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
     }
 
     fn define_gauge(&mut self, name: &[u8]) -> Result<usize, AbiError> {
-        let mut id = 0usize;
-        // SAFETY: `config` is live; `name` outlives the call; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        // SAFETY: as above.
+        unsafe {
+            define_metric(
+                envoy_dynamic_module_callback_http_filter_config_define_gauge,
                 self.config,
-                ModuleBuffer::of(name),
-                ptr::null_mut(),
-                0,
-                &mut id,
+                name,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(id)
-            .ok_or(AbiError(result))
+        }
     }
 
     fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
-        // SAFETY: `config` is live; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_config_set_gauge,
                 self.config,
                 id,
-                ptr::null_mut(),
-                0,
                 value,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
     }
 
     fn http_callout(
