@@ -59,7 +59,8 @@ step "end-to-end suites again, with the native module (MESHWARD_BUILD=native)"
 MESHWARD_BUILD=native cargo test -p meshward-e2e --locked \
   --test bypass_corpus --test decisions --test tokens --test chain \
   --test live_updates --test identity --test path_tricks --test parity \
-  --test broken_config --test policy_cases --test identity_source
+  --test broken_config --test policy_cases --test identity_source \
+  --test bundles --test trap
 
 step "engine tests compiled to wasm32-wasip1, run under node:wasi"
 # --nocapture: wasip1 aborts on the first panic, before libtest could print a

@@ -25,6 +25,16 @@ pub const BUNDLE_PATH: &str = "/meshward/policy.bundle";
 /// worker's (each polls; counters add up over them).
 pub const VMS: u64 = 2;
 
+/// The pipelines that poll in one Envoy with `--concurrency 1` for the build
+/// under test: the wasm build's [`VMS`], or the native module's one
+/// pipeline per filter configuration (its polls run on the main thread).
+pub fn pollers() -> u64 {
+    match crate::build::FilterBuild::current() {
+        crate::build::FilterBuild::Wasm => VMS,
+        crate::build::FilterBuild::Native => 1,
+    }
+}
+
 /// envoy/bundle/envoy.yaml for a bundle server on `port`, with `vm_config`.
 pub fn envoy_yaml(port: u16, vm_config: &serde_json::Value) -> String {
     std::fs::read_to_string(envoy_dir().join("bundle/envoy.yaml"))

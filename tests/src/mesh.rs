@@ -9,6 +9,8 @@
 //! assert_eq!(response.status, 403);
 //! ```
 
+use std::path::PathBuf;
+
 use crate::client::{ClientError, Request, Response, TlsClient};
 use crate::envoy::{demo_template, render, ConfigVars, Envoy, StartError};
 use crate::pki::{Leaf, TestPki};
@@ -16,12 +18,17 @@ use crate::policy::plugin_config;
 use crate::upstream::EchoUpstream;
 use crate::workspace::{filter_wasm, Scratch};
 
+/// A rewrite of the rendered config (see [`MeshBuilder::edit_config`]).
+type ConfigEdit = Box<dyn FnOnce(String) -> String>;
+
 /// Configures a [`Mesh`].
 pub struct MeshBuilder {
     plugin_config: PluginConfig,
     require_client_certificate: bool,
     serve_as: Option<String>,
     label: String,
+    wasm: Option<PathBuf>,
+    edits: Vec<ConfigEdit>,
 }
 
 enum PluginConfig {
@@ -69,6 +76,21 @@ impl MeshBuilder {
         self
     }
 
+    /// Runs the wasm filter at `path` instead of the release build (a test
+    /// build, e.g. with `trap-trigger`). The native build's module is chosen
+    /// with [`crate::build::pin_native_dir`] instead.
+    pub fn wasm(mut self, path: PathBuf) -> Self {
+        self.wasm = Some(path);
+        self
+    }
+
+    /// Rewrites the rendered `envoy/demo.yaml` before Envoy starts (another
+    /// failure policy, an extra access log); edits run in order.
+    pub fn edit_config(mut self, edit: impl FnOnce(String) -> String + 'static) -> Self {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
     /// Starts everything; panics (with Envoy's log) if Envoy does not come up.
     pub fn start(self) -> Mesh {
         self.try_start().unwrap_or_else(|e| panic!("{e}"))
@@ -76,7 +98,7 @@ impl MeshBuilder {
 
     /// Starts everything; returns Envoy's start-up failure instead of panicking.
     pub fn try_start(self) -> Result<Mesh, StartError> {
-        let wasm = filter_wasm();
+        let wasm = self.wasm.clone().unwrap_or_else(filter_wasm);
         let scratch = Scratch::new(&self.label);
         let mut pki = TestPki::new();
         if let Some(path) = &self.serve_as {
@@ -115,6 +137,9 @@ impl MeshBuilder {
                 "validation_context:",
             );
         }
+        for edit in self.edits {
+            yaml = edit(yaml);
+        }
         let envoy = Envoy::start(scratch.path(), &yaml)?;
         Ok(Mesh {
             envoy,
@@ -148,6 +173,8 @@ impl Mesh {
             require_client_certificate: true,
             serve_as: None,
             label: "mesh".to_owned(),
+            wasm: None,
+            edits: Vec::new(),
         }
     }
 
@@ -159,6 +186,8 @@ impl Mesh {
             require_client_certificate: true,
             serve_as: None,
             label: "raw-config".to_owned(),
+            wasm: None,
+            edits: Vec::new(),
         }
     }
 

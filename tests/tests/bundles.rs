@@ -12,7 +12,7 @@
 
 use ed25519_dalek::SigningKey;
 use meshward_e2e::bundle_server::{
-    bundle, envoy_yaml, free_port, request, stat, wait, Mode, Nginx, BUNDLE_PATH, LISTENER, VMS,
+    bundle, envoy_yaml, free_port, pollers, request, stat, wait, Mode, Nginx, BUNDLE_PATH, LISTENER,
 };
 use meshward_e2e::envoy::EnvoyProc;
 use meshward_e2e::workspace::Scratch;
@@ -38,6 +38,8 @@ fn bundles_from_nginx_every_failure_mode() {
         "max_staleness_secs": 8,
     }});
     let yaml = envoy_yaml(port, &vm_config);
+    // Pipelines polling: counters add up over them.
+    let vms = pollers();
     let envoy = EnvoyProc::start(scratch.path(), "bundle-envoy", &yaml, 1, &[LISTENER])
         .unwrap_or_else(|e| panic!("Envoy did not start: {e:?}"));
     let addr = envoy.listener(LISTENER);
@@ -54,7 +56,7 @@ fn bundles_from_nginx_every_failure_mode() {
     nginx.publish(&bundle(1, "rev-one", &key));
     wait(&envoy, "revision 1", 10, |e| stat(e, "revision") == 1);
     wait(&envoy, "revision 1 in every VM", 10, |e| {
-        stat(e, "activated") == VMS
+        stat(e, "activated") == vms
     });
     assert_eq!(request(addr).1, "no_peer_certificate", "policy in force");
     // Conditional polls: nginx answers 304 to the ETag.
@@ -62,7 +64,7 @@ fn bundles_from_nginx_every_failure_mode() {
 
     nginx.publish(&bundle(2, "rev-two", &key));
     wait(&envoy, "revision 2", 10, |e| {
-        stat(e, "activated") == 2 * VMS
+        stat(e, "activated") == 2 * vms
     });
     assert_eq!(stat(&envoy, "revision"), 2);
     assert!(envoy.log().contains("bundle revision 2 in force"));
@@ -86,7 +88,7 @@ fn bundles_from_nginx_every_failure_mode() {
     assert_eq!(request(addr).1, "no_peer_certificate");
     nginx.publish(&three);
     wait(&envoy, "revision 3", 10, |e| {
-        stat(e, "activated") == 3 * VMS
+        stat(e, "activated") == 3 * vms
     });
     assert_eq!(stat(&envoy, "revision"), 3);
 
@@ -107,12 +109,12 @@ fn bundles_from_nginx_every_failure_mode() {
 
     // Gone past the staleness bound (8 s): every request fails closed.
     let (dir, port) = nginx.stop();
-    wait(&envoy, "stale", 25, |e| stat(e, "stale") == VMS);
+    wait(&envoy, "stale", 25, |e| stat(e, "stale") == vms);
     assert_eq!(request(addr), (403, "bundle_stale".to_owned()));
 
     // Back: confirmed again (304), serving.
     let nginx = Nginx::start(&dir, port, Mode::Serve);
-    wait(&envoy, "recovered", 10, |e| stat(e, "recovered") == VMS);
+    wait(&envoy, "recovered", 10, |e| stat(e, "recovered") == vms);
     assert_eq!(request(addr).1, "no_peer_certificate");
     assert_eq!(stat(&envoy, "revision"), 3);
     drop(nginx);

@@ -1,23 +1,23 @@
-//! gRPC denies from the native build are gRPC errors, not successes.
+//! gRPC denies from the native build are gRPC errors, not successes, and
+//! every local reply carries the wasm build's response code details.
 //!
 //! Envoy 1.40's local reply from a dynamic module answers a gRPC request
-//! with `grpc-status: 0` (success) whatever the HTTP status, so the module
-//! sends the answer itself: HTTP 200, `grpc-status` 7 (PERMISSION_DENIED) for
-//! a 403 deny, 16 (UNAUTHENTICATED) for a 401, with `grpc-message` and the
-//! reason header. Checked with a real gRPC-style request (HTTP/2,
+//! with `grpc-status: 0` (success) unless the reply's headers carry a
+//! `grpc-status`, whatever the HTTP status; so the module sends its deny
+//! with `grpc-status` 7 (PERMISSION_DENIED) for a 403, 16 (UNAUTHENTICATED)
+//! for a 401, `grpc-message` and the reason header, and Envoy answers HTTP
+//! 200 trailers-only with them. The same local reply records the details
+//! (`meshward_denied{<reason>}`, `%RESPONSE_CODE_DETAILS%`), as the wasm
+//! build's does. Checked with a real gRPC-style request (HTTP/2,
 //! `content-type: application/grpc`, a length-prefixed message) against
 //! Envoy with `libmeshward.so`; what Envoy sent downstream is read from its
 //! own access log (`%GRPC_STATUS(NUMBER)%`, computed from the response it
-//! encoded), and the HTTP status from the client.
+//! encoded, and `%RESPONSE_CODE_DETAILS%`), and the HTTP status from the
+//! client.
 
 use meshward_e2e::build::FilterBuild;
-use meshward_e2e::envoy::{demo_template, render, ConfigVars};
 use meshward_e2e::http2::{H2Client, H2Outcome, H2Request};
-use meshward_e2e::pki::TestPki;
-use meshward_e2e::policy::plugin_config;
-use meshward_e2e::upstream::EchoUpstream;
-use meshward_e2e::workspace::Scratch;
-use meshward_e2e::{Envoy, Request, TlsClient};
+use meshward_e2e::{Mesh, Request, TlsClient};
 
 const POLICY: &str = r#"
 policy "grpc" {
@@ -45,48 +45,24 @@ const ACCESS_LOG: &str = r#"          - name: envoy.access_loggers.stdout
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
               log_format:
                 text_format_source:
-                  inline_string: "grpc-access id=%REQ(X-REQUEST-ID)% code=%RESPONSE_CODE% grpc=%GRPC_STATUS(NUMBER)% reason=%RESP(X-MESHWARD-REASON)%\n"
+                  inline_string: "grpc-access id=%REQ(X-REQUEST-ID)% code=%RESPONSE_CODE% grpc=%GRPC_STATUS(NUMBER)% reason=%RESP(X-MESHWARD-REASON)% details=%RESPONSE_CODE_DETAILS%\n"
 "#;
 
-struct GrpcMesh {
-    envoy: Envoy,
-    upstream: EchoUpstream,
-    pki: TestPki,
-    _scratch: Scratch,
-}
-
-fn start() -> GrpcMesh {
+/// Envoy (demo.yaml, the native module) with the extra access log.
+fn start() -> Mesh {
     FilterBuild::pin(FilterBuild::Native);
-    let scratch = Scratch::new("native-grpc");
-    let pki = TestPki::new();
-    let cert_dir = scratch.path().join("certs");
-    pki.write_envoy_files(&cert_dir).unwrap();
-    let upstream = EchoUpstream::start();
-    let yaml = render(
-        &demo_template(),
-        &ConfigVars {
-            listen_port: 0,
-            admin_port: 0,
-            upstream_port: upstream.port(),
-            cert_dir,
-            wasm: scratch.path().join("unused.wasm"),
-            plugin_config: plugin_config(POLICY, "grpc.policy", &[]),
-        },
-    );
     let anchor = "          access_log:\n";
-    assert_eq!(
-        yaml.matches(anchor).count(),
-        1,
-        "envoy/demo.yaml changed: not one `{anchor}`"
-    );
-    let yaml = yaml.replace(anchor, &format!("{anchor}{ACCESS_LOG}"));
-    let envoy = Envoy::start(scratch.path(), &yaml).unwrap_or_else(|e| panic!("{e}"));
-    GrpcMesh {
-        envoy,
-        upstream,
-        pki,
-        _scratch: scratch,
-    }
+    Mesh::builder(POLICY)
+        .label("native-grpc")
+        .edit_config(move |yaml| {
+            assert_eq!(
+                yaml.matches(anchor).count(),
+                1,
+                "envoy/demo.yaml changed: not one `{anchor}`"
+            );
+            yaml.replace(anchor, &format!("{anchor}{ACCESS_LOG}"))
+        })
+        .start()
 }
 
 /// A unary gRPC call: HTTP/2 POST, gRPC content type, one empty message.
@@ -98,22 +74,20 @@ fn grpc_call(method: &str, request_id: &str) -> H2Request {
         .body(&[0, 0, 0, 0, 0])
 }
 
-impl GrpcMesh {
-    /// The access-log line of `request_id` (waits up to 10 s).
-    fn access_line(&self, request_id: &str) -> String {
-        let needle = format!("grpc-access id={request_id} ");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.envoy.log().lines().find(|l| l.contains(&needle)) {
-                return line.to_owned();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no access-log line for {request_id}; log:\n{}",
-                self.envoy.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+/// The access-log line of `request_id` (waits up to 10 s).
+fn access_line(mesh: &Mesh, request_id: &str) -> String {
+    let needle = format!("grpc-access id={request_id} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(line) = mesh.envoy.log().lines().find(|l| l.contains(&needle)) {
+            return line.to_owned();
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line for {request_id}; log:\n{}",
+            mesh.envoy.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -132,13 +106,18 @@ fn grpc_denies_carry_a_grpc_error_status_and_plain_http_denies_stay_http() {
         }
         other => panic!("no response to the denied gRPC call: {other:?}"),
     }
-    let line = mesh.access_line("grpc-403");
+    let line = access_line(&mesh, "grpc-403");
     assert!(line.contains(" code=200 "), "{line}");
     assert!(
         line.contains(" grpc=7 "),
         "denied gRPC call not PERMISSION_DENIED: {line}"
     );
-    assert!(line.contains(" reason=no_matching_rule"), "{line}");
+    assert!(line.contains(" reason=no_matching_rule "), "{line}");
+    // The same response code details as the wasm build's deny.
+    assert!(
+        line.ends_with(" details=meshward_denied{no_matching_rule}"),
+        "{line}"
+    );
     assert_eq!(
         mesh.upstream.count(),
         before,
@@ -152,12 +131,16 @@ fn grpc_denies_carry_a_grpc_error_status_and_plain_http_denies_stay_http() {
         Ok(H2Outcome::Response { status, .. }) => assert_eq!(status, 200),
         other => panic!("no response to the unauthenticated gRPC call: {other:?}"),
     }
-    let line = mesh.access_line("grpc-401");
+    let line = access_line(&mesh, "grpc-401");
     assert!(
         line.contains(" grpc=16 "),
         "401 not UNAUTHENTICATED: {line}"
     );
-    assert!(line.contains(" reason=untrusted_trust_domain"), "{line}");
+    assert!(line.contains(" reason=untrusted_trust_domain "), "{line}");
+    assert!(
+        line.ends_with(" details=meshward_denied{untrusted_trust_domain}"),
+        "{line}"
+    );
     assert_eq!(
         mesh.upstream.count(),
         before,
@@ -188,4 +171,10 @@ fn grpc_denies_carry_a_grpc_error_status_and_plain_http_denies_stay_http() {
     );
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(body["reason"], "no_matching_rule");
+    let line = access_line(&mesh, "http-403");
+    assert!(line.contains(" code=403 "), "{line}");
+    assert!(
+        line.ends_with(" details=meshward_denied{no_matching_rule}"),
+        "{line}"
+    );
 }

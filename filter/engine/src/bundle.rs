@@ -84,6 +84,18 @@ pub enum BundleError {
 }
 
 impl BundleError {
+    /// Every [`BundleError::code`], for counters defined up front.
+    pub const CODES: [&'static str; 8] = [
+        "too_large",
+        "truncated",
+        "bad_magic",
+        "unsupported_version",
+        "zero_revision",
+        "trailing_bytes",
+        "unknown_key",
+        "bad_signature",
+    ];
+
     /// A stable code for counters and logs.
     pub fn code(self) -> &'static str {
         match self {
@@ -243,6 +255,23 @@ mod tests {
 
     fn trusted(seed: u8) -> TrustedKeys {
         TrustedKeys::new(vec![PublicKey::of_signing_key(&key(seed))]).unwrap()
+    }
+
+    #[test]
+    fn every_code_is_listed() {
+        let id = PublicKey::of_signing_key(&key(1)).id();
+        let all = [
+            BundleError::TooLarge { size: 2, limit: 1 },
+            BundleError::Truncated("header"),
+            BundleError::BadMagic,
+            BundleError::UnsupportedVersion(2),
+            BundleError::ZeroRevision,
+            BundleError::TrailingBytes(1),
+            BundleError::UnknownKey(id),
+            BundleError::BadSignature(id),
+        ];
+        let codes: Vec<_> = all.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, BundleError::CODES);
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub trait StreamOps {
     fn add_request_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), AbiError>;
 
     /// `sendLocalReply`: status, headers, body and response code details.
+    /// For a request Envoy sees as gRPC it answers HTTP 200 trailers-only
+    /// and keeps a `grpc-status` given in `headers` (without one it says
+    /// `0`, success).
     fn send_local_reply(
         &mut self,
         status: u32,
@@ -87,12 +90,11 @@ pub trait StreamOps {
         details: &[u8],
     ) -> Result<(), AbiError>;
 
-    /// Sends response headers as they are (`:status` included) and ends the
-    /// stream: a trailers-only response, which is how gRPC answers an error.
-    fn send_response_headers_only(&mut self, headers: &[(&[u8], &[u8])]) -> Result<(), AbiError>;
-
     /// Adds to a counter defined on this stream's filter configuration.
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError>;
+
+    /// Sets a gauge defined on this stream's filter configuration.
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError>;
 }
 
 /// What Envoy offers a filter configuration (on the main thread, or from a
@@ -104,6 +106,13 @@ pub trait ConfigOps {
     /// Adds to a counter defined on this configuration.
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError>;
 
+    /// Defines a gauge (only while the configuration is being created, as
+    /// counters).
+    fn define_gauge(&mut self, name: &[u8]) -> Result<usize, AbiError>;
+
+    /// Sets a gauge defined on this configuration.
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError>;
+
     /// Starts an HTTP callout over a cluster (main thread); the answer comes
     /// to `envoy_dynamic_module_on_http_filter_config_http_callout_done`.
     fn http_callout(
@@ -112,6 +121,34 @@ pub trait ConfigOps {
         headers: &[(&[u8], &[u8])],
         timeout_ms: u64,
     ) -> Result<u64, AbiError>;
+}
+
+/// The answer to an HTTP callout, copied out of Envoy's buffers (callouts
+/// are rare: key, revocation and bundle polls).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalloutAnswer {
+    /// Response headers (`:status` included), in Envoy's order.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The response body, its chunks joined.
+    pub body: Vec<u8>,
+}
+
+impl CalloutAnswer {
+    /// The first value of a header, by name (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// `:status`, when it is a number.
+    pub fn status(&self) -> Option<u16> {
+        core::str::from_utf8(self.header(":status")?)
+            .ok()?
+            .parse()
+            .ok()
+    }
 }
 
 /// Writes a log line through Envoy's `dynamic_modules` logger.

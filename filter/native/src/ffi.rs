@@ -32,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::abi::{AbiError, AbiLogLevel, Attribute, ConfigOps, LogOps, StreamOps};
+use crate::abi::{AbiError, AbiLogLevel, Attribute, CalloutAnswer, ConfigOps, LogOps, StreamOps};
 use crate::module::{HeadersVerdict, Module};
 
 /// The ABI version of Envoy 1.40's `abi.h`, NUL-terminated.
@@ -157,6 +157,30 @@ extern "C" {
         value: u64,
     ) -> u32;
 
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: EnvoyConfigPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        gauge_id: *mut usize,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: EnvoyConfigPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
     fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: EnvoyFilterPtr,
         header_type: u32,
@@ -189,13 +213,6 @@ extern "C" {
         headers_size: usize,
         body: ModuleBuffer,
         details: ModuleBuffer,
-    );
-
-    fn envoy_dynamic_module_callback_http_send_response_headers(
-        filter: EnvoyFilterPtr,
-        headers: *mut ModuleHttpHeader,
-        headers_size: usize,
-        end_stream: bool,
     );
 
     fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
@@ -269,6 +286,50 @@ unsafe fn borrow<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
     }
     // SAFETY: per the caller's contract.
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
+}
+
+/// The shape of every `..._config_define_{counter,gauge}` callback.
+type DefineMetric =
+    unsafe extern "C" fn(EnvoyConfigPtr, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
+
+/// The shape of every `..._increment_counter` / `..._set_gauge` callback,
+/// on a filter or on a filter configuration.
+type UpdateMetric = unsafe extern "C" fn(*mut c_void, usize, *mut ModuleBuffer, usize, u64) -> u32;
+
+/// Defines a metric without labels.
+///
+/// # Safety
+/// `config` is a live filter configuration and `define` one of the define
+/// callbacks above.
+unsafe fn define_metric(
+    define: DefineMetric,
+    config: EnvoyConfigPtr,
+    name: &[u8],
+) -> Result<usize, AbiError> {
+    let mut id = 0usize;
+    // SAFETY: per the caller's contract; `name` outlives the call (Envoy
+    // copies it); no labels (null, 0); `id` is a valid place for the result.
+    let result = unsafe { define(config, ModuleBuffer::of(name), ptr::null_mut(), 0, &mut id) };
+    (result == METRICS_SUCCESS)
+        .then_some(id)
+        .ok_or(AbiError(result))
+}
+
+/// Adds to a counter or sets a gauge, without labels.
+///
+/// # Safety
+/// `owner` is the live filter or filter configuration `update` expects.
+unsafe fn update_metric(
+    update: UpdateMetric,
+    owner: *mut c_void,
+    id: usize,
+    value: u64,
+) -> Result<(), AbiError> {
+    // SAFETY: per the caller's contract; no labels (null, 0).
+    let result = unsafe { update(owner, id, ptr::null_mut(), 0, value) };
+    (result == METRICS_SUCCESS)
+        .then_some(())
+        .ok_or(AbiError(result))
 }
 
 // --- the safe wrappers -------------------------------------------------------
@@ -462,34 +523,28 @@ impl StreamOps for EnvoyStream {
         Ok(())
     }
 
-    fn send_response_headers_only(&mut self, headers: &[(&[u8], &[u8])]) -> Result<(), AbiError> {
-        let mut lines = module_headers(headers);
-        // SAFETY: as for `send_local_reply`; `end_stream` ends the response.
-        unsafe {
-            envoy_dynamic_module_callback_http_send_response_headers(
-                self.filter,
-                lines.as_mut_ptr(),
-                lines.len(),
-                true,
-            );
-        }
-        Ok(())
-    }
-
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
-        // SAFETY: `filter` is live; no labels (null, 0).
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
+        // SAFETY: `filter` is the live filter of the current hook.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_increment_counter,
                 self.filter,
                 id,
-                ptr::null_mut(),
-                0,
                 by,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
+    }
+
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_set_gauge,
+                self.filter,
+                id,
+                value,
+            )
+        }
     }
 }
 
@@ -500,36 +555,49 @@ pub struct EnvoyConfig {
 
 impl ConfigOps for EnvoyConfig {
     fn define_counter(&mut self, name: &[u8]) -> Result<usize, AbiError> {
-        let mut id = 0usize;
-        // SAFETY: `config` is live; `name` outlives the call; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_counter(
+        // SAFETY: `config` is live until its destroy hook.
+        unsafe {
+            define_metric(
+                envoy_dynamic_module_callback_http_filter_config_define_counter,
                 self.config,
-                ModuleBuffer::of(name),
-                ptr::null_mut(),
-                0,
-                &mut id,
+                name,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(id)
-            .ok_or(AbiError(result))
+        }
     }
 
     fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
-        // SAFETY: `config` is live; no labels.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_config_increment_counter,
                 self.config,
                 id,
-                ptr::null_mut(),
-                0,
                 by,
             )
-        };
-        (result == METRICS_SUCCESS)
-            .then_some(())
-            .ok_or(AbiError(result))
+        }
+    }
+
+    fn define_gauge(&mut self, name: &[u8]) -> Result<usize, AbiError> {
+        // SAFETY: as above.
+        unsafe {
+            define_metric(
+                envoy_dynamic_module_callback_http_filter_config_define_gauge,
+                self.config,
+                name,
+            )
+        }
+    }
+
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+        // SAFETY: as above.
+        unsafe {
+            update_metric(
+                envoy_dynamic_module_callback_http_filter_config_set_gauge,
+                self.config,
+                id,
+                value,
+            )
+        }
     }
 
     fn http_callout(
@@ -830,46 +898,48 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
     let Some(object) = (unsafe { config_object(config) }) else {
         return;
     };
-    let mut status = None;
-    let mut body = None;
-    if result == CALLOUT_SUCCESS {
+    let answer = (result == CALLOUT_SUCCESS).then(|| {
         let headers: &[EnvoyHttpHeader] = if headers.is_null() {
             &[]
         } else {
             // SAFETY: Envoy's array of `headers_size` entries, valid now.
             unsafe { std::slice::from_raw_parts(headers, headers_size) }
         };
-        for header in headers {
-            // SAFETY: each entry points into Envoy's response headers.
-            let name = unsafe { borrow(header.key_ptr, header.key_length) };
-            if name == b":status" {
-                // SAFETY: as above.
-                let value = unsafe { borrow(header.value_ptr, header.value_length) };
-                status = core::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse::<u16>().ok());
-            }
-        }
         let chunks: &[EnvoyBuffer] = if body_chunks.is_null() {
             &[]
         } else {
             // SAFETY: Envoy's array of `body_chunks_size` buffers, valid now.
             unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
         };
-        let mut bytes = Vec::new();
-        for chunk in chunks {
-            // SAFETY: each buffer is Envoy's, valid during this call.
-            bytes.extend_from_slice(unsafe { borrow(chunk.ptr, chunk.length) });
+        CalloutAnswer {
+            headers: headers
+                .iter()
+                .map(|header| {
+                    // SAFETY: each entry points into Envoy's response
+                    // headers, valid during this call; copied here.
+                    unsafe {
+                        (
+                            borrow(header.key_ptr, header.key_length).to_vec(),
+                            borrow(header.value_ptr, header.value_length).to_vec(),
+                        )
+                    }
+                })
+                .collect(),
+            body: chunks
+                .iter()
+                // SAFETY: each buffer is Envoy's, valid during this call.
+                .flat_map(|chunk| unsafe { borrow(chunk.ptr, chunk.length) })
+                .copied()
+                .collect(),
         }
-        body = Some(bytes);
-    }
+    });
     let mut ops = EnvoyConfig {
         config: config_envoy,
     };
     let done = catch_unwind(AssertUnwindSafe(|| {
         object
             .module
-            .on_callout_done(&mut ops, &EnvoyLog, callout_id, status, body)
+            .on_callout_done(&mut ops, &EnvoyLog, callout_id, answer.as_ref())
     }));
     if done.is_err() {
         EnvoyLog.log(AbiLogLevel::Error, b"meshward: panic in a callout answer");

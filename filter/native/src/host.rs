@@ -1,32 +1,42 @@
 //! The pipeline's [`Host`], implemented over the dynamic-module ABI.
 //!
-//! Two hosts, one per kind of event hook:
+//! One host, [`NativeHost`], generic over the kind of event hook it serves
+//! (its [`Scope`]):
 //!
-//! - [`RequestHost`]: a request's hook on a worker thread (request headers):
-//!   headers, connection attributes, filter state, local replies, counters.
-//! - [`ConfigHost`]: the filter configuration on the main thread (creation,
-//!   scheduled ticks, callout answers): counter definitions, HTTP callouts.
+//! - [`RequestHost`] ([`RequestScope`]): a request's hook on a worker thread
+//!   (request headers): headers, connection attributes, filter state, local
+//!   replies, counters and gauges.
+//! - [`ConfigHost`] ([`ConfigScope`]): the filter configuration on the main
+//!   thread (creation, scheduled ticks, callout answers): counter and gauge
+//!   definitions, HTTP callouts and their answers.
 //!
-//! Both only move bytes. What a host cannot do here is
-//! [`HostError::Unsupported`]: no callouts from a request hook (a callout
-//! bound to a stream dies with it; key fetches run from the configuration).
-//! HTTP filters have no timers in Envoy 1.40: `set_tick_period` records the
-//! period, and a thread of the module turns it into ticks on the main thread
-//! (see [`crate::module`]).
+//! What every hook does the same way (clock, randomness, plugin and module
+//! configuration, shared data, the counter and gauge ids, logging, the tick
+//! period) is written once, in `NativeHost`'s `Host` implementation; a scope
+//! adds only what its hook can do. Both only move bytes. What a scope
+//! cannot do is [`HostError::Unsupported`]: no callouts from a request hook
+//! (a callout bound to a stream dies with it; key and bundle fetches run
+//! from the configuration). HTTP filters have no timers in Envoy 1.40:
+//! `set_tick_period` records the period, and a thread of the module turns it
+//! into ticks on the main thread (see [`crate::module`]).
 
 use core::time::Duration;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meshward_engine::pipeline::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
+use meshward_engine::pipeline::{
+    response, CallId, Host, HostError, LocalResponse, LogLevel, MetricId,
+};
 
-use crate::abi::{AbiError, AbiLogLevel, Attribute, ConfigOps, LogOps, StreamOps};
+use crate::abi::{AbiError, AbiLogLevel, Attribute, CalloutAnswer, ConfigOps, LogOps, StreamOps};
 
 /// Environment variable with the module configuration (what the wasm build
-/// reads from `vm_config.configuration`, e.g. pinned signing keys). It is set
-/// by whoever starts Envoy, not by whoever can change the filter's
-/// configuration over xDS, which is the point of pinning keys outside it.
+/// reads from `vm_config.configuration`, e.g. pinned signing keys or the
+/// bundle source). It is set by whoever starts Envoy, not by whoever can
+/// change the filter's configuration over xDS, which is the point of pinning
+/// keys outside it.
 pub const MODULE_CONFIG_ENV: &str = "MESHWARD_MODULE_CONFIG";
 
 /// The module configuration, read once per process.
@@ -45,34 +55,53 @@ fn process_data() -> &'static Mutex<HashMap<String, Vec<u8>>> {
     DATA.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The two kinds of metric a filter configuration defines. Envoy keeps
+/// their ids apart (a counter and a gauge may both have id 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A counter.
+    Counter,
+    /// A gauge.
+    Gauge,
+}
+
 /// What every host of one filter configuration shares: the plugin
-/// configuration bytes, the counters defined when it was created, and the
-/// tick period the pipeline asked for.
+/// configuration bytes, the counters and gauges defined when it was created,
+/// and the tick period the pipeline asked for.
 #[derive(Debug, Default)]
 pub struct ConfigShared {
     /// `filter_config` exactly as Envoy delivered it.
     pub plugin_config: Vec<u8>,
     /// Counter ids by name. Envoy 1.40 lets a filter configuration define
-    /// counters only while it is being created; later definitions of the
-    /// same name (a pipeline configured again on another thread) find them
-    /// here.
+    /// metrics only while it is being created; later definitions of the
+    /// same name (a pipeline configured again, a bundle counter bumped on a
+    /// tick) find them here.
     pub counters: Mutex<HashMap<String, usize>>,
+    /// Gauge ids by name, likewise.
+    pub gauges: Mutex<HashMap<String, usize>>,
     /// The tick period the pipeline asked for, in milliseconds (0: none),
     /// shared with the configuration's ticker thread.
-    pub tick_period_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub tick_period_ms: Arc<AtomicU64>,
 }
 
 impl ConfigShared {
-    fn counter(&self, name: &str) -> Option<usize> {
-        self.counters
+    fn ids(&self, kind: Metric) -> &Mutex<HashMap<String, usize>> {
+        match kind {
+            Metric::Counter => &self.counters,
+            Metric::Gauge => &self.gauges,
+        }
+    }
+
+    fn metric(&self, kind: Metric, name: &str) -> Option<usize> {
+        self.ids(kind)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .copied()
     }
 
-    fn remember_counter(&self, name: &str, id: usize) {
-        self.counters
+    fn remember(&self, kind: Metric, name: &str, id: usize) {
+        self.ids(kind)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_owned(), id);
@@ -80,8 +109,7 @@ impl ConfigShared {
 
     fn set_tick(&self, period: Duration) {
         let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.tick_period_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.tick_period_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -99,56 +127,313 @@ fn level(level: LogLevel) -> AbiLogLevel {
     }
 }
 
-fn now_nanos() -> Result<u128, HostError> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .map_err(|_| HostError::Unsupported)
-}
-
-fn random(buf: &mut [u8]) -> Result<(), HostError> {
-    getrandom::getrandom(buf).map_err(|e| HostError::Status(e.code().get()))
-}
-
-fn shared_data(key: &str) -> Option<Vec<u8>> {
-    process_data()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(key)
-        .cloned()
-}
-
-fn set_shared_data(key: &str, value: &[u8]) {
-    process_data()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key.to_owned(), value.to_vec());
-}
-
 /// Filter-state keys get the prefix the wasm build's objects have
 /// (`wasm.<name>`, proxy-wasm's `set_property`), so one access-log format
 /// (`%FILTER_STATE(wasm.meshward_decision:PLAIN)%`) serves both builds.
 const FILTER_STATE_PREFIX: &str = "wasm.";
 
-/// The host of one request hook on a worker thread.
-pub struct RequestHost<'a, S: StreamOps> {
-    stream: &'a mut S,
+/// What one kind of event hook can do beyond what [`NativeHost`] does for
+/// every hook. The defaults are what a configuration hook has: no request.
+pub trait Scope {
+    /// See [`Host::request_headers`].
+    fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::property`].
+    fn property(&mut self, _path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::remove_request_header`].
+    fn remove_request_header(&mut self, _name: &str) -> Result<(), HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::add_request_header`].
+    fn add_request_header(&mut self, _name: &str, _value: &str) -> Result<(), HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::send_response`].
+    fn send_response(&mut self, _response: &LocalResponse) -> Result<(), HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::set_filter_state`]; `key` has the wasm prefix already.
+    fn set_filter_state(&mut self, _key: &str, _value: &str) -> Result<(), HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// Defines a metric with Envoy, when this hook still may (the
+    /// configuration's creation only).
+    fn define_metric(&mut self, _kind: Metric, _name: &[u8]) -> Result<usize, HostError> {
+        Err(HostError::Unsupported)
+    }
+
+    /// Adds to a counter.
+    fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError>;
+
+    /// Sets a gauge.
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError>;
+
+    /// Starts an HTTP callout (`headers` include `:method`, `:path`, `host`).
+    fn callout(
+        &mut self,
+        _cluster: &str,
+        _headers: &[(&[u8], &[u8])],
+        _timeout_ms: u64,
+    ) -> Result<CallId, HostError> {
+        // A callout started from a request is bound to that stream; key and
+        // bundle fetches run from the configuration on the main thread.
+        Err(HostError::Unsupported)
+    }
+
+    /// A header of the callout answer being handled.
+    fn callout_response_header(&mut self, _name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::Unsupported)
+    }
+}
+
+/// The pipeline's host for one event hook of one filter configuration.
+pub struct NativeHost<'a, Sc> {
+    scope: Sc,
     config: &'a ConfigShared,
     log: &'a dyn LogOps,
+}
+
+/// The host of one request hook on a worker thread.
+pub type RequestHost<'a, S> = NativeHost<'a, RequestScope<'a, S>>;
+
+/// The host of a filter configuration's hooks on the main thread.
+pub type ConfigHost<'a, C> = NativeHost<'a, ConfigScope<'a, C>>;
+
+/// A request's hook: Envoy's stream.
+pub struct RequestScope<'a, S> {
+    stream: &'a mut S,
+}
+
+/// A configuration's hook: Envoy's filter configuration.
+pub struct ConfigScope<'a, C> {
+    ops: &'a mut C,
+    /// Whether Envoy still accepts metric definitions (only while the
+    /// configuration is being created).
+    defining: bool,
+    /// The callout answer being handled, if any.
+    answer: Option<&'a CalloutAnswer>,
 }
 
 impl<'a, S: StreamOps> RequestHost<'a, S> {
     /// Wraps one request's ABI handle.
     pub fn new(stream: &'a mut S, config: &'a ConfigShared, log: &'a dyn LogOps) -> Self {
-        RequestHost {
-            stream,
+        NativeHost {
+            scope: RequestScope { stream },
             config,
             log,
         }
     }
 }
 
-impl<S: StreamOps> Host for RequestHost<'_, S> {
+impl<'a, C: ConfigOps> ConfigHost<'a, C> {
+    fn with(
+        ops: &'a mut C,
+        config: &'a ConfigShared,
+        log: &'a dyn LogOps,
+        defining: bool,
+        answer: Option<&'a CalloutAnswer>,
+    ) -> Self {
+        NativeHost {
+            scope: ConfigScope {
+                ops,
+                defining,
+                answer,
+            },
+            config,
+            log,
+        }
+    }
+
+    /// The host while Envoy creates the configuration: metrics may be defined.
+    pub fn creating(ops: &'a mut C, config: &'a ConfigShared, log: &'a dyn LogOps) -> Self {
+        Self::with(ops, config, log, true, None)
+    }
+
+    /// The host for later main-thread events (ticks).
+    pub fn running(ops: &'a mut C, config: &'a ConfigShared, log: &'a dyn LogOps) -> Self {
+        Self::with(ops, config, log, false, None)
+    }
+
+    /// The host for a callout's answer (`None`: it failed: timeout, reset).
+    pub fn answering(
+        ops: &'a mut C,
+        config: &'a ConfigShared,
+        log: &'a dyn LogOps,
+        answer: Option<&'a CalloutAnswer>,
+    ) -> Self {
+        Self::with(ops, config, log, false, answer)
+    }
+}
+
+impl<'a, Sc: Scope> NativeHost<'a, Sc> {
+    /// A metric's id: defined when the configuration was created, or now if
+    /// this hook still may define it.
+    fn metric(&mut self, kind: Metric, name: &str) -> Option<MetricId> {
+        let id = match self.config.metric(kind, name) {
+            Some(id) => id,
+            None => {
+                let id = self.scope.define_metric(kind, name.as_bytes()).ok()?;
+                self.config.remember(kind, name, id);
+                id
+            }
+        };
+        MetricId::try_from(id).ok()
+    }
+
+    /// Starts a GET over `cluster`.
+    fn get(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        accept: &str,
+        extra: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        let mut headers: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"GET"),
+            (b":path", path.as_bytes()),
+            (b"host", authority.as_bytes()),
+            (b"accept", accept.as_bytes()),
+        ];
+        headers.extend(extra.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.scope.callout(cluster, &headers, timeout_ms)
+    }
+}
+
+impl<Sc: Scope> Host for NativeHost<'_, Sc> {
+    fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.scope.request_headers()
+    }
+
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.scope.property(path)
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.scope.remove_request_header(name)
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.scope.add_request_header(name, value)
+    }
+
+    fn send_response(&mut self, response: &LocalResponse) -> Result<(), HostError> {
+        self.scope.send_response(response)
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.scope
+            .set_filter_state(&format!("{FILTER_STATE_PREFIX}{name}"), value)
+    }
+
+    fn now_nanos(&mut self) -> Result<u128, HostError> {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .map_err(|_| HostError::Unsupported)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        getrandom::getrandom(buf).map_err(|e| HostError::Status(e.code().get()))
+    }
+
+    fn plugin_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(Some(self.config.plugin_config.clone()))
+    }
+
+    fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(module_configuration())
+    }
+
+    fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(process_data()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned())
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        process_data()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn define_counter(&mut self, name: &str) -> Option<MetricId> {
+        self.metric(Metric::Counter, name)
+    }
+
+    fn increment(&mut self, id: MetricId, by: u64) {
+        // A counter that cannot be bumped changes no decision.
+        let _ = self.scope.increment_counter(id as usize, by);
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.log.log(self::level(level), message.as_bytes());
+    }
+
+    fn dispatch_get(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        self.get(cluster, authority, path, "application/json", &[], timeout)
+    }
+
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
+        self.config.set_tick(period);
+        Ok(())
+    }
+
+    fn dispatch_get_with_headers(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CallId, HostError> {
+        // As the wasm build asks for a bundle.
+        self.get(
+            cluster,
+            authority,
+            path,
+            "application/octet-stream",
+            headers,
+            timeout,
+        )
+    }
+
+    fn http_call_response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.scope.callout_response_header(name)
+    }
+
+    fn define_gauge(&mut self, name: &str) -> Option<MetricId> {
+        self.metric(Metric::Gauge, name)
+    }
+
+    fn set_gauge(&mut self, id: MetricId, value: u64) {
+        // A gauge that cannot be set only loses visibility.
+        let _ = self.scope.set_gauge(id as usize, value);
+    }
+}
+
+impl<S: StreamOps> Scope for RequestScope<'_, S> {
     fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         let mut out = Vec::with_capacity(24);
         self.stream
@@ -206,109 +491,137 @@ impl<S: StreamOps> Host for RequestHost<'_, S> {
     }
 
     fn send_response(&mut self, response: &LocalResponse) -> Result<(), HostError> {
-        match response.grpc_status {
-            None => {
-                let headers: Vec<(&[u8], &[u8])> = response
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-                    .collect();
-                self.stream
-                    .send_local_reply(
-                        u32::from(response.status),
-                        &headers,
-                        response.body.as_bytes(),
-                        response.details.as_bytes(),
-                    )
-                    .map_err(abi)
-            }
-            Some(code) => {
-                let lines = grpc_response_headers(response, code);
-                let headers: Vec<(&[u8], &[u8])> = lines
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-                    .collect();
-                self.stream
-                    .send_response_headers_only(&headers)
-                    .map_err(abi)
-            }
-        }
+        let grpc_status = match response.grpc_status {
+            Some(code) => Some(code),
+            // The pipeline reads a content-type that is not UTF-8 as "not
+            // gRPC", but Envoy decides on the bytes; a deny it answers as
+            // gRPC without a status would say `0`, success.
+            None => envoy_sees_grpc(self.stream).then(|| grpc_status_for_http(response.status)),
+        };
+        let lines = match grpc_status {
+            None => response
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            Some(code) => grpc_response_headers(response, code),
+        };
+        let headers: Vec<(&[u8], &[u8])> = lines
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        // One local reply for HTTP and gRPC alike, so Envoy records the
+        // details (`%RESPONSE_CODE_DETAILS%`) for both; for gRPC it answers
+        // HTTP 200 trailers-only and keeps the `grpc-status` given here.
+        let body = if grpc_status.is_some() {
+            ""
+        } else {
+            response.body.as_str()
+        };
+        self.stream
+            .send_local_reply(
+                u32::from(response.status),
+                &headers,
+                body.as_bytes(),
+                response.details.as_bytes(),
+            )
+            .map_err(abi)
     }
 
-    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        let key = format!("{FILTER_STATE_PREFIX}{name}");
+    fn set_filter_state(&mut self, key: &str, value: &str) -> Result<(), HostError> {
         self.stream
             .set_filter_state(key.as_bytes(), value.as_bytes())
             .map_err(abi)
     }
 
-    fn now_nanos(&mut self) -> Result<u128, HostError> {
-        now_nanos()
+    fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
+        self.stream.increment_counter(id, by)
     }
 
-    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
-        random(buf)
-    }
-
-    fn plugin_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(Some(self.config.plugin_config.clone()))
-    }
-
-    fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(module_configuration())
-    }
-
-    fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(shared_data(key))
-    }
-
-    fn set_shared_data(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
-        set_shared_data(key, value);
-        Ok(())
-    }
-
-    fn define_counter(&mut self, name: &str) -> Option<MetricId> {
-        // Only counters defined when the configuration was created exist.
-        self.config
-            .counter(name)
-            .and_then(|id| MetricId::try_from(id).ok())
-    }
-
-    fn increment(&mut self, id: MetricId, by: u64) {
-        // A counter that cannot be bumped changes no decision.
-        let _ = self.stream.increment_counter(id as usize, by);
-    }
-
-    fn log(&mut self, level: LogLevel, message: &str) {
-        self.log.log(self::level(level), message.as_bytes());
-    }
-
-    fn dispatch_get(
-        &mut self,
-        _cluster: &str,
-        _authority: &str,
-        _path: &str,
-        _timeout: Duration,
-    ) -> Result<CallId, HostError> {
-        // A callout started from a request is bound to that stream; key
-        // fetches run from the configuration on the main thread instead.
-        Err(HostError::Unsupported)
-    }
-
-    fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
-        self.config.set_tick(period);
-        Ok(())
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+        self.stream.set_gauge(id, value)
     }
 }
 
-/// The headers of a gRPC deny: HTTP 200, `grpc-status` and `grpc-message`,
-/// as a trailers-only response. (Envoy 1.40's local reply for a gRPC request
-/// sent from a dynamic module answers `grpc-status: 0`, success, whatever
-/// the HTTP status: measured, so the module builds the answer itself.)
+impl<C: ConfigOps> Scope for ConfigScope<'_, C> {
+    fn define_metric(&mut self, kind: Metric, name: &[u8]) -> Result<usize, HostError> {
+        if !self.defining {
+            return Err(HostError::Unsupported);
+        }
+        match kind {
+            Metric::Counter => self.ops.define_counter(name),
+            Metric::Gauge => self.ops.define_gauge(name),
+        }
+        .map_err(abi)
+    }
+
+    fn increment_counter(&mut self, id: usize, by: u64) -> Result<(), AbiError> {
+        self.ops.increment_counter(id, by)
+    }
+
+    fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+        self.ops.set_gauge(id, value)
+    }
+
+    fn callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(&[u8], &[u8])],
+        timeout_ms: u64,
+    ) -> Result<CallId, HostError> {
+        let id = self
+            .ops
+            .http_callout(cluster.as_bytes(), headers, timeout_ms)
+            .map_err(abi)?;
+        CallId::try_from(id).map_err(|_| HostError::BadArgument)
+    }
+
+    fn callout_response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .answer
+            .and_then(|answer| answer.header(name))
+            .map(<[u8]>::to_vec))
+    }
+}
+
+/// Whether Envoy answers a local reply to this request as gRPC: its
+/// `content-type` (the first) is `application/grpc`, exactly or followed by
+/// `+` (Envoy's `Grpc::Common::hasGrpcContentType`, on the raw bytes).
+fn envoy_sees_grpc(stream: &mut impl StreamOps) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    let mut content_type: Option<Vec<u8>> = None;
+    let read = stream.for_each_request_header(&mut |name, value| {
+        if content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") {
+            content_type = Some(value.to_vec());
+        }
+    });
+    // Unreadable headers: assume gRPC, so a deny can never read as success.
+    if read.is_err() {
+        return true;
+    }
+    content_type.is_some_and(|v| {
+        v.strip_prefix(GRPC)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"+"))
+    })
+}
+
+/// The gRPC status of a local reply the pipeline made for plain HTTP (as
+/// Envoy's `httpToGrpcStatus` maps it for the statuses the filter sends).
+fn grpc_status_for_http(status: u16) -> u32 {
+    match status {
+        401 => response::GRPC_UNAUTHENTICATED,
+        403 => response::GRPC_PERMISSION_DENIED,
+        // UNAVAILABLE: the filter failed, not the caller.
+        503 => 14,
+        // UNKNOWN.
+        _ => 2,
+    }
+}
+
+/// The headers of a gRPC deny: `grpc-status`, `grpc-message` and ours
+/// (Envoy sets `:status` 200 and the gRPC content type itself).
 pub fn grpc_response_headers(response: &LocalResponse, code: u32) -> Vec<(String, String)> {
     let mut lines = vec![
-        (":status".to_owned(), "200".to_owned()),
-        ("content-type".to_owned(), "application/grpc".to_owned()),
         ("grpc-status".to_owned(), code.to_string()),
         (
             "grpc-message".to_owned(),
@@ -341,135 +654,6 @@ fn grpc_percent_encode(text: &str) -> String {
     out
 }
 
-/// The host of a filter configuration's hooks on the main thread.
-pub struct ConfigHost<'a, C: ConfigOps> {
-    ops: &'a mut C,
-    config: &'a ConfigShared,
-    log: &'a dyn LogOps,
-    /// Whether Envoy still accepts counter definitions (only while the
-    /// configuration is being created).
-    defining: bool,
-}
-
-impl<'a, C: ConfigOps> ConfigHost<'a, C> {
-    /// The host while Envoy creates the configuration: counters may be defined.
-    pub fn creating(ops: &'a mut C, config: &'a ConfigShared, log: &'a dyn LogOps) -> Self {
-        ConfigHost {
-            ops,
-            config,
-            log,
-            defining: true,
-        }
-    }
-
-    /// The host for later main-thread events (ticks, callout answers).
-    pub fn running(ops: &'a mut C, config: &'a ConfigShared, log: &'a dyn LogOps) -> Self {
-        ConfigHost {
-            ops,
-            config,
-            log,
-            defining: false,
-        }
-    }
-}
-
-impl<C: ConfigOps> Host for ConfigHost<'_, C> {
-    fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn property(&mut self, _path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn remove_request_header(&mut self, _name: &str) -> Result<(), HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn add_request_header(&mut self, _name: &str, _value: &str) -> Result<(), HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn send_response(&mut self, _response: &LocalResponse) -> Result<(), HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn set_filter_state(&mut self, _name: &str, _value: &str) -> Result<(), HostError> {
-        Err(HostError::Unsupported)
-    }
-
-    fn now_nanos(&mut self) -> Result<u128, HostError> {
-        now_nanos()
-    }
-
-    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
-        random(buf)
-    }
-
-    fn plugin_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(Some(self.config.plugin_config.clone()))
-    }
-
-    fn vm_configuration(&mut self) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(module_configuration())
-    }
-
-    fn shared_data(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(shared_data(key))
-    }
-
-    fn set_shared_data(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
-        set_shared_data(key, value);
-        Ok(())
-    }
-
-    fn define_counter(&mut self, name: &str) -> Option<MetricId> {
-        if let Some(id) = self.config.counter(name) {
-            return MetricId::try_from(id).ok();
-        }
-        if !self.defining {
-            return None;
-        }
-        let id = self.ops.define_counter(name.as_bytes()).ok()?;
-        self.config.remember_counter(name, id);
-        MetricId::try_from(id).ok()
-    }
-
-    fn increment(&mut self, id: MetricId, by: u64) {
-        let _ = self.ops.increment_counter(id as usize, by);
-    }
-
-    fn log(&mut self, level: LogLevel, message: &str) {
-        self.log.log(self::level(level), message.as_bytes());
-    }
-
-    fn dispatch_get(
-        &mut self,
-        cluster: &str,
-        authority: &str,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<CallId, HostError> {
-        let headers: [(&[u8], &[u8]); 4] = [
-            (b":method", b"GET"),
-            (b":path", path.as_bytes()),
-            (b"host", authority.as_bytes()),
-            (b"accept", b"application/json"),
-        ];
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let id = self
-            .ops
-            .http_callout(cluster.as_bytes(), &headers, timeout_ms)
-            .map_err(abi)?;
-        CallId::try_from(id).map_err(|_| HostError::BadArgument)
-    }
-
-    fn set_tick_period(&mut self, period: Duration) -> Result<(), HostError> {
-        self.config.set_tick(period);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +664,7 @@ mod tests {
     struct Recorder {
         filter_state_set: Vec<(Vec<u8>, Vec<u8>)>,
         removed: Vec<Vec<u8>>,
+        gauges: Vec<(usize, u64)>,
     }
 
     impl StreamOps for Recorder {
@@ -534,14 +719,12 @@ mod tests {
             Ok(())
         }
 
-        fn send_response_headers_only(
-            &mut self,
-            _headers: &[(&[u8], &[u8])],
-        ) -> Result<(), AbiError> {
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
             Ok(())
         }
 
-        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+        fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+            self.gauges.push((id, value));
             Ok(())
         }
     }
@@ -559,7 +742,8 @@ mod tests {
             plugin_config: b"{}".to_vec(),
             ..ConfigShared::default()
         };
-        shared.remember_counter("meshward.decision.allow", 7);
+        shared.remember(Metric::Counter, "meshward.decision.allow", 7);
+        shared.remember(Metric::Gauge, "meshward.bundle.revision", 7);
         let mut host = RequestHost::new(&mut stream, &shared, &Quiet);
 
         let headers = host.request_headers().unwrap();
@@ -588,6 +772,13 @@ mod tests {
         host.set_filter_state("meshward_decision", "deny").unwrap();
         assert_eq!(host.define_counter("meshward.decision.allow"), Some(7));
         assert_eq!(host.define_counter("never.defined"), None);
+        assert_eq!(host.define_gauge("meshward.bundle.revision"), Some(7));
+        assert_eq!(host.define_gauge("never.defined"), None);
+        host.set_gauge(7, 3);
+        assert_eq!(
+            host.http_call_response_header("etag"),
+            Err(HostError::Unsupported)
+        );
         assert_eq!(host.plugin_configuration(), Ok(Some(b"{}".to_vec())));
         assert_eq!(
             host.dispatch_get("c", "a", "/p", Duration::from_secs(1)),
@@ -596,6 +787,7 @@ mod tests {
         host.set_tick_period(Duration::from_secs(2)).unwrap();
 
         assert_eq!(stream.removed, [b"x-meshward-peer".to_vec()]);
+        assert_eq!(stream.gauges, [(7, 3)]);
         assert_eq!(
             stream.filter_state_set,
             [(b"wasm.meshward_decision".to_vec(), b"deny".to_vec())]
@@ -609,7 +801,7 @@ mod tests {
     }
 
     #[test]
-    fn grpc_deny_is_http_200_with_the_grpc_status_and_our_headers() {
+    fn grpc_deny_carries_the_grpc_status_and_our_headers() {
         let response = LocalResponse {
             status: 403,
             grpc_status: Some(7),
@@ -628,13 +820,279 @@ mod tests {
                 .map(|(_, v)| v.as_str())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(get(":status"), ["200"]);
-        assert_eq!(get("content-type"), ["application/grpc"]);
+        assert!(get(":status").is_empty(), "Envoy sets it (200)");
+        assert!(get("content-type").is_empty(), "Envoy sets it");
         assert_eq!(get("grpc-status"), ["7"]);
         assert_eq!(
             get("grpc-message"),
             ["meshward_denied{no_matching_rule} %C3%A9%25"]
         );
         assert_eq!(get("x-meshward-reason"), ["no_matching_rule"]);
+    }
+
+    /// Header lines as bytes.
+    type Lines = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// A configuration that records definitions and callouts.
+    #[derive(Default)]
+    struct Config {
+        defined: Vec<(Metric, Vec<u8>)>,
+        gauges: Vec<(usize, u64)>,
+        callouts: Vec<(Vec<u8>, Lines, u64)>,
+    }
+
+    impl ConfigOps for Config {
+        fn define_counter(&mut self, name: &[u8]) -> Result<usize, AbiError> {
+            self.defined.push((Metric::Counter, name.to_vec()));
+            Ok(self.defined.len())
+        }
+
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn define_gauge(&mut self, name: &[u8]) -> Result<usize, AbiError> {
+            self.defined.push((Metric::Gauge, name.to_vec()));
+            Ok(0)
+        }
+
+        fn set_gauge(&mut self, id: usize, value: u64) -> Result<(), AbiError> {
+            self.gauges.push((id, value));
+            Ok(())
+        }
+
+        fn http_callout(
+            &mut self,
+            cluster: &[u8],
+            headers: &[(&[u8], &[u8])],
+            timeout_ms: u64,
+        ) -> Result<u64, AbiError> {
+            let headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            self.callouts.push((cluster.to_vec(), headers, timeout_ms));
+            Ok(41)
+        }
+    }
+
+    #[test]
+    fn metrics_are_defined_only_while_the_configuration_is_created() {
+        let shared = ConfigShared::default();
+        let mut ops = Config::default();
+        let mut host = ConfigHost::creating(&mut ops, &shared, &Quiet);
+        assert_eq!(host.define_counter("c"), Some(1));
+        assert_eq!(host.define_gauge("g"), Some(0), "its own id space");
+        assert_eq!(host.define_counter("c"), Some(1), "defined once");
+        host.set_gauge(0, 5);
+
+        let mut host = ConfigHost::running(&mut ops, &shared, &Quiet);
+        assert_eq!(host.define_counter("c"), Some(1));
+        assert_eq!(host.define_gauge("g"), Some(0));
+        assert_eq!(host.define_counter("late"), None, "Envoy has frozen them");
+        assert_eq!(host.define_gauge("late"), None);
+        assert_eq!(
+            ops.defined,
+            [
+                (Metric::Counter, b"c".to_vec()),
+                (Metric::Gauge, b"g".to_vec())
+            ]
+        );
+        assert_eq!(ops.gauges, [(0, 5)]);
+    }
+
+    #[test]
+    fn a_bundle_poll_is_conditional_and_its_answer_shows_its_etag() {
+        let shared = ConfigShared::default();
+        let mut ops = Config::default();
+        let mut host = ConfigHost::running(&mut ops, &shared, &Quiet);
+        let call = host.dispatch_get_with_headers(
+            "bundles",
+            "bundles.local",
+            "/p.bundle",
+            &[("if-none-match", "\"abc\"")],
+            Duration::from_millis(1500),
+        );
+        assert_eq!(call, Ok(41));
+        assert_eq!(
+            host.http_call_response_header("etag"),
+            Ok(None),
+            "no answer being handled"
+        );
+        let (cluster, headers, timeout) = &ops.callouts[0];
+        assert_eq!(cluster, b"bundles");
+        assert_eq!(*timeout, 1500);
+        let text: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    core::str::from_utf8(k).unwrap(),
+                    core::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                (":method", "GET"),
+                (":path", "/p.bundle"),
+                ("host", "bundles.local"),
+                ("accept", "application/octet-stream"),
+                ("if-none-match", "\"abc\""),
+            ]
+        );
+
+        let answer = CalloutAnswer {
+            headers: vec![
+                (b":status".to_vec(), b"200".to_vec()),
+                (b"ETag".to_vec(), b"\"def\"".to_vec()),
+            ],
+            body: b"bundle".to_vec(),
+        };
+        assert_eq!(answer.status(), Some(200));
+        let mut host = ConfigHost::answering(&mut ops, &shared, &Quiet, Some(&answer));
+        assert_eq!(
+            host.http_call_response_header("etag"),
+            Ok(Some(b"\"def\"".to_vec()))
+        );
+        assert_eq!(host.http_call_response_header("last-modified"), Ok(None));
+    }
+
+    /// A request with these headers that records its one local reply.
+    #[derive(Default)]
+    struct Replies {
+        headers: Lines,
+        sent: Vec<(u32, Lines, Vec<u8>, Vec<u8>)>,
+    }
+
+    impl StreamOps for Replies {
+        fn for_each_request_header(
+            &mut self,
+            visit: &mut dyn FnMut(&[u8], &[u8]),
+        ) -> Result<(), AbiError> {
+            for (k, v) in &self.headers {
+                visit(k, v);
+            }
+            Ok(())
+        }
+
+        fn attribute_string(&mut self, _a: Attribute) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok(None)
+        }
+
+        fn attribute_bool(&mut self, _a: Attribute) -> Result<Option<bool>, AbiError> {
+            Ok(None)
+        }
+
+        fn filter_state(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, AbiError> {
+            Ok(None)
+        }
+
+        fn set_filter_state(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn remove_request_header(&mut self, _name: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn add_request_header(&mut self, _name: &[u8], _value: &[u8]) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn send_local_reply(
+            &mut self,
+            status: u32,
+            headers: &[(&[u8], &[u8])],
+            body: &[u8],
+            details: &[u8],
+        ) -> Result<(), AbiError> {
+            let headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            self.sent
+                .push((status, headers, body.to_vec(), details.to_vec()));
+            Ok(())
+        }
+
+        fn increment_counter(&mut self, _id: usize, _by: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+
+        fn set_gauge(&mut self, _id: usize, _value: u64) -> Result<(), AbiError> {
+            Ok(())
+        }
+    }
+
+    fn http_deny() -> LocalResponse {
+        LocalResponse {
+            status: 403,
+            grpc_status: None,
+            headers: vec![("x-meshward-reason", "no_matching_rule".to_owned())],
+            body: "{}".to_owned(),
+            details: "meshward_denied{no_matching_rule}".to_owned(),
+        }
+    }
+
+    fn grpc_status_sent(stream: &Replies) -> Option<&[u8]> {
+        stream.sent[0]
+            .1
+            .iter()
+            .find(|(k, _)| k == b"grpc-status")
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn every_local_reply_carries_its_details_and_a_grpc_one_its_status() {
+        let shared = ConfigShared::default();
+        // Plain HTTP: the pipeline's reply as it is.
+        let mut stream = Replies::default();
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        let (status, _, body, details) = &stream.sent[0];
+        assert_eq!((*status, body.as_slice()), (403, b"{}".as_slice()));
+        assert_eq!(details, b"meshward_denied{no_matching_rule}");
+        assert_eq!(grpc_status_sent(&stream), None);
+
+        // gRPC as the pipeline saw it: status 7, no body (Envoy would turn
+        // a body into `grpc-message`), the same details.
+        let mut stream = Replies::default();
+        let grpc = LocalResponse {
+            grpc_status: Some(7),
+            body: String::new(),
+            ..http_deny()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&grpc)
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), Some(b"7".as_slice()));
+        assert_eq!(stream.sent[0].3, b"meshward_denied{no_matching_rule}");
+
+        // gRPC to Envoy only (a content-type that is not UTF-8): Envoy
+        // would say 0 without a status, so the module gives one.
+        let mut stream = Replies {
+            headers: vec![(b"content-type".to_vec(), b"application/grpc+\xff".to_vec())],
+            ..Replies::default()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), Some(b"7".as_slice()));
+        assert!(
+            stream.sent[0].2.is_empty(),
+            "no body to become grpc-message"
+        );
+
+        // Not gRPC to Envoy (`application/grpc-web`): plain HTTP.
+        let mut stream = Replies {
+            headers: vec![(b"content-type".to_vec(), b"application/grpc-web".to_vec())],
+            ..Replies::default()
+        };
+        RequestHost::new(&mut stream, &shared, &Quiet)
+            .send_response(&http_deny())
+            .unwrap();
+        assert_eq!(grpc_status_sent(&stream), None);
     }
 }

@@ -34,7 +34,7 @@ use meshward_engine::pipeline::{
 };
 use meshward_engine::{Decision, Reason};
 
-use crate::abi::{AbiLogLevel, ConfigOps, LogOps, StreamOps};
+use crate::abi::{AbiLogLevel, CalloutAnswer, ConfigOps, LogOps, StreamOps};
 use crate::host::{ConfigHost, ConfigShared, RequestHost};
 
 /// What the request-headers hook tells Envoy.
@@ -155,13 +155,16 @@ impl Module {
         ops: &mut impl ConfigOps,
         log: &dyn LogOps,
         callout_id: u64,
-        status: Option<u16>,
-        body: Option<Vec<u8>>,
+        answer: Option<&CalloutAnswer>,
     ) {
         let Ok(call) = u32::try_from(callout_id) else {
             return;
         };
-        let mut host = ConfigHost::running(ops, &self.shared, log);
+        // `None` (timeout, reset) and a response without a numeric
+        // `:status` are both "no status" to the pipeline.
+        let status = answer.and_then(CalloutAnswer::status);
+        let body = answer.map(|a| a.body.clone());
+        let mut host = ConfigHost::answering(ops, &self.shared, log, answer);
         let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(pipeline) = slot.as_mut() {
             pipeline.on_http_call_response(&mut host, call, status, body);

@@ -48,7 +48,7 @@ use serde::Deserialize;
 use super::host::{CallId, Host, LogLevel};
 use super::lifecycle::nanos_to_secs;
 use super::Pipeline;
-use crate::bundle::{Bundle, MAGIC};
+use crate::bundle::{Bundle, BundleError, MAGIC};
 use crate::decision::Reason;
 use crate::signature::TrustedKeys;
 
@@ -276,6 +276,29 @@ enum Offer {
     Refused,
 }
 
+/// Every counter bundle mode bumps: defined when bundle mode starts, not
+/// on first use, because the Envoy dynamic module can define counters only
+/// while its filter configuration is created (dashboards also show zeros
+/// rather than nothing).
+fn define_counters(host: &mut dyn Host) {
+    for name in [
+        counters::POLLED,
+        counters::ACTIVATED,
+        counters::NOT_MODIFIED,
+        counters::FETCH_FAILED,
+        counters::REJECTED,
+        counters::ROLLBACK_REFUSED,
+        counters::STALE,
+        counters::RECOVERED,
+    ] {
+        host.define_counter(name);
+    }
+    let refusals = ["equivocation", "policy_hash", "config"];
+    for code in BundleError::CODES.into_iter().chain(refusals) {
+        host.define_counter(&format!("{}.{code}", counters::REJECTED));
+    }
+}
+
 fn count(host: &mut dyn Host, name: &str) {
     if let Some(id) = host.define_counter(name) {
         host.increment(id, 1);
@@ -350,6 +373,7 @@ impl Pipeline {
                 if let Some(id) = host.define_gauge(REVISION_GAUGE) {
                     host.set_gauge(id, 0);
                 }
+                define_counters(host);
                 true
             }
             Err(why) => {
