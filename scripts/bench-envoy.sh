@@ -191,6 +191,7 @@ EOF
 # start_envoy NAME CONFIG CORE ADMIN_PORT [CONCURRENCY] -> sets STARTED_PID
 start_envoy() {
   local name="$1" config="$2" core="$3" admin="$4" concurrency="${5:-1}"
+  : >"$WORK/$name.log" # one start per log (its load time is read from it)
   taskset -c "$core" "$ENVOY" -c "$config" --concurrency "$concurrency" --use-dynamic-base-id \
     -l warning --component-log-level wasm:info,dynamic_modules:info --log-path "$WORK/$name.log" \
     </dev/null >>"$WORK/$name.out" 2>&1 &
@@ -251,10 +252,6 @@ run_row() { # rep row (ROW or ROW@cN: ROW at --concurrency N)
   [[ "$base" == jwt-* ]] && requests="requests-jwt-$size"
   start_envoy "target-$row" "$WORK/target-$base.json" "$ENVOY_CORE" "$TARGET_ADMIN" "$concurrency"
   local pid="$STARTED_PID"
-  # How long on_configure took inside V8 (the filter logs it when it loads).
-  local load_ms
-  load_ms="$(grep -ao 'meshward: loaded policy.* in [0-9.]* ms' "$WORK/target-$row.log" | head -1 | grep -o '[0-9.]* ms$' | cut -d' ' -f1 || true)"
-  [ -n "$load_ms" ] && printf '%s\t%s\t%s\n' "$rep" "$row" "$load_ms" >>"$WORK/load.tsv"
   if [[ "$base" == rbac-* || "$base" == meshward-* || "$base" == native-* || "$base" == quiet-* || "$base" == jwt-* ]] && [ -z "${CHECKED[$base]:-}" ]; then
     log "$row: checking every request of the mix against meshward's native decision"
     "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/$requests.tsv" \
@@ -270,6 +267,11 @@ run_row() { # rep row (ROW or ROW@cN: ROW at --concurrency N)
   c1="$(cpu_ticks "$pid")"; t1="$(date +%s.%N)"
   local rss; rss="$(rss_kib "$pid")"
   stop_pid "$pid"
+  # How long loading the configuration took (the filter logs it when it
+  # loads; read after Envoy exited, when its log is flushed).
+  local load_ms
+  load_ms="$(grep -ao 'meshward: loaded policy.* in [0-9.]* ms' "$WORK/target-$row.log" | head -1 | grep -o '[0-9.]* ms$' | cut -d' ' -f1 || true)"
+  [ -n "$load_ms" ] && printf '%s\t%s\t%s\n' "$rep" "$row" "$load_ms" >>"$WORK/load.tsv"
   local line; line="$(grep '^WRK_RESULT' <<<"$out")" || die "no result from wrk: $out"
   python3 - "$rep" "$row" "$line" "$c0" "$c1" "$t0" "$t1" "$CLK_TCK" "$rss" >>"$RAW" <<'EOF'
 import sys
