@@ -51,6 +51,7 @@
 #   ENVOY_CORE=0 LOAD_CORE=1
 #   MESHWARD_WASM=path / MESHWARD_NATIVE=path   use these builds
 #   KEEP=1             keep the working directory (configs, logs, callgrind dumps)
+#   BENCH_OUT=dir      write the results there instead of bench/results
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,7 +67,7 @@ NATIVE_SYMBOLS="${NATIVE_SYMBOLS:-1}"
 ENVOY_CORE="${ENVOY_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 START_TIMEOUT=600 # seconds; V8 under valgrind compiles the module slowly
-OUT="$ROOT/bench/results"
+OUT="${BENCH_OUT:-$ROOT/bench/results}"
 ENVOY="$ROOT/.venv/bin/envoy"
 
 log() { printf '\033[1m[bench-callgrind]\033[0m %s\n' "$*" >&2; }

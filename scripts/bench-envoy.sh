@@ -45,6 +45,7 @@
 #                       (default: none, noop, meshward and native at the
 #                       smallest and largest size; "" for none)
 #   KEEP=1             keep the working directory (configs, logs)
+#   BENCH_OUT=dir      write the results there instead of bench/results
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,7 +59,7 @@ ENVOY_CORE="${ENVOY_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 WARMUP=2
 START_TIMEOUT=180 # seconds; V8 compiles the module and on_configure loads the policy
-OUT="$ROOT/bench/results"
+OUT="${BENCH_OUT:-$ROOT/bench/results}"
 ENVOY="$ROOT/.venv/bin/envoy"
 
 log() { printf '\033[1m[bench-envoy]\033[0m %s\n' "$*" >&2; }
