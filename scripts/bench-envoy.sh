@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The Envoy comparison of issue 6, end to end: Envoy CPU per request,
-# throughput and latency for
+# The Envoy comparison, end to end: Envoy CPU per request, throughput,
+# latency and RSS for
 #
-#   no filter | no-op Rust wasm filter | no-op + XFCC | native RBAC (N rules)
-#   | meshward (N rules) | meshward without audit lines | meshward + JWT-SVID
+#   no filter | no-op Rust wasm filter (± XFCC) | no-op dynamic module (± XFCC)
+#   | native RBAC (N rules) | meshward wasm (N rules) | meshward native
+#   (libmeshward.so, N rules) | meshward wasm without audit lines
+#   | meshward wasm + JWT-SVID
 #
-# on one machine, in one run, interleaved. Writes bench/results/envoy.md (the
-# table, medians over the repetitions), envoy.tsv (every run) and envoy.png.
+# and, for RSS per V8 VM / per worker, some rows again at `--concurrency 2`
+# (rows `ROW@c2`); on one machine, in one run, interleaved. Writes
+# bench/results/envoy.md (the table, medians over the repetitions), envoy.tsv
+# (every run) and envoy.png. Instructions per request (the repeatable figure):
+# scripts/bench-callgrind.sh.
 #
 # Topology (loopback only):
 #
@@ -33,8 +38,14 @@
 #   ENVOY_CORE=0 LOAD_CORE=1
 #   MESHWARD_WASM=path  use this meshward_filter.wasm instead of building
 #                       target/wasm32-wasip1/release/meshward_filter.wasm
-#   ROWS="none noop …"  run only these rows
+#   MESHWARD_NATIVE=path  use this libmeshward.so instead of building
+#                       target/native/libmeshward.so
+#   ROWS="none noop …"  run only these rows (a row `R@c2` is R at --concurrency 2)
+#   C2_ROWS="none noop meshward-10 …"  rows also run at --concurrency 2
+#                       (default: none, noop, meshward and native at the
+#                       smallest and largest size; "" for none)
 #   KEEP=1             keep the working directory (configs, logs)
+#   BENCH_OUT=dir      write the results there instead of bench/results
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +59,7 @@ ENVOY_CORE="${ENVOY_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 WARMUP=2
 START_TIMEOUT=180 # seconds; V8 compiles the module and on_configure loads the policy
-OUT="$ROOT/bench/results"
+OUT="${BENCH_OUT:-$ROOT/bench/results}"
 ENVOY="$ROOT/.venv/bin/envoy"
 
 log() { printf '\033[1m[bench-envoy]\033[0m %s\n' "$*" >&2; }
@@ -108,6 +119,18 @@ else
   WASM="$ROOT/target/wasm32-wasip1/release/meshward_filter.wasm"
 fi
 [ -f "$WASM" ] || die "no filter at $WASM"
+if [ -n "${MESHWARD_NATIVE:-}" ]; then
+  NATIVE="$MESHWARD_NATIVE"
+else
+  log "building the meshward dynamic module (profile native)"
+  cargo build -q -p meshward-native --profile native
+  NATIVE="$ROOT/target/native/libmeshward.so"
+fi
+[ -f "$NATIVE" ] || die "no module at $NATIVE"
+log "building the no-op dynamic module (bench/noop-module)"
+CARGO_TARGET_DIR="$ROOT/target/bench-noop-module" \
+  cargo build -q --release --manifest-path "$ROOT/bench/noop-module/Cargo.toml"
+NOOP_MODULE="$ROOT/target/bench-noop-module/release/libmeshward_bench_noop.so"
 log "building the no-op filter (bench/noop-filter)"
 CARGO_TARGET_DIR="$ROOT/target/bench-noop-filter" \
   cargo build -q --release --target wasm32-wasip1 --manifest-path "$ROOT/bench/noop-filter/Cargo.toml"
@@ -122,22 +145,36 @@ free_port() {
 TARGET_PORT="$(free_port)"; TARGET_ADMIN="$(free_port)"
 FRONT_PORT="$(free_port)"; FRONT_ADMIN="$(free_port)"
 
+# Both modules in one search path (Envoy loads lib<name>.so from it).
+mkdir -p "$WORK/modules"
+ln -s "$(realpath "$NATIVE")" "$WORK/modules/libmeshward.so"
+ln -s "$NOOP_MODULE" "$WORK/modules/libmeshward_bench_noop.so"
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$WORK/modules"
+
 log "writing fixtures (certificates, policies, Envoy configs, request mixes) to $WORK"
 "$FIXTURES" write --out "$WORK" --wasm "$WASM" --noop-wasm "$NOOP" --sizes "$SIZES" \
+  --module meshward --noop-module meshward_bench_noop \
   --target-port "$TARGET_PORT" --target-admin-port "$TARGET_ADMIN" \
   --front-port "$FRONT_PORT" --front-admin-port "$FRONT_ADMIN" 2>&1 | sed 's/^/  /' >&2
 
 LARGEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | tail -1)"
+SMALLEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)"
 if [ -n "${ROWS:-}" ]; then
   read -r -a ROW_LIST <<<"$ROWS"
 else
-  ROW_LIST=(none noop noop-xfcc)
+  ROW_LIST=(none noop noop-xfcc noop-module noop-module-xfcc)
   for n in ${SIZES//,/ }; do ROW_LIST+=("rbac-$n"); done
   for n in ${SIZES//,/ }; do ROW_LIST+=("meshward-$n"); done
+  for n in ${SIZES//,/ }; do ROW_LIST+=("native-$n"); done
   # At the smallest size: meshward without audit lines (what the logging
   # costs), and with a JWT-SVID on every request (a verified-token cache hit).
-  SMALLEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)"
   ROW_LIST+=("quiet-$SMALLEST" "jwt-$SMALLEST")
+  # RSS per worker: Envoy runs one V8 VM per worker plus one on the main
+  # thread, so the same rows at --concurrency 2 give the per-VM increment.
+  if [ -z "${C2_ROWS+set}" ]; then
+    C2_ROWS="none noop meshward-$SMALLEST meshward-$LARGEST native-$LARGEST"
+  fi
+  for r in $C2_ROWS; do ROW_LIST+=("$r@c2"); done
 fi
 
 # --- processes ----------------------------------------------------------------
@@ -152,11 +189,12 @@ except Exception:
 EOF
 }
 
-# start_envoy NAME CONFIG CORE ADMIN_PORT -> sets STARTED_PID
+# start_envoy NAME CONFIG CORE ADMIN_PORT [CONCURRENCY] -> sets STARTED_PID
 start_envoy() {
-  local name="$1" config="$2" core="$3" admin="$4"
-  taskset -c "$core" "$ENVOY" -c "$config" --concurrency 1 --use-dynamic-base-id \
-    -l warning --component-log-level wasm:info --log-path "$WORK/$name.log" \
+  local name="$1" config="$2" core="$3" admin="$4" concurrency="${5:-1}"
+  : >"$WORK/$name.log" # one start per log (its load time is read from it)
+  taskset -c "$core" "$ENVOY" -c "$config" --concurrency "$concurrency" --use-dynamic-base-id \
+    -l warning --component-log-level wasm:info,dynamic_modules:info --log-path "$WORK/$name.log" \
     </dev/null >>"$WORK/$name.out" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
@@ -196,9 +234,9 @@ start_envoy front "$WORK/front.json" "$LOAD_CORE" "$FRONT_ADMIN"
 FRONT_PID="$STARTED_PID"
 log "front Envoy (pid $FRONT_PID) on core $LOAD_CORE, port $FRONT_PORT"
 
-mix_of() { # row -> size whose request mix it uses
+mix_of() { # row (without @cN) -> size whose request mix it uses
   case "$1" in
-    rbac-*|meshward-*|quiet-*|jwt-*) echo "${1#*-}" ;;
+    rbac-*|meshward-*|native-*|quiet-*|jwt-*) echo "${1#*-}" ;;
     *) echo "$LARGEST" ;;
   esac
 }
@@ -207,22 +245,19 @@ RAW="$WORK/runs.tsv"
 printf 'rep\trow\trequests\tseconds\trps\tp50_us\tp99_us\tnon2xx\terrors\tcpu_us_per_req\tenvoy_util\trss_kib\n' >"$RAW"
 declare -A CHECKED=()
 
-run_row() { # rep row
-  local rep="$1" row="$2" size requests
-  size="$(mix_of "$row")"
+run_row() { # rep row (ROW or ROW@cN: ROW at --concurrency N)
+  local rep="$1" row="$2" size requests base="${2%@c*}" concurrency=1
+  [[ "$row" == *@c* ]] && concurrency="${row##*@c}"
+  size="$(mix_of "$base")"
   requests="requests-$size"
-  [[ "$row" == jwt-* ]] && requests="requests-jwt-$size"
-  start_envoy "target-$row" "$WORK/target-$row.json" "$ENVOY_CORE" "$TARGET_ADMIN"
+  [[ "$base" == jwt-* ]] && requests="requests-jwt-$size"
+  start_envoy "target-$row" "$WORK/target-$base.json" "$ENVOY_CORE" "$TARGET_ADMIN" "$concurrency"
   local pid="$STARTED_PID"
-  # How long on_configure took inside V8 (the filter logs it when it loads).
-  local load_ms
-  load_ms="$(grep -ao 'meshward: loaded policy.* in [0-9.]* ms' "$WORK/target-$row.log" | head -1 | grep -o '[0-9.]* ms$' | cut -d' ' -f1 || true)"
-  [ -n "$load_ms" ] && printf '%s\t%s\t%s\n' "$rep" "$row" "$load_ms" >>"$WORK/load.tsv"
-  if [[ "$row" == rbac-* || "$row" == meshward-* || "$row" == quiet-* || "$row" == jwt-* ]] && [ -z "${CHECKED[$row]:-}" ]; then
+  if [[ "$base" == rbac-* || "$base" == meshward-* || "$base" == native-* || "$base" == quiet-* || "$base" == jwt-* ]] && [ -z "${CHECKED[$base]:-}" ]; then
     log "$row: checking every request of the mix against meshward's native decision"
     "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/$requests.tsv" \
       --expected "$WORK/expected-$size.txt" >&2 || die "$row decides differently from the engine"
-    CHECKED[$row]=1
+    CHECKED[$base]=1
   fi
   taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$WORK/$requests.lua" \
     "http://127.0.0.1:$FRONT_PORT/" >/dev/null 2>&1 || true
@@ -233,6 +268,11 @@ run_row() { # rep row
   c1="$(cpu_ticks "$pid")"; t1="$(date +%s.%N)"
   local rss; rss="$(rss_kib "$pid")"
   stop_pid "$pid"
+  # How long loading the configuration took (the filter logs it when it
+  # loads; read after Envoy exited, when its log is flushed).
+  local load_ms
+  load_ms="$(grep -ao 'meshward: loaded policy.* in [0-9.]* ms' "$WORK/target-$row.log" | head -1 | grep -o '[0-9.]* ms$' | cut -d' ' -f1 || true)"
+  [ -n "$load_ms" ] && printf '%s\t%s\t%s\n' "$rep" "$row" "$load_ms" >>"$WORK/load.tsv"
   local line; line="$(grep '^WRK_RESULT' <<<"$out")" || die "no result from wrk: $out"
   python3 - "$rep" "$row" "$line" "$c0" "$c1" "$t0" "$t1" "$CLK_TCK" "$rss" >>"$RAW" <<'EOF'
 import sys
@@ -262,10 +302,14 @@ cp "$RAW" "$OUT/envoy.tsv"
 if [ -f "$WORK/load.tsv" ]; then cp "$WORK/load.tsv" "$OUT/envoy-load.tsv"; else rm -f "$OUT/envoy-load.tsv"; fi
 WASM_BYTES="$(stat -c %s "$WASM")"
 NOOP_BYTES="$(stat -c %s "$NOOP")"
+NATIVE_BYTES="$(stat -L -c %s "$NATIVE")"
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$ROOT" diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT + uncommitted changes"
 "$ROOT/.venv/bin/python" -c 'import matplotlib' 2>/dev/null || {
   log "installing matplotlib into .venv"
   "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib </dev/null
 }
 "$ROOT/.venv/bin/python" "$ROOT/bench/envoy_report.py" "$OUT" "$DURATION" "$REPS" "$CONNS" "$WASM_BYTES" "$NOOP_BYTES" "$(nproc)" \
-  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1)"
+  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1)" \
+  "$NATIVE_BYTES" "$COMMIT"
 log "wrote $OUT/envoy.md, $OUT/envoy.tsv and $OUT/envoy.png"

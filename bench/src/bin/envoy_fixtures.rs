@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! envoy-fixtures write --out DIR --wasm FILE --noop-wasm FILE --sizes 10,1000,10000 \
-//!     --target-port P --target-admin-port A --front-port F --front-admin-port G
+//!     --target-port P --target-admin-port A --front-port F --front-admin-port G \
+//!     [--module meshward] [--noop-module meshward_bench_noop]
 //! envoy-fixtures check --front-port F --requests DIR/requests-N.tsv --expected DIR/expected-N.txt [--limit N]
 //! ```
 //!
@@ -13,11 +14,15 @@
 //!   identity in `ENVOY_PEERS`, all ECDSA P-256, from the end-to-end
 //!   harness's PKI (`meshward_e2e::pki`);
 //! * `target-ROW.json`: one Envoy bootstrap per row (mTLS listener with the
-//!   SPIFFE validator, `direct_response` 200): `none`, `noop`, `noop-xfcc`,
-//!   `rbac-N`, `meshward-N` (audit log of denies), `quiet-N` (meshward
-//!   without audit lines), `jwt-N` (as `meshward-N`, and every request also
-//!   carries a valid ES256 JWT-SVID of its peer, verified once and then
-//!   answered from the verified-token cache);
+//!   SPIFFE validator, `direct_response` 200): `none`, `noop`, `noop-xfcc`
+//!   (the no-op wasm filter), `noop-module`, `noop-module-xfcc` (the no-op
+//!   dynamic module), `rbac-N`, `meshward-N` (the wasm filter, audit log of
+//!   denies), `native-N` (the same plugin configuration in the dynamic
+//!   module `libmeshward.so`), `quiet-N` (meshward without audit lines),
+//!   `jwt-N` (as `meshward-N`, and every request also carries a valid ES256
+//!   JWT-SVID of its peer, verified once and then answered from the
+//!   verified-token cache). The dynamic-module rows need
+//!   `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` to hold `lib<module>.so`;
 //! * `front.json`: the load generator's Envoy — a plain-HTTP listener that
 //!   routes on `x-bench-peer: I` to a cluster originating mTLS with SVID `I`;
 //! * `requests-N.lua` / `requests-N.tsv`: the Envoy request mix for the
@@ -182,6 +187,23 @@ fn wasm_filter(wasm: &str, config: Option<String>) -> Value {
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": cfg
+        }
+    })
+}
+
+/// The dynamic-module filter `lib<module>.so` with `config` as its
+/// `filter_config` (a `StringValue`: the exact bytes, as envoy/native/).
+fn module_filter(module: &str, config: &str) -> Value {
+    json!({
+        "name": module,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": { "name": module },
+            "filter_name": module,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config
+            }
         }
     })
 }
@@ -373,6 +395,9 @@ fn write(args: &[String]) {
     let admin: u16 = need(args, "--target-admin-port").parse().expect("port");
     let front_port: u16 = need(args, "--front-port").parse().expect("port");
     let front_admin: u16 = need(args, "--front-admin-port").parse().expect("port");
+    let module = arg(args, "--module").unwrap_or_else(|| "meshward".to_owned());
+    let noop_module =
+        arg(args, "--noop-module").unwrap_or_else(|| "meshward_bench_noop".to_owned());
     let sizes: Vec<usize> = need(args, "--sizes")
         .split(',')
         .map(|n| n.parse().expect("size"))
@@ -419,6 +444,12 @@ fn write(args: &[String]) {
     put_target("none", vec![], false);
     put_target("noop", vec![wasm_filter(&noop, None)], false);
     put_target("noop-xfcc", vec![wasm_filter(&noop, None)], true);
+    put_target("noop-module", vec![module_filter(&noop_module, "")], false);
+    put_target(
+        "noop-module-xfcc",
+        vec![module_filter(&noop_module, "")],
+        true,
+    );
     for &n in &sizes {
         // One mix per policy size (its services exist in that policy); the
         // rows without a policy use the largest size's mix.
@@ -431,6 +462,11 @@ fn write(args: &[String]) {
         let mut plugin = plugin_config_json(&w.bytes, &[]);
         plugin["audit_log"] = json!("denies");
         put_target(&format!("meshward-{n}"), meshward(&plugin), true);
+        put_target(
+            &format!("native-{n}"),
+            vec![module_filter(&module, &plugin.to_string())],
+            true,
+        );
         put(
             &out.join(format!("meshward-{n}.plugin.json")),
             &plugin.to_string(),
