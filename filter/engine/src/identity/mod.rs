@@ -42,6 +42,7 @@ pub(crate) mod test_certs;
 mod test_tokens;
 pub mod token_cache;
 pub mod tokens;
+mod verifier;
 pub mod xfcc;
 
 use std::collections::HashSet;
