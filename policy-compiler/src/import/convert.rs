@@ -73,18 +73,10 @@ impl Ctx<'_> {
         field: &Field,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Conv<Vec<T>> {
-        let mut kept = Vec::new();
-        let mut bad = Vec::new();
-        for value in &field.values {
-            match parse(value) {
-                Ok(t) => kept.push(t),
-                Err(why) => bad.push(format!("`{value}`: {why}")),
-            }
-        }
-        if bad.is_empty() {
+        let (kept, bad) = parse_values(field, parse);
+        let Some(bad) = bad else {
             return Conv::Keep(kept);
-        }
-        let bad = bad.join("; ");
+        };
         if !self.allow() {
             self.note(
                 Code::I002,
@@ -122,18 +114,10 @@ impl Ctx<'_> {
         field: &Field,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Conv<Vec<T>> {
-        let mut kept = Vec::new();
-        let mut bad = Vec::new();
-        for value in &field.values {
-            match parse(value) {
-                Ok(t) => kept.push(t),
-                Err(why) => bad.push(format!("`{value}`: {why}")),
-            }
-        }
-        if bad.is_empty() {
+        let (kept, bad) = parse_values(field, parse);
+        let Some(bad) = bad else {
             return Conv::Keep(kept);
-        }
-        let bad = bad.join("; ");
+        };
         if self.allow() {
             self.note(
                 Code::I001,
@@ -154,6 +138,24 @@ impl Ctx<'_> {
         );
         Conv::Keep(kept)
     }
+}
+
+/// The values of a list field that parse, and what is wrong with the others
+/// (`None` when every value parses).
+fn parse_values<T>(
+    field: &Field,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> (Vec<T>, Option<String>) {
+    let mut kept = Vec::new();
+    let mut bad = Vec::new();
+    for value in &field.values {
+        match parse(value) {
+            Ok(t) => kept.push(t),
+            Err(why) => bad.push(format!("`{value}`: {why}")),
+        }
+    }
+    let bad = (!bad.is_empty()).then(|| bad.join("; "));
+    (kept, bad)
 }
 
 fn spiffe_segment_ok(s: &str) -> bool {
