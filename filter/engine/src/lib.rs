@@ -64,5 +64,4 @@ mod tests;
 
 pub use decision::{Decision, DenyStatus, Reason, RuleIdx, WouldBe};
 pub use evaluate::{check_rule, evaluate, Claim, Headers, Request, RuleCheck, UserInfo};
-pub use model::Effect;
 pub use policy::{Policy, PolicyError};

@@ -11,9 +11,10 @@ use super::stats::Counter;
 use super::{PeerEvidence, Pipeline, RequestInput, TokenEvidence};
 use crate::audit::{AuditClaim, AuditUser};
 use crate::chain::{self, Chain, CHAIN_HEADER};
-use crate::config::{FilterConfig, HandOff, MethodOverride, PeerCertificateSource};
+use crate::config::{FilterConfig, HandOff, MethodOverride};
 use crate::decision::{Decision, Reason};
 use crate::evaluate::{evaluate, Headers, Request, UserInfo};
+use crate::identity::PeerCertificateSource;
 use crate::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, CertCache, ClaimValue, IdentityChecks,
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,

@@ -36,8 +36,9 @@ pub mod seal_key;
 pub mod stats;
 
 use crate::audit::{audit_line, outbound_audit_line, AuditFacts, AuditUser, OutboundAuditFacts};
-use crate::config::{AuditLog, Direction, FilterConfig, PeerCertificateSource};
+use crate::config::{AuditLog, Direction, FilterConfig};
 use crate::decision::Reason;
+use crate::identity::PeerCertificateSource;
 use crate::identity::{
     verify_host_principal, CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims,
 };
