@@ -44,7 +44,7 @@
 //! pinned outside this JSON (the VM configuration, or the VM environment
 //! variable `MESHWARD_REQUIRE_SIGNATURE_KEYS`); see [`crate::signature`].
 //!
-//! `claims` lists claim paths (see [`crate::identity::claim_path`]):
+//! `claims` lists claim paths (see [`crate::identity::ClaimPath`]):
 //! `realm_access.roles` reads `roles` inside the `realm_access` object, and a
 //! key containing `.` is bracketed (`[https://shop.example/roles]`).
 //!
@@ -91,7 +91,8 @@ pub enum AuditLog {
 }
 
 /// What the inbound filter does with a method-override header that names
-/// another method than the request's (see [`crate::method_override`]).
+/// another method than the request's (`x-http-method-override`,
+/// `x-method-override`, `x-http-method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodOverride {
@@ -267,7 +268,7 @@ struct RawKeyFetch {
 /// Default interval between key fetches.
 pub const DEFAULT_REFRESH_SECS: u64 = 300;
 /// Default timeout of one fetch.
-pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+pub(crate) const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
 
 /// What a fetch refreshes.
 #[derive(Debug, Clone, PartialEq, Eq)]

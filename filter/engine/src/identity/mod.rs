@@ -52,13 +52,16 @@ use sha2::{Digest as _, Sha256};
 
 use self::cache::Fifo;
 use self::cert::{parse_hex_digest, CertFacts, Digest};
-pub use self::claim_path::{ClaimPath, ClaimPathError};
+pub use self::claim_path::{ClaimPath, ClaimPathError, MAX_CLAIM_PATH_KEYS, MAX_CLAIM_PATH_LEN};
 pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
 pub use self::jwks::{
-    Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation,
+    Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation, MAX_JWKS_LEN,
+    MAX_KEYS_PER_SET, MAX_RSA_BITS, MIN_RSA_BITS,
 };
 pub use self::jwt::{verify_jwt_svid, JwtSvid, JwtSvidContext, JwtSvidSettings, TokenRules};
-pub use self::revocation::{normalize_serial, RevocationError, RevocationList, RevokedConfig};
+pub use self::revocation::{
+    normalize_serial, RevocationError, RevocationList, RevokedConfig, MAX_REVOCATION_LEN,
+};
 pub use self::token_cache::{TokenCache, TokenCacheStats};
 pub use self::tokens::{
     verify_user_token, ClaimValue, IssuerSettings, UserClaims, UserTokenContext, UserTokenSettings,
@@ -69,7 +72,7 @@ use crate::spiffe::SpiffeId;
 /// A sensible [`CertCache`] size: one entry per distinct peer certificate
 /// (workload SVIDs rotate, so a busy service sees a few per caller); each
 /// entry is a couple of hundred bytes.
-pub const DEFAULT_CERT_CACHE_CAPACITY: usize = 1024;
+pub(crate) const DEFAULT_CERT_CACHE_CAPACITY: usize = 1024;
 
 /// Where the filter gets the peer certificate from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -195,7 +198,7 @@ impl CertCache {
 /// A verified peer: its SPIFFE ID and, when the certificate was forwarded,
 /// the certificate's facts (serial and validity, for audit lines and rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerifiedPeer<'c> {
+pub(crate) struct VerifiedPeer<'c> {
     /// The peer's SPIFFE ID.
     pub id: &'c SpiffeId,
     /// The certificate's facts; `None` in `ConnectionOnly` mode.
@@ -213,7 +216,7 @@ pub fn verify_peer<'c>(
 }
 
 /// [`verify_peer`], also returning the certificate's facts when it was read.
-pub fn verify_peer_cert<'c>(
+pub(crate) fn verify_peer_cert<'c>(
     checks: &IdentityChecks<'_>,
     inputs: &PeerInputs<'_>,
     now_secs: u64,

@@ -27,13 +27,13 @@ mod headers;
 mod host;
 mod inbound;
 mod lifecycle;
-pub mod offline;
+mod offline;
 mod outbound;
-pub mod outcome;
+mod outcome;
 pub mod publish;
 pub mod response;
-pub mod seal_key;
-pub mod stats;
+mod seal_key;
+mod stats;
 
 use crate::audit::{audit_line, outbound_audit_line, AuditFacts, AuditUser, OutboundAuditFacts};
 use crate::config::{AuditLog, Direction, FilterConfig};
@@ -60,7 +60,7 @@ use stats::Stats;
 
 /// How many parsed peer certificates an instance (one per worker) keeps: the
 /// identity module's default, under the pipeline's name.
-pub use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
+pub(crate) use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
 /// How many verified tokens of each kind an instance keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
 
