@@ -193,7 +193,7 @@ impl Pipeline {
 /// An enforced allow judged the real method; an override header naming
 /// another one would make the app act on a method nobody authorized, so
 /// with [`MethodOverride::Deny`] such an allow becomes `method_override`.
-pub fn check_method_override(
+pub(crate) fn check_method_override(
     decision: Decision,
     setting: MethodOverride,
     headers: &dyn Headers,

@@ -46,11 +46,9 @@ use crate::model::Effect;
 use crate::signature::TrustedKeys;
 use crate::spiffe::SpiffeId;
 
-pub use bundles::{counters as bundle_counters, BundleSource, BundleSourceError, REVISION_GAUGE};
 pub use headers::HeaderList;
 pub use host::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
-pub use inbound::{check_method_override, Peer, XFCC};
-pub use lifecycle::{pinned_keys_from, VmConfigError};
+pub use inbound::{Peer, XFCC};
 pub use offline::OfflineHost;
 pub use outcome::{HeaderEdit, Outcome, Verdict};
 pub use stats::Counter;
@@ -62,7 +60,7 @@ use stats::Stats;
 /// identity module's default, under the pipeline's name.
 pub(crate) use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
 /// How many verified tokens of each kind an instance keeps.
-pub const TOKEN_CACHE_CAPACITY: usize = 4096;
+pub(crate) const TOKEN_CACHE_CAPACITY: usize = 4096;
 
 /// What the host does with the request after the pipeline ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use crate::decision::Decision;
 use crate::policy::Policy;
 
 /// gRPC status for a request whose caller is not authenticated.
-pub const GRPC_UNAUTHENTICATED: u32 = 16;
+pub(crate) const GRPC_UNAUTHENTICATED: u32 = 16;
 /// gRPC status for a request the policy does not allow.
-pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub(crate) const GRPC_PERMISSION_DENIED: u32 = 7;
 
 /// Whether a request is gRPC, from its `content-type`.
 pub fn is_grpc(content_type: &str) -> bool {
