@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use meshward_engine::model::Method;
+use meshward_engine::spiffe;
 
 use super::model::{Action, AuthorizationPolicy, Clause, Condition, Field, Rule};
 use super::report::{Code, Finding};
@@ -158,19 +159,13 @@ fn parse_values<T>(
     (kept, bad)
 }
 
+/// SPIFFE syntax is the engine's (`spiffe.rs`): one home for the rule.
 fn spiffe_segment_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    spiffe::check_path_segment(s).is_ok()
 }
 
 fn trust_domain_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
+    spiffe::check_trust_domain(s).is_ok()
 }
 
 /// A principal value: `td/ns/x/sa/y`, `td/ns/x/*` (whole segments below a
