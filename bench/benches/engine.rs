@@ -57,7 +57,7 @@ fn decisions(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("meshward", rules), &rules, |b, _| {
             b.iter_custom(|iters| {
                 cycle(iters, &order, |i| {
-                    evaluate(&w.policy, &reqs[i]).effect == meshward_engine::Effect::Allow
+                    evaluate(&w.policy, &reqs[i]).effect == meshward_engine::model::Effect::Allow
                 })
             })
         });

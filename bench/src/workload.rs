@@ -2,8 +2,9 @@
 //! the way the filter loads it, plus its request mix prepared for every engine.
 
 use meshward_engine::model::CompiledPolicy;
+use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
-use meshward_engine::{evaluate, Decision, Effect, Policy, Request};
+use meshward_engine::{evaluate, Decision, Policy, Request};
 use meshward_policy::generate::generate_policy;
 
 use crate::mix::{request_mix, RequestSpec, SEED};

@@ -31,7 +31,7 @@ fn evaluate_allocates_nothing_per_decision() {
                 "{rules} rules: evaluate allocated on {:?}",
                 r.method
             );
-            allowed += usize::from(decision.effect == meshward_engine::Effect::Allow);
+            allowed += usize::from(decision.effect == meshward_engine::model::Effect::Allow);
         }
         // The mix exercises both outcomes.
         assert!(allowed > 0 && allowed < reqs.len(), "{allowed}");

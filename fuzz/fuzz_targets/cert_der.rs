@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use meshward_engine::config::PeerCertificateSource;
+use meshward_engine::identity::PeerCertificateSource;
 use meshward_engine::identity::cert::{self, CertFacts};
 use meshward_engine::identity::{verify_peer, CertCache, IdentityChecks, PeerInputs};
 use meshward_engine::Reason;

@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use meshward_engine::path::{canonical_segments, is_canonical};
-use meshward_engine::{Effect, Policy, Reason};
+use meshward_engine::{Policy, Reason};
+use meshward_engine::model::Effect;
 use meshward_fuzz::fixture::{self, reference_segments, Req, FRONTEND, OPS_ADMIN};
 
 fn policy() -> &'static Policy {

@@ -16,7 +16,8 @@
 use std::path::Path;
 
 use meshward_engine::audit::{outbound_audit_line, OutboundAuditFacts, AUDIT_SCHEMA};
-use meshward_engine::{Decision, Effect, Policy, Reason};
+use meshward_engine::model::Effect;
+use meshward_engine::{Decision, Policy, Reason};
 use meshward_policy::compile_source;
 use serde_json::Value;
 

@@ -325,15 +325,17 @@ fn configuration_doc_names_every_field_and_value() {
             }
         }
     }
-    for name in [
-        "PeerCertificateSource",
-        "AuditLog",
-        "MethodOverride",
-        "Direction",
-        "OnInvalidChain",
-        "HandOff",
-    ] {
-        for value in enum_values(&config, name) {
+    let identity = read("filter/engine/src/identity/mod.rs");
+    let enums: [(&str, &str); 6] = [
+        (&identity, "PeerCertificateSource"),
+        (&config, "AuditLog"),
+        (&config, "MethodOverride"),
+        (&config, "Direction"),
+        (&config, "OnInvalidChain"),
+        (&config, "HandOff"),
+    ];
+    for (source, name) in enums {
+        for value in enum_values(source, name) {
             if !doc.contains(&format!("`{value}`")) {
                 missing.push(format!("{name}::{value}"));
             }

@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use meshward_engine::config::{FetchTarget, FilterConfig, HandOff};
-use meshward_engine::identity::claim_path::ClaimPath;
+use meshward_engine::identity::ClaimPath;
 use meshward_engine::identity::KeyOwner;
 use meshward_policy::{compile_source, Code};
 use serde_json::{json, Value};

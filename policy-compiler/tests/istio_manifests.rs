@@ -577,7 +577,7 @@ fn plugin_config_is_the_compiled_policy_with_direction_and_peer_source() {
         .unwrap_or_else(|e| panic!("the engine refuses the waypoint pluginConfig: {e}"));
     assert_eq!(
         loaded.peer_certificate,
-        meshward_engine::config::PeerCertificateSource::FilterState
+        meshward_engine::identity::PeerCertificateSource::FilterState
     );
     assert_eq!(loaded.peer_principal_key, "io.istio.peer_principal");
 }

@@ -19,7 +19,7 @@ use meshward_e2e::expect::app_header_one;
 use meshward_e2e::pki::{Ca, PARTNER, SHOP};
 use meshward_e2e::workspace::repo_root;
 use meshward_e2e::{Leaf, Mesh, Request};
-use meshward_engine::Effect;
+use meshward_engine::model::Effect;
 use meshward_policy::checked::TestCase;
 use meshward_policy::compile_source;
 

@@ -25,7 +25,7 @@ fn decide_passes(policy: &Policy, reqs: &[Request<'_>], passes: usize) -> usize 
     for _ in 0..passes {
         for r in reqs {
             let d = evaluate(black_box(policy), black_box(r));
-            allowed += usize::from(d.effect == meshward_engine::Effect::Allow);
+            allowed += usize::from(d.effect == meshward_engine::model::Effect::Allow);
         }
     }
     allowed
@@ -52,7 +52,7 @@ fn main() {
             400_000,
             std::time::Duration::from_secs(1),
             overhead,
-            |i| evaluate(&w.policy, &reqs[i]).effect == meshward_engine::Effect::Allow,
+            |i| evaluate(&w.policy, &reqs[i]).effect == meshward_engine::model::Effect::Allow,
         );
         println!(
             "{rules} rules: median {} p99 {} mean {}",

@@ -49,7 +49,8 @@ use meshward_bench::workload::{Owned, Workload};
 use meshward_e2e::pki::{write_cert_dir, Ca, SvidBuilder};
 use meshward_e2e::topology::tokens::now as unix_now;
 use meshward_engine::config::plugin_config_json;
-use meshward_engine::{evaluate, Effect};
+use meshward_engine::evaluate;
+use meshward_engine::model::Effect;
 use serde_json::{json, Value};
 
 /// Requests in the Envoy mix.

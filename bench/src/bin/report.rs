@@ -18,7 +18,8 @@ use meshward_bench::compare::Alternatives;
 use meshward_bench::stats::{fmt_ns, shuffled, time_decisions, timer_overhead_ns, Summary};
 use meshward_bench::workload::{Workload, SIZES};
 use meshward_engine::config::{plugin_config_json, FilterConfig};
-use meshward_engine::{evaluate, Effect};
+use meshward_engine::evaluate;
+use meshward_engine::model::Effect;
 
 /// Requests the regorus interpreter is checked and timed on above
 /// `INTERPRETER_MAX_RULES` (seconds per decision there).

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use meshward_engine::identity::jwks::{KeyOwner, KeyPurpose, KeySet, KeyStore};
 use meshward_engine::identity::{
     verify_jwt_svid, JwtSvid, JwtSvidContext, JwtSvidSettings, RevocationList, TokenCache,
     TokenRules,
 };
+use meshward_engine::identity::{KeyOwner, KeyPurpose, KeySet, KeyStore};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 

@@ -433,7 +433,11 @@ impl crate::evaluate::UserInfo for AuditUser {
 
 /// The JSON body of a deny response: decision, reason, intent, request id,
 /// and nothing else about the policy.
-pub fn deny_body(policy: Option<&Policy>, decision: &Decision, request_id: Option<&str>) -> String {
+pub(crate) fn deny_body(
+    policy: Option<&Policy>,
+    decision: &Decision,
+    request_id: Option<&str>,
+) -> String {
     /// Members in the order `serde_json::json!` wrote them (sorted).
     #[derive(Serialize)]
     struct DenyBody<'a> {

@@ -50,7 +50,7 @@ use core::net::Ipv6Addr;
 
 /// The longest host, in bytes, of any accepted form (a DNS name's limit;
 /// an IPv6 literal in brackets is at most 41 bytes).
-pub const MAX_HOST_LEN: usize = 253;
+pub(crate) const MAX_HOST_LEN: usize = 253;
 
 /// Why an authority is not canonical. Each variant is a refusal
 /// (`non_canonical_host`); the variants only make messages specific.
@@ -204,7 +204,7 @@ impl CanonicalAuthority {
 /// intent can name: a DNS name or dotted-quad IPv4 address, lower-case,
 /// without a trailing dot. (IPv6 literals are canonical authorities but the
 /// policy language does not name them.)
-pub fn is_canonical_intent_host(host: &str) -> bool {
+pub(crate) fn is_canonical_intent_host(host: &str) -> bool {
     !host.is_empty()
         && !host.ends_with('.')
         && !host.starts_with('[')

@@ -25,7 +25,7 @@ use crate::signature::{self, KeyId, SignatureError, TrustedKeys, KEY_ID_LEN};
 /// The first four bytes of every bundle.
 pub const MAGIC: [u8; 4] = *b"MWBN";
 /// The only format version this decoder reads.
-pub const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 1;
 /// Prefixed to the signed bytes before signing and verifying.
 pub const BUNDLE_SIGNING_CONTEXT: &[u8] = b"meshward bundle signature v1\n";
 /// Bytes before the configuration.

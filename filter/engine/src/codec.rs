@@ -23,7 +23,7 @@ pub const FORMAT_VERSION: u16 = 1;
 /// Size of the fixed header before the body.
 pub const HEADER_LEN: usize = 44;
 /// Largest body we accept (a 10,000-rule policy is well under 2 MiB).
-pub const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
 
 /// Why bytes are not a compiled policy this engine can load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -36,7 +36,7 @@
 //! `"peer_certificate": "filter_state"` (with `"peer_principal_key"`,
 //! default `io.istio.peer_principal`) reads the peer from a filter-state
 //! object the host set, as in an Istio waypoint; see
-//! [`PeerCertificateSource::FilterState`].
+//! [`crate::identity::PeerCertificateSource::FilterState`].
 //!
 //! `signature` (written by `meshward compile --sign KEY`) and
 //! `require_signature: {"keys": ["<base64 Ed25519 public key>", …]}` make
@@ -44,7 +44,7 @@
 //! pinned outside this JSON (the VM configuration, or the VM environment
 //! variable `MESHWARD_REQUIRE_SIGNATURE_KEYS`); see [`crate::signature`].
 //!
-//! `claims` lists claim paths (see [`crate::identity::claim_path`]):
+//! `claims` lists claim paths (see [`crate::identity::ClaimPath`]):
 //! `realm_access.roles` reads `roles` inside the `realm_access` object, and a
 //! key containing `.` is bracketed (`[https://shop.example/roles]`).
 //!
@@ -66,42 +66,16 @@ use crate::identity::jwt::{
     DEFAULT_MAX_TOKEN_BYTES,
 };
 use crate::identity::revocation::{RevocationError, RevocationList, RevokedConfig};
-// Lives with the revocation lists it normalizes; re-exported for the CLI.
-pub use crate::identity::revocation::normalize_serial;
 use crate::identity::tokens::{
     IssuerSettings, UserTokenSettings, DEFAULT_USER_TOKEN_HEADER, DEFAULT_USER_TOKEN_SCHEME,
 };
+use crate::identity::PeerCertificateSource;
 use crate::policy::{Policy, PolicyError};
 use crate::signature::{self, KeyId, PolicySignature, SignatureError, TrustedKeys};
 use crate::spiffe;
 
 /// Largest configuration we read (a 10,000-rule policy in base64 is ~2 MiB).
 pub const MAX_CONFIG_LEN: usize = 32 * 1024 * 1024;
-
-/// Where the filter gets the peer certificate from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PeerCertificateSource {
-    /// Require the certificate in `x-forwarded-client-cert` (set by Envoy with
-    /// `SANITIZE_SET` and `cert: true`), bound to the connection by its SHA-256
-    /// digest. Enables lifetime bounds, revocation and the one-URI-SAN check.
-    #[default]
-    Forwarded,
-    /// Only Envoy's connection attributes (first URI SAN). Lifetime bounds and
-    /// serial revocation cannot be checked, so a policy that sets a lifetime
-    /// bound, or a non-empty revocation list, denies every request.
-    ConnectionOnly,
-    /// No certificate on this connection: the peer's principal is a
-    /// filter-state object the host set from another connection's
-    /// certificate (`peer_principal_key`, by default
-    /// `io.istio.peer_principal`, which an Istio waypoint sets from the HBONE
-    /// peer). Verified by [`crate::identity::verify_host_principal`]: SPIFFE
-    /// syntax, one identity, trusted trust domain, SPIFFE-ID revocation.
-    /// Lifetime bounds and serial revocation cannot be checked: a policy
-    /// with `max_cert_lifetime`, or configured revoked serials, is refused
-    /// at load ([`ConfigError::NeedsCertificate`]).
-    FilterState,
-}
 
 /// Which decisions produce an audit line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -117,7 +91,8 @@ pub enum AuditLog {
 }
 
 /// What the inbound filter does with a method-override header that names
-/// another method than the request's (see [`crate::method_override`]).
+/// another method than the request's (`x-http-method-override`,
+/// `x-method-override`, `x-http-method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodOverride {
@@ -293,7 +268,7 @@ struct RawKeyFetch {
 /// Default interval between key fetches.
 pub const DEFAULT_REFRESH_SECS: u64 = 300;
 /// Default timeout of one fetch.
-pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+pub(crate) const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
 
 /// What a fetch refreshes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,7 +436,7 @@ pub struct FilterConfig {
     pub revoked_serials: HashSet<String>,
     /// Where the peer certificate comes from.
     pub peer_certificate: PeerCertificateSource,
-    /// With [`PeerCertificateSource::FilterState`]: the filter-state key
+    /// With [`crate::identity::PeerCertificateSource::FilterState`]: the filter-state key
     /// holding the peer's principal.
     pub peer_principal_key: String,
     /// Which decisions to log.
@@ -720,7 +695,7 @@ fn token_rules(
     })
 }
 
-/// The filter-state key of [`PeerCertificateSource::FilterState`], and the
+/// The filter-state key of [`crate::identity::PeerCertificateSource::FilterState`], and the
 /// load-time refusal of what that source cannot check.
 fn peer_principal_key(
     source: PeerCertificateSource,

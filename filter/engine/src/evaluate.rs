@@ -142,7 +142,7 @@ pub trait UserInfo {
     /// Whether the user has this scope.
     fn has_scope(&self, scope: &str) -> bool;
     /// A claim by the canonical text of its path
-    /// ([`crate::identity::claim_path`]), when the token was verified at
+    /// ([`crate::identity::ClaimPath`]), when the token was verified at
     /// this hop.
     fn claim(&self, name: &str) -> Option<Claim<'_>>;
 }

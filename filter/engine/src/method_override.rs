@@ -9,7 +9,7 @@ use crate::evaluate::Headers;
 
 /// The override headers that common frameworks honour (lowercase, as Envoy
 /// hands them over).
-pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -18,7 +18,7 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 /// The first override header that would make an app act on another method
 /// than `method`. An override naming the same method (any case) changes
 /// nothing; a repeated override header is ambiguous and always conflicts.
-pub fn conflicting_override<H: Headers + ?Sized>(
+pub(crate) fn conflicting_override<H: Headers + ?Sized>(
     headers: &H,
     method: &str,
 ) -> Option<&'static str> {

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 /// The only signature algorithm.
-pub const ALG_ED25519: &str = "ed25519";
+pub(crate) const ALG_ED25519: &str = "ed25519";
 
 /// Prefixed to the policy bytes before signing and verifying.
 pub const SIGNING_CONTEXT: &[u8] = b"meshward policy signature v1\n";
@@ -319,7 +319,11 @@ pub fn pinned_keys(
 }
 
 /// Signs `context` followed by `bytes` (bundles: `crate::bundle`).
-pub fn sign_in_context(signing_key: &SigningKey, context: &[u8], bytes: &[u8]) -> PolicySignature {
+pub(crate) fn sign_in_context(
+    signing_key: &SigningKey,
+    context: &[u8],
+    bytes: &[u8],
+) -> PolicySignature {
     let signature = signing_key.sign(&context_message(context, bytes));
     PolicySignature {
         key_id: PublicKey::of_signing_key(signing_key).id(),
@@ -328,7 +332,7 @@ pub fn sign_in_context(signing_key: &SigningKey, context: &[u8], bytes: &[u8]) -
 }
 
 /// A signature from its raw parts (a binary format's fields).
-pub fn signature_from_parts(key_id: [u8; KEY_ID_LEN], sig: [u8; 64]) -> PolicySignature {
+pub(crate) fn signature_from_parts(key_id: [u8; KEY_ID_LEN], sig: [u8; 64]) -> PolicySignature {
     PolicySignature {
         key_id: KeyId(key_id),
         sig,
@@ -351,7 +355,7 @@ impl KeyId {
 
 /// Checks a signature over `context` followed by `bytes` by one of
 /// `trusted`, as [`verify`] does for policies.
-pub fn verify_in_context(
+pub(crate) fn verify_in_context(
     context: &[u8],
     bytes: &[u8],
     signature: &PolicySignature,

@@ -1,9 +1,10 @@
 //! Engine tests through the real bytes path: model → encode → decode → evaluate.
 
 use crate::codec::{self, DecodeError, FORMAT_VERSION};
+use crate::model::Effect;
 use crate::model::*;
 use crate::spiffe::SpiffeId;
-use crate::{evaluate, Decision, Effect, Policy, PolicyError, Reason, Request};
+use crate::{evaluate, Decision, Policy, PolicyError, Reason, Request};
 
 /// A tiny builder so tests read like policies.
 #[derive(Default)]

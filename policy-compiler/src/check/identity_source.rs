@@ -29,9 +29,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use meshward_engine::config::normalize_serial;
-use meshward_engine::identity::claim_path::{ClaimPath, ClaimPathError};
+use meshward_engine::identity::normalize_serial;
 use meshward_engine::identity::{Alg, KeyOwner, KeySet};
+use meshward_engine::identity::{ClaimPath, ClaimPathError};
 use meshward_engine::spiffe::{self, SpiffeId};
 
 use super::settings::{parse_duration_secs, Settings};

@@ -5,8 +5,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use meshward_engine::config::{normalize_serial, FilterConfig};
-use meshward_engine::identity::claim_path::ClaimPath;
+use meshward_engine::config::FilterConfig;
+use meshward_engine::identity::normalize_serial;
+use meshward_engine::identity::ClaimPath;
 use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
 use meshward_policy::{compile_source, compile_with_settings};

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use meshward_engine::config::normalize_serial;
+use meshward_engine::identity::normalize_serial;
 use meshward_policy::istio::{
     self, Attachment, BundleOptions, FailStrategy, IstioOptions, KeyPinning, Mode, PeerCertificate,
     PullPolicy, TargetKind, TargetRef,

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use meshward_engine::model::Method;
+use meshward_engine::spiffe;
 
 use super::model::{Action, AuthorizationPolicy, Clause, Condition, Field, Rule};
 use super::report::{Code, Finding};
@@ -73,18 +74,10 @@ impl Ctx<'_> {
         field: &Field,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Conv<Vec<T>> {
-        let mut kept = Vec::new();
-        let mut bad = Vec::new();
-        for value in &field.values {
-            match parse(value) {
-                Ok(t) => kept.push(t),
-                Err(why) => bad.push(format!("`{value}`: {why}")),
-            }
-        }
-        if bad.is_empty() {
+        let (kept, bad) = parse_values(field, parse);
+        let Some(bad) = bad else {
             return Conv::Keep(kept);
-        }
-        let bad = bad.join("; ");
+        };
         if !self.allow() {
             self.note(
                 Code::I002,
@@ -122,18 +115,10 @@ impl Ctx<'_> {
         field: &Field,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Conv<Vec<T>> {
-        let mut kept = Vec::new();
-        let mut bad = Vec::new();
-        for value in &field.values {
-            match parse(value) {
-                Ok(t) => kept.push(t),
-                Err(why) => bad.push(format!("`{value}`: {why}")),
-            }
-        }
-        if bad.is_empty() {
+        let (kept, bad) = parse_values(field, parse);
+        let Some(bad) = bad else {
             return Conv::Keep(kept);
-        }
-        let bad = bad.join("; ");
+        };
         if self.allow() {
             self.note(
                 Code::I001,
@@ -156,19 +141,31 @@ impl Ctx<'_> {
     }
 }
 
+/// The values of a list field that parse, and what is wrong with the others
+/// (`None` when every value parses).
+fn parse_values<T>(
+    field: &Field,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> (Vec<T>, Option<String>) {
+    let mut kept = Vec::new();
+    let mut bad = Vec::new();
+    for value in &field.values {
+        match parse(value) {
+            Ok(t) => kept.push(t),
+            Err(why) => bad.push(format!("`{value}`: {why}")),
+        }
+    }
+    let bad = (!bad.is_empty()).then(|| bad.join("; "));
+    (kept, bad)
+}
+
+/// SPIFFE syntax is the engine's (`spiffe.rs`): one home for the rule.
 fn spiffe_segment_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    spiffe::check_path_segment(s).is_ok()
 }
 
 fn trust_domain_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
+    spiffe::check_trust_domain(s).is_ok()
 }
 
 /// A principal value: `td/ns/x/sa/y`, `td/ns/x/*` (whole segments below a

@@ -16,7 +16,7 @@
 
 use super::{list, Parsed, Parser};
 use crate::ast::*;
-use crate::span::Spanned;
+use crate::span::{Span, Spanned};
 use crate::syntax::lexer::TokenKind;
 
 const IDENTITY_KEYWORDS: [&str; 7] = [
@@ -63,16 +63,14 @@ impl Parser {
         let keyword = self.keyword();
         let settings = self.block_body("identity", &IDENTITY_KEYWORDS, |p, word| {
             Some(match word {
-                "jwt_svid" => {
-                    let keyword = p.keyword();
-                    p.token_settings("jwt_svid", &JWT_SVID_KEYWORDS)
-                        .map(|settings| IdentitySetting::JwtSvid { keyword, settings })
-                }
-                "user_tokens" => {
-                    let keyword = p.keyword();
-                    p.token_settings("user_tokens", &USER_TOKENS_KEYWORDS)
-                        .map(|settings| IdentitySetting::UserTokens { keyword, settings })
-                }
+                "jwt_svid" => p.keyed(
+                    |p| p.token_settings("jwt_svid", &JWT_SVID_KEYWORDS),
+                    |keyword, settings| IdentitySetting::JwtSvid { keyword, settings },
+                ),
+                "user_tokens" => p.keyed(
+                    |p| p.token_settings("user_tokens", &USER_TOKENS_KEYWORDS),
+                    |keyword, settings| IdentitySetting::UserTokens { keyword, settings },
+                ),
                 "issuer" => {
                     let keyword = p.keyword();
                     p.string("the issuer (`iss`)").and_then(|issuer| {
@@ -106,32 +104,28 @@ impl Parser {
                     p.block_body("revocation", &REVOCATION_KEYWORDS, |p, word| {
                         Some(match word {
                             "fetch" => p.fetch().map(RevocationSetting::Fetch),
-                            "spiffe_id" => {
-                                let keyword = p.keyword();
-                                p.strings("a SPIFFE ID")
-                                    .map(|ids| RevocationSetting::SpiffeIds { keyword, ids })
-                            }
-                            "serial" => {
-                                let keyword = p.keyword();
-                                p.strings("a certificate serial")
-                                    .map(|serials| RevocationSetting::Serials { keyword, serials })
-                            }
-                            "jti" => {
-                                let keyword = p.keyword();
-                                p.strings("a token id")
-                                    .map(|jtis| RevocationSetting::Jtis { keyword, jtis })
-                            }
+                            "spiffe_id" => p.keyed(
+                                |p| p.strings("a SPIFFE ID"),
+                                |keyword, ids| RevocationSetting::SpiffeIds { keyword, ids },
+                            ),
+                            "serial" => p.keyed(
+                                |p| p.strings("a certificate serial"),
+                                |keyword, serials| RevocationSetting::Serials { keyword, serials },
+                            ),
+                            "jti" => p.keyed(
+                                |p| p.strings("a token id"),
+                                |keyword, jtis| RevocationSetting::Jtis { keyword, jtis },
+                            ),
                             _ => return None,
                         })
                     })
                     .map(|settings| IdentitySetting::Revocation { keyword, settings })
                 }
                 "external" => Ok(IdentitySetting::External(p.keyword())),
-                "chain_hand_off" => {
-                    let keyword = p.keyword();
-                    p.name("`sealed` or `wire`")
-                        .map(|value| IdentitySetting::ChainHandOff { keyword, value })
-                }
+                "chain_hand_off" => p.keyed(
+                    |p| p.name("`sealed` or `wire`"),
+                    |keyword, value| IdentitySetting::ChainHandOff { keyword, value },
+                ),
                 _ => return None,
             })
         })?;
@@ -146,56 +140,61 @@ impl Parser {
                 return None;
             }
             Some(match word {
-                "header" => {
-                    let keyword = p.keyword();
-                    p.string("a header name")
-                        .map(|name| TokenSetting::Header { keyword, name })
-                }
-                "scheme" => {
-                    let keyword = p.keyword();
-                    p.string("an authentication scheme")
-                        .map(|scheme| TokenSetting::Scheme { keyword, scheme })
-                }
-                "audiences" => {
-                    let keyword = p.keyword();
-                    p.strings("an audience")
-                        .map(|audiences| TokenSetting::Audiences {
-                            keyword,
-                            audiences,
-                        })
-                }
-                "max_lifetime" => {
-                    let keyword = p.keyword();
-                    p.duration("`5m`")
-                        .map(|value| TokenSetting::MaxLifetime { keyword, value })
-                }
-                "clock_skew" => {
-                    let keyword = p.keyword();
-                    p.duration("`30s`")
-                        .map(|value| TokenSetting::ClockSkew { keyword, value })
-                }
-                "algorithms" => {
-                    let keyword = p.keyword();
-                    p.names("an algorithm name (ES256, RS256, PS256, EdDSA)")
-                        .map(|names| TokenSetting::Algorithms { keyword, names })
-                }
-                "max_token_bytes" => {
-                    let keyword = p.keyword();
-                    p.number(
-                        "a number of bytes",
-                        "write a whole number of bytes from 256 to 65536, e.g. `max_token_bytes 8192`",
-                    )
-                    .map(|value| TokenSetting::MaxTokenBytes { keyword, value })
-                }
+                "header" => p.keyed(
+                    |p| p.string("a header name"),
+                    |keyword, name| TokenSetting::Header { keyword, name },
+                ),
+                "scheme" => p.keyed(
+                    |p| p.string("an authentication scheme"),
+                    |keyword, scheme| TokenSetting::Scheme { keyword, scheme },
+                ),
+                "audiences" => p.keyed(
+                    |p| p.strings("an audience"),
+                    |keyword, audiences| TokenSetting::Audiences {
+                        keyword,
+                        audiences,
+                    },
+                ),
+                "max_lifetime" => p.keyed(
+                    |p| p.duration("`5m`"),
+                    |keyword, value| TokenSetting::MaxLifetime { keyword, value },
+                ),
+                "clock_skew" => p.keyed(
+                    |p| p.duration("`30s`"),
+                    |keyword, value| TokenSetting::ClockSkew { keyword, value },
+                ),
+                "algorithms" => p.keyed(
+                    |p| p.names("an algorithm name (ES256, RS256, PS256, EdDSA)"),
+                    |keyword, names| TokenSetting::Algorithms { keyword, names },
+                ),
+                "max_token_bytes" => p.keyed(
+                    |p| {
+                        p.number(
+                            "a number of bytes",
+                            "write a whole number of bytes from 256 to 65536, e.g. `max_token_bytes 8192`",
+                        )
+                    },
+                    |keyword, value| TokenSetting::MaxTokenBytes { keyword, value },
+                ),
                 "keys" => p.keys().map(TokenSetting::Keys),
-                "claims" => {
-                    let keyword = p.keyword();
-                    p.strings("a claim path")
-                        .map(|paths| TokenSetting::Claims { keyword, paths })
-                }
+                "claims" => p.keyed(
+                    |p| p.strings("a claim path"),
+                    |keyword, paths| TokenSetting::Claims { keyword, paths },
+                ),
                 _ => return None,
             })
         })
+    }
+
+    /// A statement of one keyword and its value: consumes the keyword, reads
+    /// the value with `value`, and builds the statement with `make`.
+    fn keyed<T, R>(
+        &mut self,
+        value: impl FnOnce(&mut Self) -> Parsed<T>,
+        make: impl FnOnce(Span, T) -> R,
+    ) -> Parsed<R> {
+        let keyword = self.keyword();
+        value(self).map(|v| make(keyword, v))
     }
 
     /// A duration word such as `5m` (checked later, for a precise message).
@@ -242,29 +241,13 @@ impl Parser {
             let word = self.peek_ident().unwrap_or("").to_owned();
             let option = match word.as_str() {
                 "cluster" => {
-                    let at = self.keyword();
-                    FetchOption::Cluster(at, self.string("an Envoy cluster name")?)
+                    self.keyed(|p| p.string("an Envoy cluster name"), FetchOption::Cluster)?
                 }
-                "path" => {
-                    let at = self.keyword();
-                    FetchOption::Path(at, self.string("a request path")?)
-                }
-                "authority" => {
-                    let at = self.keyword();
-                    FetchOption::Authority(at, self.string("an authority")?)
-                }
-                "refresh" => {
-                    let at = self.keyword();
-                    FetchOption::Refresh(at, self.duration("`5m`")?)
-                }
-                "max_staleness" => {
-                    let at = self.keyword();
-                    FetchOption::MaxStaleness(at, self.duration("`1h`")?)
-                }
-                "timeout" => {
-                    let at = self.keyword();
-                    FetchOption::Timeout(at, self.duration("`5s`")?)
-                }
+                "path" => self.keyed(|p| p.string("a request path"), FetchOption::Path)?,
+                "authority" => self.keyed(|p| p.string("an authority"), FetchOption::Authority)?,
+                "refresh" => self.keyed(|p| p.duration("`5m`"), FetchOption::Refresh)?,
+                "max_staleness" => self.keyed(|p| p.duration("`1h`"), FetchOption::MaxStaleness)?,
+                "timeout" => self.keyed(|p| p.duration("`5s`"), FetchOption::Timeout)?,
                 _ => {
                     let help = crate::suggest::did_you_mean(&word, FETCH_OPTIONS, || {
                         format!("a fetch takes {}", list(&FETCH_OPTIONS))

@@ -45,13 +45,15 @@ use meshward_e2e::pki::hex;
 use meshward_e2e::topology::tokens::{jwks, now as unix_now, svid_claims, SigningKey};
 use meshward_e2e::{Leaf, Request, Response, TlsClient};
 use meshward_engine::chain;
-use meshward_engine::config::{FilterConfig, PeerCertificateSource};
+use meshward_engine::config::FilterConfig;
 use meshward_engine::identity::cert::CertFacts;
+use meshward_engine::identity::PeerCertificateSource;
 use meshward_engine::identity::{
     verify_jwt_svid, IdentityChecks, JwtSvid, JwtSvidContext, KeyStore, TokenCache,
 };
+use meshward_engine::model::Effect;
 use meshward_engine::spiffe::SpiffeId;
-use meshward_engine::{evaluate, Decision, Effect, Reason};
+use meshward_engine::{evaluate, Decision, Reason};
 use serde_json::{json, Value};
 
 const JWT_HEADER: &str = "x-jwt-svid";

@@ -175,7 +175,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::config::PeerCertificateSource;
+    use crate::identity::PeerCertificateSource;
 
     #[test]
     fn per_request_checks() {

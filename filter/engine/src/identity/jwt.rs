@@ -24,6 +24,11 @@
 //!    audience, revocation of `jti` and `sub`;
 //! 7. the signature ([`Reason::JwtBadSignature`]); success is cached.
 //!
+//! One skeleton runs these steps for both kinds of token
+//! (`identity/verifier.rs`); this module supplies the JWT-SVID's own parts
+//! (`typ`, the SPIFFE subject, its trust domain's keys, subject revocation)
+//! and the shared pieces (the JWS parser, claim readers, time checks).
+//!
 //! The header's JOSE members `jwk`, `jku`, `x5u`, `x5c` are never used: keys
 //! come only from the configured or fetched sets.
 
@@ -37,6 +42,7 @@ use sha2::{Digest as _, Sha256};
 use super::jwks::{Alg, AlgSet, Jwk, KeySet, KeyStore, PublicKey};
 use super::revocation::RevocationList;
 use super::token_cache::TokenCache;
+use super::verifier::{self, Anchor, Jose, TokenVerifier};
 use crate::decision::Reason;
 use crate::spiffe::SpiffeId;
 
@@ -199,99 +205,76 @@ pub fn verify_jwt_svid<'c>(
     now_secs: u64,
     cache: &'c mut TokenCache<JwtSvid>,
 ) -> Result<&'c JwtSvid, Reason> {
-    let kind = Kind::Svid;
-    let rules = &ctx.settings.rules;
-    let token = bare_token(rules, header_value).map_err(|f| kind.reason(f))?;
-    let key = cache.key(token);
-    if cache.lookup(&key, token, now_secs) {
-        let svid = cache.peek(&key).ok_or(Reason::IdentityUnavailable)?;
-        let jwk = svid.check(ctx, now_secs)?;
-        // The kid now names another key: the cached signature says nothing.
-        if jwk.fingerprint() != &svid.key_fingerprint {
-            return Err(kind.reason(Fail::BadSignature));
-        }
-        return Ok(svid);
-    }
-    let parsed = Parsed::parse(kind, rules, token)?;
-    let mut claims = parsed.claims;
-    if let Some(typ) = &parsed.typ {
-        // JWT-SVID spec: `typ`, when present, is `JWT` or `JOSE`.
-        if typ != "JWT" && typ != "JOSE" {
-            return Err(Reason::JwtMalformed);
-        }
-    }
-    let times = Times::take(&mut claims).map_err(|f| kind.reason(f))?;
-    let sub = take_str(&mut claims, "sub")
-        .map_err(|f| kind.reason(f))?
-        .ok_or(Reason::JwtMissingClaim)?;
-    let audiences = take_audiences(&mut claims)
-        .map_err(|f| kind.reason(f))?
-        .ok_or(Reason::JwtMissingClaim)?;
-    let jti = take_str(&mut claims, "jti").map_err(|f| kind.reason(f))?;
-    let issuer = take_str(&mut claims, "iss").map_err(|f| kind.reason(f))?;
-    let subject = SpiffeId::parse(&sub).map_err(|_| Reason::JwtSubjectNotSpiffe)?;
-    let mut svid = JwtSvid {
-        subject,
-        audiences,
-        expires_at: times.exp,
-        issued_at: times.iat,
-        not_before: times.nbf,
-        jti,
-        issuer,
-        alg: parsed.alg,
-        kid: parsed.kid,
-        key_fingerprint: [0; 32],
-    };
-    let jwk = svid.check(ctx, now_secs)?;
-    if !verify_signature(
-        jwk,
-        parsed.alg,
-        parsed.signing_input.as_bytes(),
-        &parsed.signature,
-    ) {
-        return Err(kind.reason(Fail::BadSignature));
-    }
-    svid.key_fingerprint = *jwk.fingerprint();
-    let expires_at = svid.expires_at.saturating_add(rules.clock_skew_secs);
-    Ok(cache.insert(key, token, svid, expires_at))
+    verifier::verify(ctx, header_value, now_secs, cache)
 }
 
-impl JwtSvid {
-    /// Steps 5 and 6: everything but the signature. Returns the key `kid`
-    /// names in the subject's trust domain.
-    fn check<'k>(&self, ctx: &JwtSvidContext<'k>, now_secs: u64) -> Result<&'k Jwk, Reason> {
-        let kind = Kind::Svid;
-        let rules = &ctx.settings.rules;
-        let td = self.subject.trust_domain();
-        if !(ctx.trusts_domain)(td) {
+impl<'k> TokenVerifier<'k> for JwtSvidContext<'k> {
+    type Token = JwtSvid;
+    const KIND: Kind = Kind::Svid;
+
+    fn rules(&self) -> &'k TokenRules {
+        &self.settings.rules
+    }
+
+    fn revocation(&self) -> &'k RevocationList {
+        self.revocation
+    }
+
+    fn token(&self, jose: Jose, mut claims: Map<String, Value>) -> Result<JwtSvid, Reason> {
+        let fail = |f: Fail| Kind::Svid.reason(f);
+        if let Some(typ) = &jose.typ {
+            // JWT-SVID spec: `typ`, when present, is `JWT` or `JOSE`.
+            if typ != "JWT" && typ != "JOSE" {
+                return Err(Reason::JwtMalformed);
+            }
+        }
+        let times = Times::take(&mut claims).map_err(fail)?;
+        let sub = take_str(&mut claims, "sub")
+            .map_err(fail)?
+            .ok_or(Reason::JwtMissingClaim)?;
+        let audiences = take_audiences(&mut claims)
+            .map_err(fail)?
+            .ok_or(Reason::JwtMissingClaim)?;
+        let jti = take_str(&mut claims, "jti").map_err(fail)?;
+        let issuer = take_str(&mut claims, "iss").map_err(fail)?;
+        let subject = SpiffeId::parse(&sub).map_err(|_| Reason::JwtSubjectNotSpiffe)?;
+        Ok(JwtSvid {
+            subject,
+            audiences,
+            expires_at: times.exp,
+            issued_at: times.iat,
+            not_before: times.nbf,
+            jti,
+            issuer,
+            alg: jose.alg,
+            kid: jose.kid,
+            key_fingerprint: [0; 32],
+        })
+    }
+
+    /// The subject's trust domain is trusted and its key set is there and fresh.
+    fn anchor(&self, svid: &JwtSvid, now_secs: u64) -> Result<Anchor<'k>, Reason> {
+        let td = svid.subject.trust_domain();
+        if !(self.trusts_domain)(td) {
             return Err(Reason::JwtUntrustedDomain);
         }
-        let keys = ctx.keys.trust_domain(td, now_secs)?;
-        let jwk = find_key(keys, self.kid.as_deref(), self.alg, rules.algorithms)
-            .map_err(|f| kind.reason(f))?;
-        let times = Times {
-            exp: self.expires_at,
-            iat: self.issued_at,
-            nbf: self.not_before,
-        };
-        let bound = min_bound(rules.max_lifetime_secs, ctx.policy_max_lifetime_secs);
-        times
-            .check(rules.clock_skew_secs, bound, now_secs)
-            .map_err(|f| kind.reason(f))?;
-        if !audience_matches(&self.audiences, &ctx.settings.audiences) {
-            return Err(kind.reason(Fail::WrongAudience));
-        }
-        if self
-            .jti
-            .as_deref()
-            .is_some_and(|j| ctx.revocation.is_jti_revoked(j))
-        {
-            return Err(kind.reason(Fail::Revoked));
-        }
-        ctx.revocation.check_spiffe_id(&self.subject)?;
-        Ok(jwk)
+        Ok(Anchor {
+            keys: self.keys.trust_domain(td, now_secs)?,
+            audiences: &self.settings.audiences,
+            max_lifetime_secs: min_bound(
+                self.settings.rules.max_lifetime_secs,
+                self.policy_max_lifetime_secs,
+            ),
+        })
+    }
+
+    /// The subject's SPIFFE ID is not revoked.
+    fn finish(&self, svid: &JwtSvid) -> Result<(), Reason> {
+        self.revocation.check_spiffe_id(&svid.subject)
     }
 }
+
+verifier::impl_verified!(JwtSvid);
 
 /// The stricter of two optional bounds.
 pub(crate) fn min_bound(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -31,44 +31,73 @@
 
 mod cache;
 pub mod cert;
-pub mod claim_path;
-pub mod host_principal;
-pub mod jwks;
-pub mod jwt;
-pub mod revocation;
+pub(crate) mod claim_path;
+pub(crate) mod host_principal;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod revocation;
 #[cfg(all(test, not(target_family = "wasm")))]
 pub(crate) mod test_certs;
 #[cfg(test)]
 mod test_tokens;
-pub mod token_cache;
-pub mod tokens;
+pub(crate) mod token_cache;
+pub(crate) mod tokens;
+mod verifier;
 pub mod xfcc;
 
 use std::collections::HashSet;
 
+use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use self::cache::Fifo;
-pub use self::cert::CertFacts;
-use self::cert::{parse_hex_digest, Digest};
+use self::cert::{parse_hex_digest, CertFacts, Digest};
+pub use self::claim_path::{ClaimPath, ClaimPathError, MAX_CLAIM_PATH_KEYS, MAX_CLAIM_PATH_LEN};
 pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
 pub use self::jwks::{
-    Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation,
+    Alg, AlgSet, Jwk, JwksError, KeyOwner, KeyPurpose, KeySet, KeyStore, Rotation, MAX_JWKS_LEN,
+    MAX_KEYS_PER_SET, MAX_RSA_BITS, MIN_RSA_BITS,
 };
 pub use self::jwt::{verify_jwt_svid, JwtSvid, JwtSvidContext, JwtSvidSettings, TokenRules};
-pub use self::revocation::{RevocationList, RevokedConfig};
+pub use self::revocation::{
+    normalize_serial, RevocationError, RevocationList, RevokedConfig, MAX_REVOCATION_LEN,
+};
 pub use self::token_cache::{TokenCache, TokenCacheStats};
 pub use self::tokens::{
     verify_user_token, ClaimValue, IssuerSettings, UserClaims, UserTokenContext, UserTokenSettings,
 };
-use crate::config::PeerCertificateSource;
 use crate::decision::Reason;
 use crate::spiffe::SpiffeId;
 
 /// A sensible [`CertCache`] size: one entry per distinct peer certificate
 /// (workload SVIDs rotate, so a busy service sees a few per caller); each
 /// entry is a couple of hundred bytes.
-pub const DEFAULT_CERT_CACHE_CAPACITY: usize = 1024;
+pub(crate) const DEFAULT_CERT_CACHE_CAPACITY: usize = 1024;
+
+/// Where the filter gets the peer certificate from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerCertificateSource {
+    /// Require the certificate in `x-forwarded-client-cert` (set by Envoy with
+    /// `SANITIZE_SET` and `cert: true`), bound to the connection by its SHA-256
+    /// digest. Enables lifetime bounds, revocation and the one-URI-SAN check.
+    #[default]
+    Forwarded,
+    /// Only Envoy's connection attributes (first URI SAN). Lifetime bounds and
+    /// serial revocation cannot be checked, so a policy that sets a lifetime
+    /// bound, or a non-empty revocation list, denies every request.
+    ConnectionOnly,
+    /// No certificate on this connection: the peer's principal is a
+    /// filter-state object the host set from another connection's
+    /// certificate (`peer_principal_key`, by default
+    /// `io.istio.peer_principal`, which an Istio waypoint sets from the HBONE
+    /// peer). Verified by [`verify_host_principal`]: SPIFFE
+    /// syntax, one identity, trusted trust domain, SPIFFE-ID revocation.
+    /// Lifetime bounds and serial revocation cannot be checked: a policy
+    /// with `max_cert_lifetime`, or configured revoked serials, is refused
+    /// at load ([`crate::config::ConfigError::NeedsCertificate`]).
+    FilterState,
+}
 
 /// What the filter read from Envoy for one request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -169,7 +198,7 @@ impl CertCache {
 /// A verified peer: its SPIFFE ID and, when the certificate was forwarded,
 /// the certificate's facts (serial and validity, for audit lines and rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerifiedPeer<'c> {
+pub(crate) struct VerifiedPeer<'c> {
     /// The peer's SPIFFE ID.
     pub id: &'c SpiffeId,
     /// The certificate's facts; `None` in `ConnectionOnly` mode.
@@ -187,7 +216,7 @@ pub fn verify_peer<'c>(
 }
 
 /// [`verify_peer`], also returning the certificate's facts when it was read.
-pub fn verify_peer_cert<'c>(
+pub(crate) fn verify_peer_cert<'c>(
     checks: &IdentityChecks<'_>,
     inputs: &PeerInputs<'_>,
     now_secs: u64,

@@ -1,6 +1,7 @@
 //! End-user tokens (OIDC / OAuth access tokens as JWTs): verified like
-//! JWT-SVIDs (see [`super::jwt`] for the order of checks), against the keys of
-//! the token's own issuer, which must be a configured one. The result,
+//! JWT-SVIDs, by the same skeleton (`identity/verifier.rs`; [`super::jwt`] lists
+//! the order of checks), against the keys of the token's own issuer, which
+//! must be a configured one. The result,
 //! [`UserClaims`], is what rules can use: subject, scopes and the named
 //! claims the policy asks for. A named claim is a [`ClaimPath`], so a rule can
 //! read a claim nested in JSON objects (`realm_access.roles`); the value found
@@ -14,12 +15,10 @@ use serde_json::{Map, Value};
 
 use super::claim_path::ClaimPath;
 use super::jwks::{Alg, KeyStore};
-use super::jwt::{
-    audience_matches, bare_token, find_key, string_list, take_audiences, take_str,
-    verify_signature, Fail, Kind, Parsed, Times, TokenRules,
-};
+use super::jwt::{string_list, take_audiences, take_str, Fail, Kind, Times, TokenRules};
 use super::revocation::RevocationList;
 use super::token_cache::TokenCache;
+use super::verifier::{self, Anchor, Jose, TokenVerifier};
 use crate::decision::Reason;
 
 /// Default header carrying the end-user token.
@@ -138,105 +137,73 @@ pub fn verify_user_token<'c>(
     now_secs: u64,
     cache: &'c mut TokenCache<UserClaims>,
 ) -> Result<&'c UserClaims, Reason> {
-    let kind = Kind::User;
-    let rules = &ctx.settings.rules;
-    let token = bare_token(rules, header_value).map_err(|f| kind.reason(f))?;
-    let key = cache.key(token);
-    if cache.lookup(&key, token, now_secs) {
-        let user = cache.peek(&key).ok_or(Reason::IdentityUnavailable)?;
-        let jwk = user.check(ctx, now_secs)?;
-        if jwk.fingerprint() != &user.key_fingerprint {
-            return Err(kind.reason(Fail::BadSignature));
-        }
-        return Ok(user);
-    }
-    let parsed = Parsed::parse(kind, rules, token)?;
-    let mut claims = parsed.claims;
-    let fail = |f: Fail| kind.reason(f);
-    // Named claims first: a rule may also name a registered claim (`iss`...).
-    let named = ctx
-        .settings
-        .claims
-        .iter()
-        .filter_map(|path| named_claim(&claims, path).map(|v| (path.as_str().to_owned(), v)))
-        .collect();
-    let times = Times::take(&mut claims).map_err(fail)?;
-    let issuer = take_str(&mut claims, "iss")
-        .map_err(fail)?
-        .ok_or(Reason::UserTokenMissingClaim)?;
-    let subject = take_str(&mut claims, "sub")
-        .map_err(fail)?
-        .ok_or(Reason::UserTokenMissingClaim)?;
-    let audiences = take_audiences(&mut claims)
-        .map_err(fail)?
-        .ok_or(Reason::UserTokenMissingClaim)?;
-    let jti = take_str(&mut claims, "jti").map_err(fail)?;
-    let scopes = take_scopes(&mut claims).map_err(fail)?;
-    let mut user = UserClaims {
-        issuer,
-        subject,
-        scopes,
-        claims: named,
-        audiences,
-        expires_at: times.exp,
-        issued_at: times.iat,
-        not_before: times.nbf,
-        jti,
-        alg: parsed.alg,
-        kid: parsed.kid,
-        key_fingerprint: [0; 32],
-    };
-    let jwk = user.check(ctx, now_secs)?;
-    if !verify_signature(
-        jwk,
-        parsed.alg,
-        parsed.signing_input.as_bytes(),
-        &parsed.signature,
-    ) {
-        return Err(kind.reason(Fail::BadSignature));
-    }
-    user.key_fingerprint = *jwk.fingerprint();
-    let expires_at = user.expires_at.saturating_add(rules.clock_skew_secs);
-    Ok(cache.insert(key, token, user, expires_at))
+    verifier::verify(ctx, header_value, now_secs, cache)
 }
 
-impl UserClaims {
-    /// Everything but the signature; returns the issuer's key `kid` names.
-    fn check<'k>(
-        &self,
-        ctx: &UserTokenContext<'k>,
-        now_secs: u64,
-    ) -> Result<&'k super::jwks::Jwk, Reason> {
-        let kind = Kind::User;
-        let rules = &ctx.settings.rules;
-        let issuer = ctx
+impl<'k> TokenVerifier<'k> for UserTokenContext<'k> {
+    type Token = UserClaims;
+    const KIND: Kind = Kind::User;
+
+    fn rules(&self) -> &'k TokenRules {
+        &self.settings.rules
+    }
+
+    fn revocation(&self) -> &'k RevocationList {
+        self.revocation
+    }
+
+    fn token(&self, jose: Jose, mut claims: Map<String, Value>) -> Result<UserClaims, Reason> {
+        let fail = |f: Fail| Kind::User.reason(f);
+        // Named claims first: a rule may also name a registered claim (`iss`...).
+        let named = self
             .settings
-            .issuer(&self.issuer)
+            .claims
+            .iter()
+            .filter_map(|path| named_claim(&claims, path).map(|v| (path.as_str().to_owned(), v)))
+            .collect();
+        let times = Times::take(&mut claims).map_err(fail)?;
+        let issuer = take_str(&mut claims, "iss")
+            .map_err(fail)?
+            .ok_or(Reason::UserTokenMissingClaim)?;
+        let subject = take_str(&mut claims, "sub")
+            .map_err(fail)?
+            .ok_or(Reason::UserTokenMissingClaim)?;
+        let audiences = take_audiences(&mut claims)
+            .map_err(fail)?
+            .ok_or(Reason::UserTokenMissingClaim)?;
+        let jti = take_str(&mut claims, "jti").map_err(fail)?;
+        let scopes = take_scopes(&mut claims).map_err(fail)?;
+        Ok(UserClaims {
+            issuer,
+            subject,
+            scopes,
+            claims: named,
+            audiences,
+            expires_at: times.exp,
+            issued_at: times.iat,
+            not_before: times.nbf,
+            jti,
+            alg: jose.alg,
+            kid: jose.kid,
+            key_fingerprint: [0; 32],
+        })
+    }
+
+    /// The issuer is a configured one and its key set is there and fresh.
+    fn anchor(&self, user: &UserClaims, now_secs: u64) -> Result<Anchor<'k>, Reason> {
+        let issuer = self
+            .settings
+            .issuer(&user.issuer)
             .ok_or(Reason::UserTokenUntrustedIssuer)?;
-        let keys = ctx.keys.issuer(&self.issuer, now_secs)?;
-        let jwk = find_key(keys, self.kid.as_deref(), self.alg, rules.algorithms)
-            .map_err(|f| kind.reason(f))?;
-        let times = Times {
-            exp: self.expires_at,
-            iat: self.issued_at,
-            nbf: self.not_before,
-        };
-        times
-            .check(rules.clock_skew_secs, rules.max_lifetime_secs, now_secs)
-            .map_err(|f| kind.reason(f))?;
-        if !audience_matches(&self.audiences, &issuer.audiences) {
-            return Err(kind.reason(Fail::WrongAudience));
-        }
-        if self
-            .jti
-            .as_deref()
-            .is_some_and(|j| ctx.revocation.is_jti_revoked(j))
-        {
-            return Err(kind.reason(Fail::Revoked));
-        }
-        Ok(jwk)
+        Ok(Anchor {
+            keys: self.keys.issuer(&user.issuer, now_secs)?,
+            audiences: &issuer.audiences,
+            max_lifetime_secs: self.settings.rules.max_lifetime_secs,
+        })
     }
 }
+
+verifier::impl_verified!(UserClaims);
 
 /// Scopes from `scope` (RFC 8693: space-separated string) and `scp` (string
 /// or array, as some IdPs write it). Another JSON type is malformed.

@@ -53,27 +53,27 @@ use crate::decision::Reason;
 use crate::signature::TrustedKeys;
 
 /// The gauge that holds the revision in force (0: none).
-pub const REVISION_GAUGE: &str = "meshward.bundle.revision";
+pub(crate) const REVISION_GAUGE: &str = "meshward.bundle.revision";
 
 /// Counter names, one per event.
 pub mod counters {
     /// A poll was sent.
-    pub const POLLED: &str = "meshward.bundle.polled";
+    pub(crate) const POLLED: &str = "meshward.bundle.polled";
     /// A new revision went into force.
-    pub const ACTIVATED: &str = "meshward.bundle.activated";
+    pub(crate) const ACTIVATED: &str = "meshward.bundle.activated";
     /// The server confirmed the bundle in force (`304`, or the same revision).
-    pub const NOT_MODIFIED: &str = "meshward.bundle.not_modified";
+    pub(crate) const NOT_MODIFIED: &str = "meshward.bundle.not_modified";
     /// A poll failed (dispatch, timeout, reset, a status other than 200/304).
-    pub const FETCH_FAILED: &str = "meshward.bundle.fetch_failed";
+    pub(crate) const FETCH_FAILED: &str = "meshward.bundle.fetch_failed";
     /// A fetched bundle was refused (size, framing, signature, configuration,
     /// hash); `meshward.bundle.rejected.<code>` says why.
-    pub const REJECTED: &str = "meshward.bundle.rejected";
+    pub(crate) const REJECTED: &str = "meshward.bundle.rejected";
     /// A fetched bundle's revision was below the one in force.
-    pub const ROLLBACK_REFUSED: &str = "meshward.bundle.rollback_refused";
+    pub(crate) const ROLLBACK_REFUSED: &str = "meshward.bundle.rollback_refused";
     /// The bundle in force went past its staleness bound.
-    pub const STALE: &str = "meshward.bundle.stale";
+    pub(crate) const STALE: &str = "meshward.bundle.stale";
     /// A stale bundle was confirmed again (or replaced).
-    pub const RECOVERED: &str = "meshward.bundle.recovered";
+    pub(crate) const RECOVERED: &str = "meshward.bundle.recovered";
 }
 
 /// The VM environment variable that may carry the `bundle` member's JSON

@@ -11,9 +11,10 @@ use super::stats::Counter;
 use super::{PeerEvidence, Pipeline, RequestInput, TokenEvidence};
 use crate::audit::{AuditClaim, AuditUser};
 use crate::chain::{self, Chain, CHAIN_HEADER};
-use crate::config::{FilterConfig, HandOff, MethodOverride, PeerCertificateSource};
+use crate::config::{FilterConfig, HandOff, MethodOverride};
 use crate::decision::{Decision, Reason};
 use crate::evaluate::{evaluate, Headers, Request, UserInfo};
+use crate::identity::PeerCertificateSource;
 use crate::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, CertCache, ClaimValue, IdentityChecks,
     JwtSvidContext, PeerInputs, UserClaims, UserTokenContext,
@@ -192,7 +193,7 @@ impl Pipeline {
 /// An enforced allow judged the real method; an override header naming
 /// another one would make the app act on a method nobody authorized, so
 /// with [`MethodOverride::Deny`] such an allow becomes `method_override`.
-pub fn check_method_override(
+pub(crate) fn check_method_override(
     decision: Decision,
     setting: MethodOverride,
     headers: &dyn Headers,

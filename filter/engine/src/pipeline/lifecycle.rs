@@ -24,7 +24,7 @@ pub(super) struct Fetches {
 
 /// Why a VM configuration is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VmConfigError {
+pub(crate) enum VmConfigError {
     /// The host could not hand the VM configuration over.
     #[error("cannot read the VM configuration")]
     Unreadable,
@@ -44,7 +44,7 @@ pub enum VmConfigError {
 }
 
 /// Reads `{"require_signature": {"keys": [...]}}` from VM configuration bytes.
-pub fn pinned_keys_from(bytes: &[u8]) -> Result<Option<TrustedKeys>, VmConfigError> {
+pub(crate) fn pinned_keys_from(bytes: &[u8]) -> Result<Option<TrustedKeys>, VmConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -27,17 +27,18 @@ mod headers;
 mod host;
 mod inbound;
 mod lifecycle;
-pub mod offline;
+mod offline;
 mod outbound;
-pub mod outcome;
+mod outcome;
 pub mod publish;
 pub mod response;
-pub mod seal_key;
-pub mod stats;
+mod seal_key;
+mod stats;
 
 use crate::audit::{audit_line, outbound_audit_line, AuditFacts, AuditUser, OutboundAuditFacts};
-use crate::config::{AuditLog, Direction, FilterConfig, PeerCertificateSource};
+use crate::config::{AuditLog, Direction, FilterConfig};
 use crate::decision::Reason;
+use crate::identity::PeerCertificateSource;
 use crate::identity::{
     verify_host_principal, CertCache, JwtSvid, KeyStore, RevocationList, TokenCache, UserClaims,
 };
@@ -45,13 +46,10 @@ use crate::model::Effect;
 use crate::signature::TrustedKeys;
 use crate::spiffe::SpiffeId;
 
-pub use bundles::{
-    counters as bundle_counters, BundleSource, BundleSourceError, BUNDLE_ENV, REVISION_GAUGE,
-};
+pub use bundles::{BundleSource, BundleSourceError, BUNDLE_ENV};
 pub use headers::HeaderList;
 pub use host::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
-pub use inbound::{check_method_override, Peer, XFCC};
-pub use lifecycle::{pinned_keys_from, VmConfigError};
+pub use inbound::{Peer, XFCC};
 pub use offline::OfflineHost;
 pub use outcome::{HeaderEdit, Outcome, Verdict};
 pub use stats::Counter;
@@ -61,9 +59,9 @@ use stats::Stats;
 
 /// How many parsed peer certificates an instance (one per worker) keeps: the
 /// identity module's default, under the pipeline's name.
-pub use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
+pub(crate) use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
 /// How many verified tokens of each kind an instance keeps.
-pub const TOKEN_CACHE_CAPACITY: usize = 4096;
+pub(crate) const TOKEN_CACHE_CAPACITY: usize = 4096;
 
 /// What the host does with the request after the pipeline ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //!
 //! # Filter state
 //!
-//! [`decision_facts`] lists `(name, value)` pairs. A proxy-wasm host sets
+//! `decision_facts` lists `(name, value)` pairs. A proxy-wasm host sets
 //! each with `set_property([name], value)`, which Envoy stores as the
 //! filter-state object `wasm.<name>`: an access log prints it with
 //! `%FILTER_STATE(wasm.meshward_reason:PLAIN)%`, and the OpenTelemetry and
@@ -45,7 +45,7 @@ use crate::policy::Policy;
 /// Prefix of every filter-state name meshward sets (Envoy adds `wasm.`).
 pub const FILTER_STATE_PREFIX: &str = "meshward_";
 
-/// Every filter-state name [`decision_facts`] may set, with what it holds,
+/// Every filter-state name `decision_facts` may set, with what it holds,
 /// in the order it sets them (docs and tests iterate this table).
 pub const FILTER_STATE: [(&str, &str); 15] = [
     (DECISION, "`allow` or `deny`: the enforced outcome"),
@@ -74,31 +74,31 @@ pub const INTENT: &str = "meshward_intent";
 /// `meshward_rule`.
 pub const RULE: &str = "meshward_rule";
 /// `meshward_mode`.
-pub const MODE: &str = "meshward_mode";
+pub(crate) const MODE: &str = "meshward_mode";
 /// `meshward_would_be`.
-pub const WOULD_BE: &str = "meshward_would_be";
+pub(crate) const WOULD_BE: &str = "meshward_would_be";
 /// `meshward_would_be_reason`.
-pub const WOULD_BE_REASON: &str = "meshward_would_be_reason";
+pub(crate) const WOULD_BE_REASON: &str = "meshward_would_be_reason";
 /// `meshward_would_be_rule`.
-pub const WOULD_BE_RULE: &str = "meshward_would_be_rule";
+pub(crate) const WOULD_BE_RULE: &str = "meshward_would_be_rule";
 /// `meshward_peer`.
 pub const PEER: &str = "meshward_peer";
 /// `meshward_chain_origin`.
-pub const CHAIN_ORIGIN: &str = "meshward_chain_origin";
+pub(crate) const CHAIN_ORIGIN: &str = "meshward_chain_origin";
 /// `meshward_chain_user`.
-pub const CHAIN_USER: &str = "meshward_chain_user";
+pub(crate) const CHAIN_USER: &str = "meshward_chain_user";
 /// `meshward_chain_purpose`.
-pub const CHAIN_PURPOSE: &str = "meshward_chain_purpose";
+pub(crate) const CHAIN_PURPOSE: &str = "meshward_chain_purpose";
 /// `meshward_chain`.
 pub const CHAIN: &str = "meshward_chain";
 /// `meshward_policy`.
 pub const POLICY: &str = "meshward_policy";
 /// `meshward_direction`.
-pub const DIRECTION: &str = "meshward_direction";
+pub(crate) const DIRECTION: &str = "meshward_direction";
 
 /// Which side of the workload a decision was made on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// A request arriving for this workload.
     Inbound,
     /// The app's own outbound call through this proxy.
@@ -117,7 +117,7 @@ impl Side {
 
 /// The facts of one decision that are published.
 #[derive(Debug, Clone, Copy)]
-pub struct Published<'a> {
+pub(crate) struct Published<'a> {
     /// The policy the decision was made with (`None`: no policy loaded).
     pub policy: Option<&'a Policy>,
     /// The decision.
@@ -132,7 +132,7 @@ pub struct Published<'a> {
 
 /// The filter-state facts of one decision, as `(name, value)` pairs in the
 /// order of [`FILTER_STATE`]; facts that do not apply are left out.
-pub fn decision_facts<'a>(facts: &Published<'a>) -> Vec<(&'static str, Cow<'a, str>)> {
+pub(crate) fn decision_facts<'a>(facts: &Published<'a>) -> Vec<(&'static str, Cow<'a, str>)> {
     let decision = facts.decision;
     let policy = facts.policy;
     let rule_id = |r: RuleIdx| policy.map(|p| Cow::Borrowed(p.rule_id(r)));
@@ -178,7 +178,7 @@ pub fn decision_facts<'a>(facts: &Published<'a>) -> Vec<(&'static str, Cow<'a, s
 }
 
 /// `enforce` / `dry-run`, as audit lines and access logs write a policy's mode.
-pub fn policy_mode(policy: &Policy) -> &'static str {
+pub(crate) fn policy_mode(policy: &Policy) -> &'static str {
     if policy.is_dry_run() {
         "dry-run"
     } else {
@@ -189,7 +189,7 @@ pub fn policy_mode(policy: &Policy) -> &'static str {
 /// Envoy's response code details for a deny (`%RESPONSE_CODE_DETAILS%`):
 /// `meshward_denied{<reason code>}`. Reason codes are snake_case, so the
 /// text never holds the whitespace Envoy would rewrite.
-pub fn response_details(reason: Reason) -> String {
+pub(crate) fn response_details(reason: Reason) -> String {
     format!("meshward_denied{{{}}}", reason.code())
 }
 
@@ -281,26 +281,26 @@ pub const FAMILIES: [(&str, &[&str], &str); 14] = [
 /// Fixed counters (no labels), by Envoy stat name.
 pub mod counter {
     /// A configuration was loaded.
-    pub const CONFIG_LOADED: &str = "meshward.config_loaded";
+    pub(crate) const CONFIG_LOADED: &str = "meshward.config_loaded";
     /// A configuration was refused.
-    pub const CONFIG_REJECTED: &str = "meshward.config_rejected";
+    pub(crate) const CONFIG_REJECTED: &str = "meshward.config_rejected";
     /// A configuration was refused for its signature; the `reason` label is
     /// the signature error's code.
-    pub const CONFIG_SIGNATURE_REJECTED: &str = "meshward.config_signature_rejected";
+    pub(crate) const CONFIG_SIGNATURE_REJECTED: &str = "meshward.config_signature_rejected";
     /// A fetched key set changed the keys in force.
-    pub const KEYS_ROTATED: &str = "meshward.keys_rotated";
+    pub(crate) const KEYS_ROTATED: &str = "meshward.keys_rotated";
     /// A key set or revocation fetch failed.
-    pub const KEYS_FETCH_FAILED: &str = "meshward.keys_fetch_failed";
+    pub(crate) const KEYS_FETCH_FAILED: &str = "meshward.keys_fetch_failed";
     /// A revocation list was fetched and applied.
-    pub const REVOCATION_UPDATED: &str = "meshward.revocation_updated";
+    pub(crate) const REVOCATION_UPDATED: &str = "meshward.revocation_updated";
     /// An outbound call carried a chain this proxy sealed.
-    pub const CHAIN_FORWARDED: &str = "meshward.chain_forwarded";
+    pub(crate) const CHAIN_FORWARDED: &str = "meshward.chain_forwarded";
     /// An outbound call was denied for its chain.
-    pub const CHAIN_REJECTED: &str = "meshward.chain_rejected";
+    pub(crate) const CHAIN_REJECTED: &str = "meshward.chain_rejected";
     /// An outbound call's invalid chain was dropped.
-    pub const CHAIN_DROPPED: &str = "meshward.chain_dropped";
+    pub(crate) const CHAIN_DROPPED: &str = "meshward.chain_dropped";
     /// An allowed request got no chain: this workload has no identity.
-    pub const CHAIN_NO_LOCAL_IDENTITY: &str = "meshward.chain_no_local_identity";
+    pub(crate) const CHAIN_NO_LOCAL_IDENTITY: &str = "meshward.chain_no_local_identity";
 }
 
 /// A rule id or intent name as a label value: every byte that is not an
@@ -322,7 +322,7 @@ pub fn stat_value(name: &str) -> Cow<'_, str> {
 }
 
 /// `meshward.decisions.decision=<effect>.reason=<code>`.
-pub fn decision_stat(effect: Effect, reason: Reason) -> String {
+pub(crate) fn decision_stat(effect: Effect, reason: Reason) -> String {
     format!(
         "meshward.decisions.decision={}.reason={}",
         effect.as_str(),
@@ -331,7 +331,7 @@ pub fn decision_stat(effect: Effect, reason: Reason) -> String {
 }
 
 /// `meshward.would_be.decision=<effect>.reason=<code>`.
-pub fn would_be_stat(effect: Effect, reason: Reason) -> String {
+pub(crate) fn would_be_stat(effect: Effect, reason: Reason) -> String {
     format!(
         "meshward.would_be.decision={}.reason={}",
         effect.as_str(),
@@ -341,7 +341,7 @@ pub fn would_be_stat(effect: Effect, reason: Reason) -> String {
 
 /// `meshward.rules.rule=<id>.mode=<enforce|dry_run>.decision=<effect>`:
 /// one per rule, since a rule's effect and mode are fixed by the policy.
-pub fn rule_stat(rule_label: &str, dry_run: bool, effect: Effect) -> String {
+pub(crate) fn rule_stat(rule_label: &str, dry_run: bool, effect: Effect) -> String {
     format!(
         "meshward.rules.rule={rule_label}.mode={}.decision={}",
         if dry_run { "dry_run" } else { "enforce" },
@@ -350,7 +350,7 @@ pub fn rule_stat(rule_label: &str, dry_run: bool, effect: Effect) -> String {
 }
 
 /// `meshward.intents.intent=<name>.decision=<effect>`.
-pub fn intent_stat(intent_label: &str, effect: Effect) -> String {
+pub(crate) fn intent_stat(intent_label: &str, effect: Effect) -> String {
     format!(
         "meshward.intents.intent={intent_label}.decision={}",
         effect.as_str()
@@ -361,7 +361,7 @@ pub fn intent_stat(intent_label: &str, effect: Effect) -> String {
 /// first [`MAX_RULE_COUNTERS`] rules, then one shared [`OTHER_RULES`]
 /// counter per (mode, effect) that occurs among the rest. In a dry-run
 /// policy every rule reports as `dry_run`.
-pub fn rule_stats(policy: &Policy) -> Vec<(Option<RuleIdx>, String)> {
+pub(crate) fn rule_stats(policy: &Policy) -> Vec<(Option<RuleIdx>, String)> {
     let rules = &policy.compiled().rules;
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
@@ -385,7 +385,7 @@ pub fn rule_stats(policy: &Policy) -> Vec<(Option<RuleIdx>, String)> {
 /// The intent counters of a policy: `(intent index, allow stat, deny stat)`
 /// for the first [`MAX_INTENT_COUNTERS`] intents; the rest share
 /// [`OTHER_INTENTS`] (index `None`).
-pub fn intent_stats(policy: &Policy) -> Vec<(Option<u32>, String, String)> {
+pub(crate) fn intent_stats(policy: &Policy) -> Vec<(Option<u32>, String, String)> {
     let count = policy.compiled().intents.len();
     let mut out: Vec<(Option<u32>, String, String)> = (0..count.min(MAX_INTENT_COUNTERS))
         .filter_map(|i| u32::try_from(i).ok())
