@@ -29,7 +29,7 @@
 //! certificate expiring while a long-lived connection stays open, which
 //! `Forwarded` catches on the next request: another reason it is the default.
 
-mod cache;
+pub(crate) mod cache;
 pub mod cert;
 pub mod claim_path;
 pub mod host_principal;
@@ -48,7 +48,7 @@ use std::collections::HashSet;
 
 use sha2::{Digest as _, Sha256};
 
-use self::cache::Fifo;
+use self::cache::{DigestHash, Fifo};
 pub use self::cert::CertFacts;
 use self::cert::{parse_hex_digest, Digest};
 pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
@@ -103,7 +103,7 @@ pub struct IdentityChecks<'a> {
 pub struct CertCache {
     // INVARIANT: an entry is a function of the DER whose SHA-256 is its key;
     // nothing that depends on the header, the policy or the clock is stored.
-    certs: Fifo<Digest, Result<CertFacts, Reason>>,
+    certs: Fifo<Digest, Result<CertFacts, Reason>, DigestHash>,
     uris: Fifo<String, SpiffeId>,
     stats: CacheStats,
 }
@@ -213,6 +213,7 @@ fn verify_forwarded<'c>(
     let digest = parse_hex_digest(digest_hex).ok_or(Reason::IdentityUnavailable)?;
     let outcome = if cache.certs.contains_key(&digest) {
         cache.stats.hits += 1;
+        // Found just above; the second lookup only satisfies the borrow checker.
         cache
             .certs
             .get(&digest)
