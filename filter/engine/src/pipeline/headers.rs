@@ -186,8 +186,9 @@ impl HeaderList {
             if b.checked_sub(a) != Some(name.len()) {
                 return None;
             }
-            let k = self.text.get(a..b)?;
-            k.eq_ignore_ascii_case(name)
+            // Bytes: no char-boundary checks for every name compared.
+            let k = self.text.as_bytes().get(a..b)?;
+            k.eq_ignore_ascii_case(name.as_bytes())
                 .then(|| self.text.get(c as usize..d as usize))
                 .flatten()
         })
