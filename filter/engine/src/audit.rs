@@ -233,8 +233,7 @@ pub fn audit_line(policy: &Policy, decision: &Decision, facts: &AuditFacts<'_>) 
         }),
         policy: policy.hash_hex(),
     };
-    // INVARIANT: serializing strings, numbers and maps of strings cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+    line.write()
 }
 
 /// What an outbound audit line records: the call whose chain was refused.
@@ -304,40 +303,26 @@ pub fn outbound_audit_line(
         would: None,
         policy: policy.hash_hex(),
     };
-    // INVARIANT: serializing strings and numbers cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+    line.write()
 }
 
 /// [`AuditRecord`] over borrowed data: same members, same order, same
 /// omissions (a test holds the two to the same output).
-#[derive(Serialize)]
 struct AuditLine<'a> {
     schema: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     direction: Option<&'static str>,
     request_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     x_b3_traceid: Option<&'a str>,
     peer: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     peer_error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     cert: Option<AuditCert>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     jwt_svid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     jwt_svid_error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a AuditUser>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     user_error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     chain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     chain_error: Option<&'static str>,
-    #[serde(skip_serializing_if = "ConditionHeaders::is_empty")]
     headers: ConditionHeaders<'a>,
     method: &'a str,
     path: &'a str,
@@ -353,11 +338,67 @@ struct AuditLine<'a> {
     policy: &'a str,
 }
 
-#[derive(Serialize)]
 struct AuditWouldLine<'a> {
     decision: &'static str,
     reason: &'static str,
     rule: Option<&'a str>,
+}
+
+impl AuditLine<'_> {
+    /// The line as serde_json would write an [`AuditRecord`] with these
+    /// members, written straight into one string.
+    fn write(&self) -> String {
+        let mut out = String::with_capacity(640);
+        let mut o = JsonObject::open(&mut out);
+        o.str("schema", self.schema);
+        o.some_str("direction", self.direction);
+        o.opt_str("request_id", self.request_id);
+        o.some_str("traceparent", self.traceparent);
+        o.some_str("x_b3_traceid", self.x_b3_traceid);
+        o.opt_str("peer", self.peer);
+        o.some_str("peer_error", self.peer_error);
+        if let Some(cert) = self.cert {
+            let mut c = JsonObject::open(o.raw("cert"));
+            c.u64("not_before", cert.not_before);
+            c.u64("not_after", cert.not_after);
+            c.close();
+        }
+        o.some_str("jwt_svid", self.jwt_svid);
+        o.some_str("jwt_svid_error", self.jwt_svid_error);
+        if let Some(user) = self.user {
+            // Rare (user tokens) and nested: serde writes it.
+            // INVARIANT: serializing strings and maps of strings cannot fail.
+            let user = serde_json::to_string(user).unwrap_or_default();
+            o.raw("user").push_str(&user);
+        }
+        o.some_str("user_error", self.user_error);
+        o.some_str("chain", self.chain.as_deref());
+        o.some_str("chain_error", self.chain_error);
+        self.headers.write(&mut o);
+        o.str("method", self.method);
+        o.str("path", self.path);
+        o.str("authority", self.authority);
+        o.u64("time", self.time);
+        o.opt_str("intent", self.intent);
+        o.opt_str("rule", self.rule);
+        o.str("decision", self.decision);
+        o.str("reason", self.reason);
+        o.u64("status", u64::from(self.status));
+        o.str("mode", self.mode);
+        match &self.would {
+            None => o.null("would"),
+            Some(would) => {
+                let mut w = JsonObject::open(o.raw("would"));
+                w.str("decision", would.decision);
+                w.str("reason", would.reason);
+                w.opt_str("rule", would.rule);
+                w.close();
+            }
+        }
+        o.str("policy", self.policy);
+        o.close();
+        out
+    }
 }
 
 /// The condition headers present, as a JSON object in name order (as the
@@ -378,25 +419,184 @@ impl<'a> ConditionHeaders<'a> {
             .chain(METHOD_OVERRIDE_HEADERS)
     }
 
-    fn is_empty(&self) -> bool {
-        self.recorded().all(|n| self.headers.get(n).is_none())
-    }
-}
-
-impl Serialize for ConditionHeaders<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
+    /// The `headers` member, left out when none is present.
+    fn write(&self, o: &mut JsonObject<'_>) {
         let mut present: Vec<(&str, &str)> = self
             .recorded()
             .filter_map(|n| self.headers.get(n).map(|v| (n, v)))
             .collect();
+        if present.is_empty() {
+            return;
+        }
         present.sort_unstable_by(|a, b| a.0.cmp(b.0));
         present.dedup_by(|a, b| a.0 == b.0);
-        let mut map = serializer.serialize_map(Some(present.len()))?;
+        let mut map = JsonObject::open(o.raw("headers"));
         for (name, value) in present {
-            map.serialize_entry(name, value)?;
+            map.str(name, value);
         }
-        map.end()
+        map.close();
+    }
+}
+
+// --- compact JSON, written by hand --------------------------------------------
+//
+// The audit line and the deny body are written straight into one `String`:
+// serde_json's serializer costs a formatter round per member and escapes
+// every string byte by byte. Strings that need no escaping (policy names,
+// reason codes, the policy hash, SPIFFE IDs, most header values) are copied
+// in one `push_str` after one scan. The output is byte for byte what
+// serde_json writes for the same document (a test holds them together).
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it:
+/// `"`, `\`, and control characters (`\b \t \n \f \r` short, the others
+/// `\u00xx`); everything else, non-ASCII included, as is.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    // Most strings need no escaping: find the first byte that does, eight
+    // bytes at a time, and copy everything before it at once.
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut at = clean_prefix(bytes);
+    while let Some(&b) = bytes.get(at) {
+        if needs_escape(b) {
+            // Escaped bytes are ASCII, so `start..at` sits on char boundaries.
+            out.push_str(s.get(start..at).unwrap_or_default());
+            push_escape(out, b);
+            start = at + 1;
+            at += 1 + clean_prefix(bytes.get(at + 1..).unwrap_or_default());
+        } else {
+            at += 1;
+        }
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// How many leading bytes need no escaping (a lower bound that stops at the
+/// first eight-byte word holding one that may).
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact "some byte is zero" / "some byte is below n" tests (n <= 0x80).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        clean += 8;
+    }
+    clean
+}
+
+fn push_escape(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match b {
+        b'"' => "\\\"",
+        b'\\' => "\\\\",
+        0x08 => "\\b",
+        0x09 => "\\t",
+        0x0a => "\\n",
+        0x0c => "\\f",
+        0x0d => "\\r",
+        _ => "",
+    };
+    if short.is_empty() {
+        out.push_str("\\u00");
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    } else {
+        out.push_str(short);
+    }
+}
+
+/// A JSON object being written: members separated by commas.
+pub(crate) struct JsonObject<'o> {
+    out: &'o mut String,
+    first: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    pub(crate) fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        // Keys are this module's own identifiers or header names (escaped).
+        push_json_str(self.out, key);
+        self.out.push(':');
+        self.out
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        let out = self.key(key);
+        push_json_str(out, value);
+    }
+
+    pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.key(key).push_str("null"),
+        }
+    }
+
+    /// A member written only when present (`skip_serializing_if = "Option::is_none"`).
+    pub(crate) fn some_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    pub(crate) fn u64(&mut self, key: &str, value: u64) {
+        let out = self.key(key);
+        let mut digits = [0u8; 20];
+        let mut n = value;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in digits.get(at..).unwrap_or_default() {
+            out.push(char::from(d));
+        }
+    }
+
+    pub(crate) fn null(&mut self, key: &str) {
+        self.key(key).push_str("null");
+    }
+
+    /// A member whose value the caller writes (an object, or serde's output).
+    pub(crate) fn raw(&mut self, key: &str) -> &mut String {
+        self.key(key)
+    }
+
+    pub(crate) fn close(self) {
+        self.out.push('}');
     }
 }
 
@@ -438,27 +638,101 @@ pub(crate) fn deny_body(
     decision: &Decision,
     request_id: Option<&str>,
 ) -> String {
-    /// Members in the order `serde_json::json!` wrote them (sorted).
-    #[derive(Serialize)]
-    struct DenyBody<'a> {
-        decision: &'static str,
-        intent: Option<&'a str>,
-        reason: &'static str,
-        request_id: Option<&'a str>,
-    }
-    let body = DenyBody {
-        decision: decision.effect.as_str(),
-        intent: policy.and_then(|p| decision.intent.map(|i| p.intent_name(i))),
-        reason: decision.reason.code(),
-        request_id,
-    };
-    // INVARIANT: serializing strings cannot fail.
-    serde_json::to_string(&body).unwrap_or_default()
+    // Members in the order `serde_json::json!` wrote them (sorted).
+    let mut out = String::with_capacity(128);
+    let mut o = JsonObject::open(&mut out);
+    o.str("decision", decision.effect.as_str());
+    o.opt_str(
+        "intent",
+        policy.and_then(|p| decision.intent.map(|i| p.intent_name(i))),
+    );
+    o.str("reason", decision.reason.code());
+    o.opt_str("request_id", request_id);
+    o.close();
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut every_ascii = String::new();
+        for b in 0u8..0x80 {
+            every_ascii.push(char::from(b));
+        }
+        for s in [
+            "",
+            "plain",
+            every_ascii.as_str(),
+            "caf\u{e9} \u{1f600} \u{2028}\u{fffd}",
+            "\"quoted\" \\ back\\slash\u{7f}",
+            "tail\n",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lines_are_what_serde_writes_for_the_record() {
+        let awkward = "a\"b\\c\u{1}\u{1f}\t/\u{e9}";
+        let headers: &[(&str, &str)] = &[("x-tenant", awkward), ("x-http-method-override", "GET")];
+        let names = vec!["x-tenant".to_owned(), "x-absent".to_owned()];
+        let user = AuditUser {
+            sub: "u\"1".into(),
+            iss: Some("https://idp".into()),
+            scopes: vec!["read".into()],
+            claims: BTreeMap::from([("team".to_owned(), AuditClaim::Str("a\nb".into()))]),
+        };
+        for (full, would) in [(true, true), (false, false)] {
+            let line = AuditLine {
+                schema: AUDIT_SCHEMA,
+                direction: (!full).then_some("outbound"),
+                request_id: full.then_some(awkward),
+                traceparent: full.then_some("00-abc-def-01"),
+                x_b3_traceid: full.then_some(awkward),
+                peer: full.then_some("spiffe://td/ns/a/sa/b"),
+                peer_error: (!full).then_some("no_peer_certificate"),
+                cert: full.then_some(AuditCert {
+                    not_before: 0,
+                    not_after: u64::MAX,
+                }),
+                jwt_svid: full.then_some("spiffe://td/x"),
+                jwt_svid_error: full.then_some("jwt_expired"),
+                user: full.then_some(&user),
+                user_error: full.then_some("user_token_expired"),
+                chain: full.then(|| "v=1;iat=1".to_owned()),
+                chain_error: full.then_some("chain_expired"),
+                headers: ConditionHeaders {
+                    names: if full { &names } else { &[] },
+                    headers: &headers,
+                },
+                method: "GET",
+                path: awkward,
+                authority: "h\u{0}",
+                time: 1_764_380_000,
+                intent: full.then_some("orders.read"),
+                rule: None,
+                decision: "deny",
+                reason: "denied_by_rule",
+                status: 403,
+                mode: "enforce",
+                would: would.then_some(AuditWouldLine {
+                    decision: "allow",
+                    reason: "allowed_by_rule",
+                    rule: Some(awkward),
+                }),
+                policy: "9c1e",
+            };
+            let written = line.write();
+            let record: AuditRecord = serde_json::from_str(&written).unwrap();
+            assert_eq!(written, serde_json::to_string(&record).unwrap());
+            assert_eq!(record.path, awkward);
+        }
+    }
 
     #[test]
     fn deny_body_is_small_stable_json() {

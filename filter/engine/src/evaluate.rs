@@ -74,6 +74,19 @@ fn record<'s>(k: &str, v: &'s str, names: &[String], values: &mut [Option<&'s st
     true
 }
 
+/// [`Headers::read_all`] over (name, value) pairs in one pass.
+pub(crate) fn read_all_pairs<'s>(
+    pairs: impl Iterator<Item = (&'s str, &'s str)>,
+    names: &[String],
+    values: &mut [Option<&'s str>],
+) -> bool {
+    values.fill(None);
+    let bits = length_bits(names);
+    pairs
+        .filter(|(k, _)| may_match(bits, k.len()))
+        .all(|(k, v)| record(k, v, names, values))
+}
+
 impl Headers for &[(&str, &str)] {
     fn get(&self, name: &str) -> Option<&str> {
         self.iter()

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use meshward_engine::pipeline::{CallId, Host, HostError, LocalResponse, LogLevel, MetricId};
+use meshward_engine::pipeline::{
+    CallId, HeaderList, Host, HostError, LocalResponse, LogLevel, MetricId,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
@@ -36,6 +38,11 @@ mod abi {
             headers_data: *const u8,
             headers_size: usize,
             grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
         ) -> u32;
         pub fn proxy_set_property(
             path_data: *const u8,
@@ -97,6 +104,33 @@ impl Host for ProxyWasm {
         // Bytes: `get_map` unwraps a UTF-8 conversion of every value, and
         // HTTP/1 obs-text bytes would trap the filter.
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(status)
+    }
+
+    fn request_header_list(&mut self) -> Result<HeaderList, HostError> {
+        // The serialized map is kept and read in place (the SDK's
+        // `get_map_bytes` copies every name and value into its own
+        // allocation, and traps on a non-Ok status).
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers are live locals; the host writes them
+        // and nothing else.
+        let code = unsafe {
+            abi::proxy_get_header_map_pairs(
+                MapType::HttpRequestHeaders as u32,
+                &raw mut data,
+                &raw mut size,
+            )
+        };
+        abi_result(code)?;
+        if data.is_null() {
+            return Ok(HeaderList::default());
+        }
+        // SAFETY: on success the host returns a buffer of `size` bytes that
+        // it allocated through this module's `proxy_on_memory_allocate` (the
+        // SDK's: a `Vec<u8>` of that capacity, forgotten), now owned here:
+        // exactly what the SDK's own `get_map_bytes` takes back.
+        let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+        HeaderList::from_map_bytes(bytes).ok_or(HostError::BadArgument)
     }
 
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {

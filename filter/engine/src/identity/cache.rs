@@ -5,24 +5,51 @@
 //! needs no bookkeeping on the hit path.
 
 use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+
+/// Hashes a key that is already a uniform hash (a SHA-256 digest) by taking
+/// its first eight bytes: nobody can aim digests at one bucket, and SipHash
+/// over 32 bytes on every request buys nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DigestPrefix(u64);
+
+impl Hasher for DigestPrefix {
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its bytes (no length prefix for arrays); a
+        // shorter write only ever mixes in what it has.
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            for (dst, src) in word.iter_mut().zip(chunk) {
+                *dst = *src;
+            }
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The [`BuildHasher`] for digest keys.
+pub(crate) type DigestHash = BuildHasherDefault<DigestPrefix>;
 
 /// At most `capacity` entries; inserting into a full map drops the oldest.
 #[derive(Debug)]
-pub(crate) struct Fifo<K, V> {
-    map: HashMap<K, V>,
+pub(crate) struct Fifo<K, V, S = RandomState> {
+    map: HashMap<K, V, S>,
     // INVARIANT: holds exactly the keys of `map`, oldest first.
     order: VecDeque<K>,
     capacity: usize,
     evictions: u64,
 }
 
-impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
+impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> Fifo<K, V, S> {
     /// An empty map holding at most `capacity` entries (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         Fifo {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             evictions: 0,
@@ -86,7 +113,7 @@ mod tests {
 
     #[test]
     fn evicts_oldest_first() {
-        let mut fifo = Fifo::new(2);
+        let mut fifo: Fifo<_, _> = Fifo::new(2);
         assert_eq!(*fifo.insert(1, "a"), "a");
         assert_eq!(*fifo.insert(2, "b"), "b");
         assert_eq!(*fifo.insert(3, "c"), "c");
@@ -103,8 +130,21 @@ mod tests {
     }
 
     #[test]
+    fn digest_keys_hash_by_their_first_word() {
+        let mut fifo: Fifo<[u8; 32], u8, DigestHash> = Fifo::new(4);
+        let mut a = [7u8; 32];
+        fifo.insert(a, 1);
+        // Same first word, different digest: still two entries.
+        a[31] = 8;
+        fifo.insert(a, 2);
+        assert_eq!(fifo.len(), 2);
+        assert_eq!(fifo.get(&a), Some(&2));
+        assert_eq!(fifo.get(&[7u8; 32]), Some(&1));
+    }
+
+    #[test]
     fn zero_capacity_means_one() {
-        let mut fifo = Fifo::new(0);
+        let mut fifo: Fifo<_, _> = Fifo::new(0);
         assert_eq!(fifo.capacity(), 1);
         assert_eq!(*fifo.insert("k".to_owned(), 1), 1);
         assert_eq!(fifo.get("k"), Some(&1));
@@ -116,7 +156,7 @@ mod tests {
     proptest! {
         #[test]
         fn never_exceeds_capacity(cap in 0usize..8, keys in proptest::collection::vec(0u8..16, 0..64)) {
-            let mut fifo = Fifo::new(cap);
+            let mut fifo: Fifo<_, _> = Fifo::new(cap);
             for k in keys {
                 prop_assert_eq!(*fifo.insert(k, u32::from(k) * 2), u32::from(k) * 2);
                 prop_assert!(fifo.len() <= cap.max(1));

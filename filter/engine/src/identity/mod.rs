@@ -29,7 +29,7 @@
 //! certificate expiring while a long-lived connection stays open, which
 //! `Forwarded` catches on the next request: another reason it is the default.
 
-mod cache;
+pub(crate) mod cache;
 pub mod cert;
 pub(crate) mod claim_path;
 pub(crate) mod host_principal;
@@ -50,7 +50,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use self::cache::Fifo;
+use self::cache::{DigestHash, Fifo};
 use self::cert::{parse_hex_digest, CertFacts, Digest};
 pub use self::claim_path::{ClaimPath, ClaimPathError, MAX_CLAIM_PATH_KEYS, MAX_CLAIM_PATH_LEN};
 pub use self::host_principal::{verify_host_principal, ISTIO_PEER_PRINCIPAL_KEY};
@@ -132,7 +132,7 @@ pub struct IdentityChecks<'a> {
 pub struct CertCache {
     // INVARIANT: an entry is a function of the DER whose SHA-256 is its key;
     // nothing that depends on the header, the policy or the clock is stored.
-    certs: Fifo<Digest, Result<CertFacts, Reason>>,
+    certs: Fifo<Digest, Result<CertFacts, Reason>, DigestHash>,
     uris: Fifo<String, SpiffeId>,
     stats: CacheStats,
 }
@@ -242,6 +242,7 @@ fn verify_forwarded<'c>(
     let digest = parse_hex_digest(digest_hex).ok_or(Reason::IdentityUnavailable)?;
     let outcome = if cache.certs.contains_key(&digest) {
         cache.stats.hits += 1;
+        // Found just above; the second lookup only satisfies the borrow checker.
         cache
             .certs
             .get(&digest)

@@ -13,6 +13,8 @@
 
 use core::time::Duration;
 
+use super::headers::HeaderList;
+
 /// Why a host call failed. `Copy`, with the host's status kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -84,6 +86,13 @@ pub trait Host {
     /// separate entries. Values are bytes: header values may carry obs-text
     /// bytes that are not UTF-8.
     fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+
+    /// The request headers as the pipeline keeps them. The default copies
+    /// [`Host::request_headers`]; a host that can lend its serialized header
+    /// map keeps it as is ([`HeaderList::from_map_bytes`]).
+    fn request_header_list(&mut self) -> Result<HeaderList, HostError> {
+        self.request_headers().map(HeaderList::from_bytes)
+    }
 
     /// A property (connection attribute, filter-state object) by path, e.g.
     /// `["connection", "sha256_peer_certificate_digest"]` or

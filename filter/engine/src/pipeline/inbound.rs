@@ -14,6 +14,7 @@ use crate::chain::{self, Chain, CHAIN_HEADER};
 use crate::config::{FilterConfig, HandOff, MethodOverride};
 use crate::decision::{Decision, Reason};
 use crate::evaluate::{evaluate, Headers, Request, UserInfo};
+use crate::identity::cache::Fifo;
 use crate::identity::PeerCertificateSource;
 use crate::identity::{
     verify_jwt_svid, verify_peer_cert, verify_user_token, CertCache, ClaimValue, IdentityChecks,
@@ -46,6 +47,7 @@ impl Pipeline {
             users,
             keys,
             seal_key,
+            seals,
             local_id,
             warned_no_local_identity,
             ..
@@ -175,7 +177,7 @@ impl Pipeline {
             let me = local_workload(local_id, host);
             let handed = hand_to_app(
                 config,
-                seal_key.as_deref(),
+                seal_key.as_deref().map(|key| (key, seals)),
                 me.as_ref(),
                 warned_no_local_identity,
                 &mut verdict,
@@ -225,13 +227,9 @@ fn read_peer(
             cert_digest,
             uri_san,
         } => {
-            let xfcc = match headers.all(XFCC).as_slice() {
-                [] => None,
-                [one] => Some(*one),
-                // Envoy's SANITIZE_SET writes exactly one; more is not
-                // Envoy's doing.
-                _ => Some(""),
-            };
+            // Envoy's SANITIZE_SET writes exactly one; more is not Envoy's
+            // doing (read as an empty, malformed header).
+            let xfcc = headers.single(XFCC, "").map(|v| v.unwrap_or_else(|e| e));
             let inputs = PeerInputs {
                 cert_digest: cert_digest.as_deref(),
                 uri_san: match config.peer_certificate {
@@ -278,7 +276,7 @@ fn read_peer(
 /// mesh). An error is the deny reason.
 fn hand_to_app(
     config: &FilterConfig,
-    seal_key: Option<&[u8]>,
+    seal_key: Option<(&[u8], &mut SealCache)>,
     this_workload: Option<&SpiffeId>,
     warned_no_local_identity: &mut bool,
     verdict: &mut Verdict,
@@ -328,7 +326,7 @@ fn hand_to_app(
     let chain_value = match (app_chain, config.chain.hand_off, seal_key) {
         (None, _, _) => None,
         (Some(c), HandOff::Wire, _) => Some(c.to_wire()),
-        (Some(c), HandOff::Sealed, Some(key)) => Some(c.seal(key)),
+        (Some(c), HandOff::Sealed, Some((key, seals))) => Some(seals.seal(&c, key)),
         // No key (the VM could not create one): no chain rather than an
         // unsealed one the app could edit.
         (Some(_), HandOff::Sealed, None) => return Err(Reason::IdentityUnavailable),
@@ -340,7 +338,7 @@ fn hand_to_app(
         .collect();
     if config.method_override == MethodOverride::Strip {
         for name in METHOD_OVERRIDE_HEADERS {
-            if !headers.all(name).is_empty() {
+            if headers.contains(name) {
                 edits.push(HeaderEdit::Remove(name.to_owned()));
             }
         }
@@ -354,14 +352,47 @@ fn hand_to_app(
         ("x-meshward-decision", verdict_text.to_owned()),
         ("x-meshward-policy", policy.hash_hex().to_owned()),
     ] {
-        edits.push(HeaderEdit::Add(name.to_owned(), value));
+        edits.push(HeaderEdit::Add(name, value));
     }
     if let Some(value) = &chain_value {
-        edits.push(HeaderEdit::Add(CHAIN_HEADER.to_owned(), value.clone()));
+        edits.push(HeaderEdit::Add(CHAIN_HEADER, value.clone()));
     }
     verdict.edits = edits;
     verdict.handed_chain = chain_value;
     Ok(())
+}
+
+/// Sealed chains by their wire form. A seal (HMAC-SHA256, ~25k
+/// instructions natively) is a function of the key and the wire text alone,
+/// and the wire form of the chain handed to an app changes only with its
+/// hops, intent, user and the second (`iat`): most requests reuse one.
+#[derive(Debug)]
+pub(super) struct SealCache {
+    /// The key the entries were sealed with; another key empties the cache.
+    key: Vec<u8>,
+    sealed: Fifo<String, String>,
+}
+
+impl SealCache {
+    pub(super) fn new(capacity: usize) -> Self {
+        SealCache {
+            key: Vec::new(),
+            sealed: Fifo::new(capacity),
+        }
+    }
+
+    /// `chain.seal(key)`, from the cache when it holds that wire form.
+    fn seal(&mut self, chain: &Chain, key: &[u8]) -> String {
+        if self.key != key {
+            self.sealed.clear();
+            key.clone_into(&mut self.key);
+        }
+        let wire = chain.to_wire();
+        if let Some(sealed) = self.sealed.get(&wire) {
+            return sealed.clone();
+        }
+        self.sealed.insert(wire, chain.seal(key)).clone()
+    }
 }
 
 /// This workload's own SPIFFE ID: configured, or the inbound listener's
@@ -428,4 +459,27 @@ fn chain_for_app(
         chain.scopes = user.scopes.clone();
     }
     Ok(Some(chain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_seals_are_the_seals() {
+        let peer = SpiffeId::parse("spiffe://td.example/ns/a/sa/b").unwrap();
+        let mut seals = SealCache::new(2);
+        let chains: Vec<Chain> = (0..3)
+            .map(|i| Chain::start(peer.clone(), 1_000 + i, 60))
+            .collect();
+        for _ in 0..2 {
+            for chain in &chains {
+                assert_eq!(seals.seal(chain, b"key-1"), chain.seal(b"key-1"));
+            }
+        }
+        // Another key never gets a seal made with the first one.
+        let first = chains.first().unwrap();
+        assert_eq!(seals.seal(first, b"key-2"), first.seal(b"key-2"));
+        assert_ne!(seals.seal(first, b"key-2"), first.seal(b"key-1"));
+    }
 }

@@ -60,8 +60,14 @@ use stats::Stats;
 /// How many parsed peer certificates an instance (one per worker) keeps: the
 /// identity module's default, under the pipeline's name.
 pub(crate) use crate::identity::DEFAULT_CERT_CACHE_CAPACITY as CERT_CACHE_CAPACITY;
+/// How many sealed chains an instance keeps (a chain's wire form changes
+/// with its hops, intent and user, and every second with `iat`).
+pub(crate) const SEAL_CACHE_CAPACITY: usize = 256;
 /// How many verified tokens of each kind an instance keeps.
 pub(crate) const TOKEN_CACHE_CAPACITY: usize = 4096;
+
+/// What starts every audit log line (the JSON follows).
+const AUDIT_MARKER: &str = "meshward.audit ";
 
 /// What the host does with the request after the pipeline ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +149,8 @@ pub struct Pipeline {
     keys: KeyStore,
     /// The chain seal key.
     seal_key: Option<Vec<u8>>,
+    /// Chains sealed with it, by wire form.
+    seals: inbound::SealCache,
     /// This workload's SPIFFE ID, once known.
     local_id: Option<SpiffeId>,
     /// Whether the missing-local-identity warning was logged.
@@ -177,6 +185,7 @@ impl Pipeline {
             users: TokenCache::new(TOKEN_CACHE_CAPACITY),
             keys: KeyStore::new(),
             seal_key: None,
+            seals: inbound::SealCache::new(SEAL_CACHE_CAPACITY),
             local_id: None,
             warned_no_local_identity: false,
             configured_revocation: RevocationList::new(),
@@ -219,10 +228,9 @@ impl Pipeline {
     /// Reads one request's facts through the host: the headers in one call,
     /// and only the connection facts this configuration needs.
     pub fn read_request(&self, host: &mut dyn Host) -> Result<RequestInput, Reason> {
-        let headers = HeaderList::from_bytes(
-            host.request_headers()
-                .map_err(|_| Reason::IdentityUnavailable)?,
-        );
+        let headers = host
+            .request_header_list()
+            .map_err(|_| Reason::IdentityUnavailable)?;
         let now = host
             .now_nanos()
             .map(lifecycle::nanos_to_secs)
@@ -483,7 +491,10 @@ impl Pipeline {
             host.log(*level, message);
         }
         if let Some(line) = &outcome.audit_line {
-            host.log(LogLevel::Info, &format!("meshward.audit {line}"));
+            let mut message = String::with_capacity(AUDIT_MARKER.len() + line.len());
+            message.push_str(AUDIT_MARKER);
+            message.push_str(line);
+            host.log(LogLevel::Info, &message);
         }
         match &outcome.response {
             None => Action::Continue,

@@ -52,7 +52,7 @@ impl Pipeline {
                 // The removals above take the app's sealed copy away first.
                 verdict
                     .edits
-                    .push(HeaderEdit::Add(CHAIN_HEADER.to_owned(), wire.clone()));
+                    .push(HeaderEdit::Add(CHAIN_HEADER, wire.clone()));
                 verdict.handed_chain = Some(wire);
             }
             Ok(None) => {}

@@ -19,8 +19,9 @@ use crate::spiffe::SpiffeId;
 pub enum HeaderEdit {
     /// Remove every value of the header.
     Remove(String),
-    /// Add a value (after the removals).
-    Add(String, String),
+    /// Add a value (after the removals). The filter adds only its own
+    /// headers, whose names are constants.
+    Add(&'static str, String),
 }
 
 /// The decision and the facts it was made from.

@@ -190,7 +190,12 @@ pub(crate) fn policy_mode(policy: &Policy) -> &'static str {
 /// `meshward_denied{<reason code>}`. Reason codes are snake_case, so the
 /// text never holds the whitespace Envoy would rewrite.
 pub(crate) fn response_details(reason: Reason) -> String {
-    format!("meshward_denied{{{}}}", reason.code())
+    let code = reason.code();
+    let mut details = String::with_capacity(code.len() + 17);
+    details.push_str("meshward_denied{");
+    details.push_str(code);
+    details.push('}');
+    details
 }
 
 // --- stats -----------------------------------------------------------------

@@ -7,7 +7,7 @@
 //! module's stats prefix. Cardinality is bounded by the code (reasons) and
 //! the policy (rules and intents, each capped: see `publish`).
 
-use std::collections::HashMap;
+use crate::policy::FxMap as HashMap;
 
 use super::host::{Host, MetricId};
 use super::publish::{self, counter};
@@ -86,7 +86,7 @@ pub struct Stats {
 impl Stats {
     /// Defines every fixed counter and each reason's decision counter.
     pub fn define(host: &mut dyn Host) -> Stats {
-        let mut ids = HashMap::new();
+        let mut ids = HashMap::default();
         for (counter, name) in FIXED {
             if let Some(id) = host.define_counter(name) {
                 ids.insert(counter, id);
@@ -115,7 +115,7 @@ impl Stats {
         self.ids
             .retain(|c, _| !matches!(c, Counter::Rule(..) | Counter::Intent(..)));
         self.other_rules.clear();
-        let mut other: HashMap<String, Option<MetricId>> = HashMap::new();
+        let mut other: HashMap<String, Option<MetricId>> = HashMap::default();
         let stats = publish::rule_stats(policy);
         for (index, name) in &stats {
             if let Some(rule) = index {
