@@ -106,21 +106,22 @@ struct StrSlot {
     len: u32,
 }
 
-/// Builds a [`StrTable`], deduplicating.
+/// Builds a [`StrTable`], deduplicating; borrows the texts until
+/// [`StrTableBuilder::finish`] copies them into one arena.
 #[derive(Default)]
-struct StrTableBuilder {
-    ids: FxMap<Box<str>, u32>,
-    texts: Vec<Box<str>>,
+struct StrTableBuilder<'a> {
+    ids: FxMap<&'a str, u32>,
+    texts: Vec<&'a str>,
 }
 
-impl StrTableBuilder {
-    fn intern(&mut self, text: &str) -> u32 {
+impl<'a> StrTableBuilder<'a> {
+    fn intern(&mut self, text: &'a str) -> u32 {
         if let Some(id) = self.ids.get(text) {
             return *id;
         }
         let id = self.texts.len() as u32;
-        self.ids.insert(text.into(), id);
-        self.texts.push(text.into());
+        self.ids.insert(text, id);
+        self.texts.push(text);
         id
     }
 
@@ -134,7 +135,7 @@ impl StrTableBuilder {
             len: 0,
         };
         let mut slots = vec![empty; size];
-        let mut arena = String::new();
+        let mut arena = String::with_capacity(self.texts.iter().map(|t| t.len()).sum());
         for (id, text) in self.texts.iter().enumerate() {
             let hash = text_hash(text.as_bytes());
             let mut i = (hash >> 32) as usize & mask;
@@ -444,6 +445,7 @@ impl Policy {
             .collect();
 
         let domains = domains.finish();
+        let exact_ids = exact_ids.finish();
         let mut trusted = vec![false; domains.len];
         for id in trusted_ids {
             if let Some(t) = trusted.get_mut(id as usize) {
@@ -458,7 +460,7 @@ impl Policy {
             hash_hex,
             domains,
             trusted,
-            exact_ids: exact_ids.finish(),
+            exact_ids,
             router,
             patterns,
             slot_ranges,

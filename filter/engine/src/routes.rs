@@ -6,8 +6,11 @@
 //! whose templates have the same shape and overlapping methods and hosts, so
 //! the most specific match is also the only one.
 
+use std::collections::hash_map::Entry as MapEntry;
+
 use crate::model::{IntentIdx, Segment};
 use crate::path::SegmentEnds;
+use crate::policy::FxMap;
 use crate::spiffe::{eq_bytes, text_hash};
 
 /// An intent waiting at a trie node.
@@ -125,10 +128,12 @@ impl Segs for SplitPath<'_> {
     }
 }
 
-/// The trie while it is built (children as sorted lists).
+/// The trie while it is built (literal children in insertion order; found
+/// through one map keyed by (parent, literal), so a node with many children
+/// costs no more to extend than one with few).
 #[derive(Default)]
-struct BuildNode {
-    literals: Vec<(Box<str>, usize)>,
+struct BuildNode<'a> {
+    literals: Vec<(&'a str, usize)>,
     param: Option<usize>,
     exact: Vec<Entry>,
     rest: Vec<Entry>,
@@ -142,6 +147,7 @@ impl Router {
         resolve: impl Fn(u32) -> &'a str,
     ) -> Router {
         let mut nodes = vec![BuildNode::default()];
+        let mut children: FxMap<(usize, &'a str), usize> = FxMap::default();
         for t in templates {
             let mut at = 0usize;
             let entry = Entry {
@@ -156,10 +162,11 @@ impl Router {
                 at = match seg {
                     Segment::Literal(id) => {
                         let text = resolve(*id);
-                        match node.literals.binary_search_by(|(s, _)| (**s).cmp(text)) {
-                            Ok(i) => node.literals.get(i).map_or(0, |(_, n)| *n),
-                            Err(i) => {
-                                node.literals.insert(i, (text.into(), next_len));
+                        match children.entry((at, text)) {
+                            MapEntry::Occupied(child) => *child.get(),
+                            MapEntry::Vacant(slot) => {
+                                slot.insert(next_len);
+                                node.literals.push((text, next_len));
                                 nodes.push(BuildNode::default());
                                 next_len
                             }
@@ -188,6 +195,7 @@ impl Router {
             }
         }
 
+        drop(children);
         let edge_count: usize = nodes.iter().map(|n| n.literals.len()).sum();
         let slots = (edge_count * 2).next_power_of_two().max(8);
         let mask = slots - 1;
