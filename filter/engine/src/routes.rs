@@ -8,7 +8,7 @@
 
 use std::collections::hash_map::Entry as MapEntry;
 
-use crate::model::{IntentIdx, Segment};
+use crate::model::{IntentIdx, Segment, StrId};
 use crate::path::SegmentEnds;
 use crate::policy::FxMap;
 use crate::spiffe::{eq_bytes, text_hash};
@@ -144,7 +144,7 @@ impl Router {
     /// caller has checked every id and that `Rest` is only last.
     pub(crate) fn build<'a>(
         templates: impl IntoIterator<Item = Template<'a>>,
-        resolve: impl Fn(u32) -> &'a str,
+        resolve: impl Fn(StrId) -> &'a str,
     ) -> Router {
         let mut nodes = vec![BuildNode::default()];
         let mut children: FxMap<(usize, &'a str), usize> = FxMap::default();
@@ -373,12 +373,12 @@ mod tests {
     ) -> Router {
         Router::build(
             templates.iter().map(|(i, s, m, h)| Template {
-                intent: *i,
+                intent: IntentIdx(*i),
                 segments: s,
                 methods: *m,
                 host: *h,
             }),
-            |id| strings.get(id as usize).copied().unwrap_or(""),
+            |id| strings.get(id.index()).copied().unwrap_or(""),
         )
     }
 
@@ -388,29 +388,43 @@ mod tests {
         let strings = ["orders", "export", "static"];
         let r = router(
             &[
-                (0, &[Literal(0), Param], 0, None),
-                (1, &[Literal(0), Literal(1)], 0, None),
-                (2, &[Literal(2), Rest], 0, None),
+                (0, &[Literal(StrId(0)), Param], 0, None),
+                (1, &[Literal(StrId(0)), Literal(StrId(1))], 0, None),
+                (2, &[Literal(StrId(2)), Rest], 0, None),
                 (3, &[Rest], Method::Get.bit(), None),
-                (4, &[Literal(0), Literal(1), Literal(1)], 0, None),
+                (
+                    4,
+                    &[Literal(StrId(0)), Literal(StrId(1)), Literal(StrId(1))],
+                    0,
+                    None,
+                ),
             ],
             &strings,
         );
         let get = Method::Get.bit();
-        assert_eq!(r.classify(&["orders", "42"], get, "x"), Some(0));
-        assert_eq!(r.classify(&["orders", "export"], get, "x"), Some(1));
-        assert_eq!(r.classify(&["static"], get, "x"), Some(2));
-        assert_eq!(r.classify(&["static", "a", "b"], get, "x"), Some(2));
+        assert_eq!(r.classify(&["orders", "42"], get, "x"), Some(IntentIdx(0)));
+        assert_eq!(
+            r.classify(&["orders", "export"], get, "x"),
+            Some(IntentIdx(1))
+        );
+        assert_eq!(r.classify(&["static"], get, "x"), Some(IntentIdx(2)));
+        assert_eq!(
+            r.classify(&["static", "a", "b"], get, "x"),
+            Some(IntentIdx(2))
+        );
         // `/orders/export/x` fails under the literal branch, then the param
         // branch, and falls back to the root `**` for GET only.
-        assert_eq!(r.classify(&["orders", "export", "x"], get, "x"), Some(3));
+        assert_eq!(
+            r.classify(&["orders", "export", "x"], get, "x"),
+            Some(IntentIdx(3))
+        );
         assert_eq!(
             r.classify(&["orders", "export", "x"], Method::Post.bit(), "x"),
             None
         );
         assert_eq!(
             r.classify(&["orders", "export", "export"], get, "x"),
-            Some(4)
+            Some(IntentIdx(4))
         );
     }
 
@@ -422,22 +436,22 @@ mod tests {
             &[
                 (
                     0,
-                    &[Literal(0)],
+                    &[Literal(StrId(0))],
                     Method::Get.bit() | Method::Head.bit(),
                     Some("orders.svc"),
                 ),
-                (1, &[Literal(0)], Method::Post.bit(), None),
+                (1, &[Literal(StrId(0))], Method::Post.bit(), None),
             ],
             &strings,
         );
         assert_eq!(
             r.classify(&["orders"], Method::Get.bit(), "ORDERS.svc"),
-            Some(0)
+            Some(IntentIdx(0))
         );
         assert_eq!(r.classify(&["orders"], Method::Get.bit(), "other"), None);
         assert_eq!(
             r.classify(&["orders"], Method::Post.bit(), "other"),
-            Some(1)
+            Some(IntentIdx(1))
         );
         assert_eq!(
             r.classify(&["orders"], Method::Delete.bit(), "orders.svc"),
