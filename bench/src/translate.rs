@@ -10,7 +10,8 @@
 //! decision by decision that the engines agree.
 
 use meshward_engine::model::{
-    CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, Method, Principal, Segment, Subject,
+    CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, Method, Principal, Segment, StrId,
+    Subject,
 };
 
 /// A path template segment.
@@ -123,7 +124,7 @@ impl PolicyView {
     /// express exactly (non-peer principals, chain/user conditions,
     /// `unclassified` rules, whole-policy dry-run).
     pub fn of(model: &CompiledPolicy) -> Self {
-        let s = |id: u32| model.strings[id as usize].clone();
+        let s = |id: StrId| model.strings[id.index()].clone();
         assert!(!model.dry_run, "whole-policy dry-run is not translated");
         let trust_domains: Vec<String> = model.trust_domains.iter().map(|t| s(*t)).collect();
         let intents = model
@@ -202,7 +203,7 @@ impl PolicyView {
                     deny: r.effect == Effect::Deny,
                     dry_run: r.dry_run,
                     subjects: r.subjects.iter().map(subject).collect(),
-                    intents: r.intents.iter().map(|i| *i as usize).collect(),
+                    intents: r.intents.iter().map(|i| i.index()).collect(),
                     conditions: r
                         .conditions
                         .iter()

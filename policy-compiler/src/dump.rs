@@ -76,7 +76,7 @@ pub fn render(compiled: &Compiled) -> String {
             .intents
             .iter()
             .map(|i| {
-                p.intents.get(*i as usize).map_or_else(
+                p.intents.get(i.index()).map_or_else(
                     || format!("<intent #{i}>"),
                     |intent| s(intent.name).to_owned(),
                 )

@@ -1103,7 +1103,7 @@ fn trust_domain_warning(compiled: &Compiled, mesh_trust_domain: &str) -> Option<
     let domains: Vec<&str> = policy
         .trust_domains
         .iter()
-        .filter_map(|&id| policy.strings.get(usize::try_from(id).ok()?))
+        .filter_map(|id| policy.strings.get(id.index()))
         .map(String::as_str)
         .collect();
     if domains.contains(&mesh_trust_domain) {

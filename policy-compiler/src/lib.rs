@@ -241,7 +241,9 @@ pub fn explain_why_not(
 ) -> Result<Outcome, String> {
     let mut filter = outcome::OfflineFilter::for_compiled(compiled)?;
     if let (Some(name), Some(policy)) = (why_not, filter.policy()) {
-        if !(0..policy.rule_count() as u32).any(|r| policy.rule_id(r) == name) {
+        if !(0..policy.rule_count() as u32)
+            .any(|r| policy.rule_id(meshward_engine::RuleIdx(r)) == name)
+        {
             return Err(format!("--why-not: the policy has no rule `{name}`"));
         }
     }
@@ -271,7 +273,7 @@ mod tests {
         .unwrap();
         let policy = compiled.load().unwrap();
         assert_eq!(policy.hash(), &compiled.hash);
-        assert_eq!(policy.rule_id(0), "r");
+        assert_eq!(policy.rule_id(meshward_engine::RuleIdx(0)), "r");
         assert_eq!(compiled.source_map.rules[0].to_string(), "p.policy:5:7");
         let config = meshward_engine::config::FilterConfig::from_json(
             compiled

@@ -66,7 +66,7 @@ impl Interner {
         }
         // INVARIANT: a policy source is far below 4 GiB, so it cannot hold
         // 2^32 distinct strings.
-        let id = StrId::try_from(self.table.len()).unwrap_or(StrId::MAX);
+        let id = StrId::from_index(self.table.len()).unwrap_or(StrId(u32::MAX));
         self.table.push(s.to_owned());
         self.ids.insert(s.to_owned(), id);
         id
@@ -118,7 +118,7 @@ fn lower_rule(strings: &mut Interner, rule: &checked::Rule) -> Rule {
         intents: rule
             .intents
             .iter()
-            .map(|i| IntentIdx::try_from(*i).unwrap_or(IntentIdx::MAX))
+            .map(|i| IntentIdx::from_index(*i).unwrap_or(IntentIdx(u32::MAX)))
             .collect(),
         unclassified: rule.unclassified,
         conditions: rule
@@ -251,7 +251,8 @@ mod tests {
             .strings
             .iter()
             .position(|s| s == "a.example")
-            .unwrap() as StrId;
+            .map(|i| StrId(i as u32))
+            .unwrap();
         assert_eq!(compiled.trust_domains[0], id);
         assert_eq!(compiled.intents[0].name, id);
         assert_eq!(
@@ -279,7 +280,8 @@ mod tests {
                 .strings
                 .iter()
                 .position(|s| s == text)
-                .unwrap_or_else(|| panic!("`{text}` not interned")) as StrId
+                .map(|i| StrId(i as u32))
+                .unwrap_or_else(|| panic!("`{text}` not interned"))
         };
         // Forwarders: the pattern covers the gateway, so only it remains.
         assert_eq!(compiled.chain.forwarders.len(), 1);

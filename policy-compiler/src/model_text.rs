@@ -11,7 +11,7 @@ use meshward_engine::model::{
 /// The interned string, or a marker for a bad index (never in a checked policy).
 pub(crate) fn string(p: &CompiledPolicy, id: StrId) -> &str {
     p.strings
-        .get(id as usize)
+        .get(id.index())
         .map_or("<bad string>", String::as_str)
 }
 

@@ -127,17 +127,19 @@ impl OfflineFilter {
             |rule: RuleIdx| rule_miss(policy, &self.source_map, &request, rule, intent.as_deref());
         if let Some(name) = why_not {
             outcome.why_not = (0..policy.rule_count() as u32)
+                .map(RuleIdx)
                 .find(|r| policy.rule_id(*r) == name)
                 .and_then(|r| miss(r).map(|(_, m)| m));
         }
         if verdict.decision.effect == Effect::Deny && rules_were_consulted(verdict.decision.reason)
         {
             let mut misses: Vec<(u32, RuleIdx, RuleMiss)> = (0..policy.rule_count() as u32)
+                .map(RuleIdx)
                 .filter(|r| {
                     policy
                         .compiled()
                         .rules
-                        .get(*r as usize)
+                        .get(r.index())
                         .is_some_and(|rule| rule.effect == Effect::Allow && !rule.dry_run)
                 })
                 .filter_map(|r| miss(r).map(|(rank, m)| (rank, r, m)))
@@ -345,7 +347,7 @@ fn rule_miss(
 ) -> Option<(u32, RuleMiss)> {
     let check = check_rule(policy, request, rule).ok()?;
     let model = policy.compiled();
-    let compiled_rule = model.rules.get(rule as usize)?;
+    let compiled_rule = model.rules.get(rule.index())?;
     let (rank, failed, detail) = match check {
         RuleCheck::Holds => (u32::MAX, "holds", "every requirement holds".to_owned()),
         RuleCheck::Intent => {
@@ -404,7 +406,7 @@ fn rule_miss(
         RuleMiss {
             rule: RuleRef {
                 id: policy.rule_id(rule).to_owned(),
-                location: source_map.rules.get(rule as usize).cloned(),
+                location: source_map.rules.get(rule.index()).cloned(),
             },
             failed,
             detail,
@@ -420,7 +422,7 @@ fn describe(
 ) -> Outcome {
     let rule_ref = |idx: RuleIdx| RuleRef {
         id: policy.map_or("?", |p| p.rule_id(idx)).to_owned(),
-        location: source_map.rules.get(idx as usize).cloned(),
+        location: source_map.rules.get(idx.index()).cloned(),
     };
     Outcome {
         effect: decision.effect,

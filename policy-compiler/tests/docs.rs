@@ -308,7 +308,7 @@ fn configuration_doc_names_every_field_and_value() {
     let revocation = read("filter/engine/src/identity/revocation.rs");
     let jwks = read("filter/engine/src/identity/jwks.rs");
     let structs: [(&str, &str); 8] = [
-        (&config, "RawConfig"),
+        (&config, "RawConfig<'a>"),
         (&config, "ChainConfig"),
         (&config, "RawJwtSvid"),
         (&config, "RawUserTokens"),

@@ -53,6 +53,7 @@
 //! `Bearer` for user tokens (`""` means a bare token). `algorithms` (default
 //! all of `ES256`, `RS256`, `PS256`, `EdDSA`) never admits `none` or `HS*`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
@@ -66,6 +67,7 @@ use crate::identity::jwt::{
     DEFAULT_MAX_TOKEN_BYTES,
 };
 use crate::identity::revocation::{RevocationError, RevocationList, RevokedConfig};
+use crate::codec;
 use crate::identity::tokens::{
     IssuerSettings, UserTokenSettings, DEFAULT_USER_TOKEN_HEADER, DEFAULT_USER_TOKEN_SCHEME,
 };
@@ -107,8 +109,11 @@ pub enum MethodOverride {
 /// The plugin configuration as written in JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    policy: String,
+struct RawConfig<'a> {
+    /// Borrowed from the configuration bytes (base64 needs no JSON escape),
+    /// so the largest member is never copied.
+    #[serde(borrow)]
+    policy: Cow<'a, str>,
     #[serde(default)]
     revoked_serials: Vec<String>,
     #[serde(default)]
@@ -504,7 +509,11 @@ impl FilterConfig {
                 keys,
             )?);
         }
-        let policy = Policy::decode(&policy_bytes)?;
+        // The body is decoded into the model and its bytes freed before the
+        // indexes are built: the configure-time peak is what a Wasm VM keeps.
+        let (compiled, hash) = codec::decode(&policy_bytes).map_err(PolicyError::from)?;
+        drop(policy_bytes);
+        let policy = Policy::from_compiled(compiled, hash)?;
         let revocation = RevocationList::from_config(&raw.revoked, &raw.revoked_serials).map_err(
             |e| match e {
                 RevocationError::BadSerial(s) => ConfigError::BadSerial(s),

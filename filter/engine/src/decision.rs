@@ -239,8 +239,10 @@ impl Reason {
     }
 }
 
-/// Index into the policy's rules.
-pub type RuleIdx = u32;
+crate::model::index_type!(
+    /// Index into the policy's rules ([`crate::model::CompiledPolicy::rules`]).
+    RuleIdx
+);
 
 /// What the dry-run rules (or a dry-run policy) would have decided, when that
 /// differs from the enforced outcome.

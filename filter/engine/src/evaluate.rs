@@ -5,7 +5,7 @@ use crate::authority::CanonicalAuthority;
 use crate::chain::Chain;
 use crate::decision::{Decision, Reason, RuleIdx, WouldBe};
 use crate::model::{
-    ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, UserTest,
+    ClaimTest, Condition, Effect, HeaderTest, IntentIdx, Method, Principal, Rule, StrId, UserTest,
 };
 use crate::path;
 use crate::policy::{FoundBy, Policy, SubjectKey, RULE_DENY, RULE_DRY_RUN, RULE_PEER_ONLY};
@@ -345,7 +345,7 @@ fn user_holds(user: Option<&dyn UserInfo>, test: &UserTest, policy: &Policy) -> 
     }
 }
 
-fn header_value<'a>(policy: &Policy, name: u32, facts: &Facts<'a>) -> Option<&'a str> {
+fn header_value<'a>(policy: &Policy, name: StrId, facts: &Facts<'a>) -> Option<&'a str> {
     if let Some(values) = facts.header_values {
         if let Some(value) = policy.header_slot(name).and_then(|i| values.get(i)) {
             return *value;
@@ -524,7 +524,7 @@ fn decide_rules(policy: &Policy, facts: &Facts<'_>) -> Decision {
                 return;
             }
         } else {
-            let Some(rule) = rules.get(idx as usize) else {
+            let Some(rule) = rules.get(idx.index()) else {
                 return;
             };
             if !principal_holds(policy, rule, facts)
@@ -599,7 +599,7 @@ pub fn check_rule(
     rule: RuleIdx,
 ) -> Result<RuleCheck, Decision> {
     with_facts(policy, req, |facts| {
-        let Some(rule) = policy.compiled().rules.get(rule as usize) else {
+        let Some(rule) = policy.compiled().rules.get(rule.index()) else {
             return RuleCheck::Intent;
         };
         let names_intent = match facts.intent {

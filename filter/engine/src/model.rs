@@ -11,10 +11,52 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Index into [`CompiledPolicy::strings`].
-pub type StrId = u32;
-/// Index into [`CompiledPolicy::intents`].
-pub type IntentIdx = u32;
+/// A typed `u32` index into one table of the policy: `#[repr(transparent)]`
+/// and `#[serde(transparent)]`, so it costs and encodes exactly as the bare
+/// `u32` (the wire format does not change), but an index into one table
+/// cannot be passed where another is meant.
+macro_rules! index_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        #[repr(transparent)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// The position in its table.
+            #[inline]
+            pub const fn index(self) -> usize {
+                self.0 as usize
+            }
+
+            /// The id of position `index`, if it fits in a `u32`.
+            #[inline]
+            pub fn from_index(index: usize) -> Option<Self> {
+                u32::try_from(index).ok().map($name)
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+pub(crate) use index_type;
+
+index_type!(
+    /// Index into [`CompiledPolicy::strings`].
+    StrId
+);
+index_type!(
+    /// Index into [`CompiledPolicy::intents`].
+    IntentIdx
+);
 
 /// A whole compiled policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,8 +31,8 @@ use crate::chain::ChainLimits;
 use crate::codec::{self, DecodeError};
 use crate::decision::RuleIdx;
 use crate::model::{
-    ClaimTest, CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, Method, Principal,
-    Segment, StrId, Subject, UserTest,
+    ClaimTest, CompiledPolicy, Condition, Effect, HeaderTest, IdSegment, IntentIdx, Method,
+    Principal, Segment, StrId, Subject, UserTest,
 };
 use crate::routes::{Router, Template};
 use crate::spiffe::{self, eq_bytes, pattern, text_hash, SpiffeId};
@@ -50,7 +50,7 @@ pub enum PolicyError {
         /// Rule id.
         rule: String,
         /// Bad index.
-        intent: u32,
+        intent: IntentIdx,
     },
     /// `**` somewhere other than last.
     #[error("intent `{0}` has a `**` that is not the last segment")]
@@ -106,21 +106,22 @@ struct StrSlot {
     len: u32,
 }
 
-/// Builds a [`StrTable`], deduplicating.
+/// Builds a [`StrTable`], deduplicating; borrows the texts until
+/// [`StrTableBuilder::finish`] copies them into one arena.
 #[derive(Default)]
-struct StrTableBuilder {
-    ids: FxMap<Box<str>, u32>,
-    texts: Vec<Box<str>>,
+struct StrTableBuilder<'a> {
+    ids: FxMap<&'a str, u32>,
+    texts: Vec<&'a str>,
 }
 
-impl StrTableBuilder {
-    fn intern(&mut self, text: &str) -> u32 {
+impl<'a> StrTableBuilder<'a> {
+    fn intern(&mut self, text: &'a str) -> u32 {
         if let Some(id) = self.ids.get(text) {
             return *id;
         }
         let id = self.texts.len() as u32;
-        self.ids.insert(text.into(), id);
-        self.texts.push(text.into());
+        self.ids.insert(text, id);
+        self.texts.push(text);
         id
     }
 
@@ -134,7 +135,7 @@ impl StrTableBuilder {
             len: 0,
         };
         let mut slots = vec![empty; size];
-        let mut arena = String::new();
+        let mut arena = String::with_capacity(self.texts.iter().map(|t| t.len()).sum());
         for (id, text) in self.texts.iter().enumerate() {
             let hash = text_hash(text.as_bytes());
             let mut i = (hash >> 32) as usize & mask;
@@ -324,7 +325,7 @@ impl Policy {
     fn index(Validated(compiled): Validated, hash: [u8; 32]) -> Policy {
         // INVARIANT: `validate` checked every string id read here, so the
         // fallback is never taken.
-        let str_of = |id: StrId| compiled.strings.get(id as usize).map_or("", String::as_str);
+        let str_of = |id: StrId| compiled.strings.get(id.index()).map_or("", String::as_str);
 
         let mut domains = StrTableBuilder::default();
         let trusted_ids: Vec<u32> = compiled
@@ -342,7 +343,7 @@ impl Policy {
                 .flat_map(|(idx, intent)| {
                     let host = intent.host.map(str_of);
                     intent.routes.iter().map(move |route| Template {
-                        intent: idx as u32,
+                        intent: IntentIdx(idx as u32),
                         segments: &route.segments,
                         methods: intent.methods,
                         host,
@@ -358,7 +359,7 @@ impl Policy {
         let mut header_slots: Vec<(StrId, u32)> = Vec::new();
         let mut rule_meta = Vec::with_capacity(compiled.rules.len());
         for (rule_idx, rule) in compiled.rules.iter().enumerate() {
-            let rule_idx = rule_idx as RuleIdx;
+            let rule_idx = RuleIdx(rule_idx as u32);
             rule_meta.push(
                 if rule.effect == Effect::Deny {
                     RULE_DENY
@@ -385,7 +386,7 @@ impl Policy {
                     }
                 }
             }
-            let mut slots: Vec<usize> = rule.intents.iter().map(|i| *i as usize).collect();
+            let mut slots: Vec<usize> = rule.intents.iter().map(|i| i.index()).collect();
             if rule.unclassified {
                 slots.push(compiled.intents.len());
             }
@@ -444,6 +445,7 @@ impl Policy {
             .collect();
 
         let domains = domains.finish();
+        let exact_ids = exact_ids.finish();
         let mut trusted = vec![false; domains.len];
         for id in trusted_ids {
             if let Some(t) = trusted.get_mut(id as usize) {
@@ -458,7 +460,7 @@ impl Policy {
             hash_hex,
             domains,
             trusted,
-            exact_ids: exact_ids.finish(),
+            exact_ids,
             router,
             patterns,
             slot_ranges,
@@ -500,10 +502,10 @@ impl Policy {
     }
 
     /// The name of intent `idx` (`""` if out of range).
-    pub fn intent_name(&self, idx: u32) -> &str {
+    pub fn intent_name(&self, idx: IntentIdx) -> &str {
         self.compiled
             .intents
-            .get(idx as usize)
+            .get(idx.index())
             .map_or("", |i| self.string(i.name))
     }
 
@@ -511,7 +513,7 @@ impl Policy {
     pub fn rule_id(&self, idx: RuleIdx) -> &str {
         self.compiled
             .rules
-            .get(idx as usize)
+            .get(idx.index())
             .map_or("", |r| self.string(r.id))
     }
 
@@ -519,7 +521,7 @@ impl Policy {
     pub fn rule_is_dry_run(&self, idx: RuleIdx) -> bool {
         self.compiled
             .rules
-            .get(idx as usize)
+            .get(idx.index())
             .is_some_and(|r| r.dry_run)
     }
 
@@ -563,7 +565,7 @@ impl Policy {
     /// `RULE_*` bits of rule `idx` (0 if out of range).
     #[inline]
     pub(crate) fn rule_meta(&self, idx: RuleIdx) -> u8 {
-        self.rule_meta.get(idx as usize).copied().unwrap_or(0)
+        self.rule_meta.get(idx.index()).copied().unwrap_or(0)
     }
 
     /// Index in [`Policy::condition_headers`] of a header name's string id.
@@ -584,7 +586,7 @@ impl Policy {
     pub(crate) fn string(&self, id: StrId) -> &str {
         self.compiled
             .strings
-            .get(id as usize)
+            .get(id.index())
             .map_or("", String::as_str)
     }
 
@@ -599,12 +601,12 @@ impl Policy {
     #[inline]
     pub(crate) fn for_each_candidate(
         &self,
-        intent: Option<u32>,
+        intent: Option<IntentIdx>,
         by: FoundBy,
         id: Option<(&SpiffeId, SubjectKey)>,
         mut visit: impl FnMut(RuleIdx),
     ) {
-        let slot = intent.map_or(self.compiled.intents.len(), |i| i as usize);
+        let slot = intent.map_or(self.compiled.intents.len(), IntentIdx::index);
         let Some(bounds) = self.slot_ranges.get(slot) else {
             return;
         };
@@ -730,7 +732,7 @@ fn validate(compiled: CompiledPolicy) -> Result<Validated, PolicyError> {
     let str_of = |id: StrId| -> Result<&str, PolicyError> {
         compiled
             .strings
-            .get(id as usize)
+            .get(id.index())
             .map(String::as_str)
             .ok_or(PolicyError::BadString(id))
     };
@@ -792,7 +794,7 @@ fn validate(compiled: CompiledPolicy) -> Result<Validated, PolicyError> {
             validate_condition(cond, &str_of)?;
         }
         for intent in &rule.intents {
-            if *intent as usize >= compiled.intents.len() {
+            if intent.index() >= compiled.intents.len() {
                 return Err(PolicyError::BadIntent {
                     rule: rule_id.to_owned(),
                     intent: *intent,

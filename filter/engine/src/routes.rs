@@ -6,8 +6,11 @@
 //! whose templates have the same shape and overlapping methods and hosts, so
 //! the most specific match is also the only one.
 
-use crate::model::{IntentIdx, Segment};
+use std::collections::hash_map::Entry as MapEntry;
+
+use crate::model::{IntentIdx, Segment, StrId};
 use crate::path::SegmentEnds;
+use crate::policy::FxMap;
 use crate::spiffe::{eq_bytes, text_hash};
 
 /// An intent waiting at a trie node.
@@ -125,10 +128,12 @@ impl Segs for SplitPath<'_> {
     }
 }
 
-/// The trie while it is built (children as sorted lists).
+/// The trie while it is built (literal children in insertion order; found
+/// through one map keyed by (parent, literal), so a node with many children
+/// costs no more to extend than one with few).
 #[derive(Default)]
-struct BuildNode {
-    literals: Vec<(Box<str>, usize)>,
+struct BuildNode<'a> {
+    literals: Vec<(&'a str, usize)>,
     param: Option<usize>,
     exact: Vec<Entry>,
     rest: Vec<Entry>,
@@ -139,9 +144,10 @@ impl Router {
     /// caller has checked every id and that `Rest` is only last.
     pub(crate) fn build<'a>(
         templates: impl IntoIterator<Item = Template<'a>>,
-        resolve: impl Fn(u32) -> &'a str,
+        resolve: impl Fn(StrId) -> &'a str,
     ) -> Router {
         let mut nodes = vec![BuildNode::default()];
+        let mut children: FxMap<(usize, &'a str), usize> = FxMap::default();
         for t in templates {
             let mut at = 0usize;
             let entry = Entry {
@@ -156,10 +162,11 @@ impl Router {
                 at = match seg {
                     Segment::Literal(id) => {
                         let text = resolve(*id);
-                        match node.literals.binary_search_by(|(s, _)| (**s).cmp(text)) {
-                            Ok(i) => node.literals.get(i).map_or(0, |(_, n)| *n),
-                            Err(i) => {
-                                node.literals.insert(i, (text.into(), next_len));
+                        match children.entry((at, text)) {
+                            MapEntry::Occupied(child) => *child.get(),
+                            MapEntry::Vacant(slot) => {
+                                slot.insert(next_len);
+                                node.literals.push((text, next_len));
                                 nodes.push(BuildNode::default());
                                 next_len
                             }
@@ -188,6 +195,7 @@ impl Router {
             }
         }
 
+        drop(children);
         let edge_count: usize = nodes.iter().map(|n| n.literals.len()).sum();
         let slots = (edge_count * 2).next_power_of_two().max(8);
         let mask = slots - 1;
@@ -365,12 +373,12 @@ mod tests {
     ) -> Router {
         Router::build(
             templates.iter().map(|(i, s, m, h)| Template {
-                intent: *i,
+                intent: IntentIdx(*i),
                 segments: s,
                 methods: *m,
                 host: *h,
             }),
-            |id| strings.get(id as usize).copied().unwrap_or(""),
+            |id| strings.get(id.index()).copied().unwrap_or(""),
         )
     }
 
@@ -380,29 +388,43 @@ mod tests {
         let strings = ["orders", "export", "static"];
         let r = router(
             &[
-                (0, &[Literal(0), Param], 0, None),
-                (1, &[Literal(0), Literal(1)], 0, None),
-                (2, &[Literal(2), Rest], 0, None),
+                (0, &[Literal(StrId(0)), Param], 0, None),
+                (1, &[Literal(StrId(0)), Literal(StrId(1))], 0, None),
+                (2, &[Literal(StrId(2)), Rest], 0, None),
                 (3, &[Rest], Method::Get.bit(), None),
-                (4, &[Literal(0), Literal(1), Literal(1)], 0, None),
+                (
+                    4,
+                    &[Literal(StrId(0)), Literal(StrId(1)), Literal(StrId(1))],
+                    0,
+                    None,
+                ),
             ],
             &strings,
         );
         let get = Method::Get.bit();
-        assert_eq!(r.classify(&["orders", "42"], get, "x"), Some(0));
-        assert_eq!(r.classify(&["orders", "export"], get, "x"), Some(1));
-        assert_eq!(r.classify(&["static"], get, "x"), Some(2));
-        assert_eq!(r.classify(&["static", "a", "b"], get, "x"), Some(2));
+        assert_eq!(r.classify(&["orders", "42"], get, "x"), Some(IntentIdx(0)));
+        assert_eq!(
+            r.classify(&["orders", "export"], get, "x"),
+            Some(IntentIdx(1))
+        );
+        assert_eq!(r.classify(&["static"], get, "x"), Some(IntentIdx(2)));
+        assert_eq!(
+            r.classify(&["static", "a", "b"], get, "x"),
+            Some(IntentIdx(2))
+        );
         // `/orders/export/x` fails under the literal branch, then the param
         // branch, and falls back to the root `**` for GET only.
-        assert_eq!(r.classify(&["orders", "export", "x"], get, "x"), Some(3));
+        assert_eq!(
+            r.classify(&["orders", "export", "x"], get, "x"),
+            Some(IntentIdx(3))
+        );
         assert_eq!(
             r.classify(&["orders", "export", "x"], Method::Post.bit(), "x"),
             None
         );
         assert_eq!(
             r.classify(&["orders", "export", "export"], get, "x"),
-            Some(4)
+            Some(IntentIdx(4))
         );
     }
 
@@ -414,22 +436,22 @@ mod tests {
             &[
                 (
                     0,
-                    &[Literal(0)],
+                    &[Literal(StrId(0))],
                     Method::Get.bit() | Method::Head.bit(),
                     Some("orders.svc"),
                 ),
-                (1, &[Literal(0)], Method::Post.bit(), None),
+                (1, &[Literal(StrId(0))], Method::Post.bit(), None),
             ],
             &strings,
         );
         assert_eq!(
             r.classify(&["orders"], Method::Get.bit(), "ORDERS.svc"),
-            Some(0)
+            Some(IntentIdx(0))
         );
         assert_eq!(r.classify(&["orders"], Method::Get.bit(), "other"), None);
         assert_eq!(
             r.classify(&["orders"], Method::Post.bit(), "other"),
-            Some(1)
+            Some(IntentIdx(1))
         );
         assert_eq!(
             r.classify(&["orders"], Method::Delete.bit(), "orders.svc"),

@@ -2,6 +2,7 @@
 
 use crate::codec::{self, DecodeError, FORMAT_VERSION};
 use crate::model::Effect;
+use crate::decision::RuleIdx;
 use crate::model::*;
 use crate::spiffe::SpiffeId;
 use crate::{evaluate, Decision, Policy, PolicyError, Reason, Request};
@@ -15,7 +16,7 @@ struct Builder {
 impl Default for CompiledPolicy {
     fn default() -> Self {
         CompiledPolicy {
-            name: 0,
+            name: StrId(0),
             dry_run: false,
             strings: vec!["test".into()],
             trust_domains: vec![],
@@ -30,10 +31,10 @@ impl Default for CompiledPolicy {
 impl Builder {
     fn s(&mut self, text: &str) -> StrId {
         if let Some(i) = self.p.strings.iter().position(|s| s == text) {
-            return i as StrId;
+            return StrId(i as u32);
         }
         self.p.strings.push(text.into());
-        (self.p.strings.len() - 1) as StrId
+        StrId((self.p.strings.len() - 1) as u32)
     }
     fn trust(mut self, td: &str) -> Self {
         let id = self.s(td);
@@ -75,7 +76,7 @@ impl Builder {
             dry_run: false,
             principal: Principal::Peer,
             subjects,
-            intents: intents.to_vec(),
+            intents: intents.iter().map(|i| IntentIdx(*i)).collect(),
             unclassified: false,
             conditions: vec![],
         });
@@ -170,7 +171,7 @@ fn allow_deny_default_and_unclassified() {
     let d = decide(&p, FRONTEND, "GET", "/orders/42", &[]);
     assert_eq!(
         (d.effect, d.reason, d.rule),
-        (Effect::Allow, Reason::AllowedByRule, Some(0))
+        (Effect::Allow, Reason::AllowedByRule, Some(RuleIdx(0)))
     );
     assert_eq!(p.intent_name(d.intent.unwrap()), "orders.read");
     assert_eq!(d.http_status(), 200);
@@ -367,18 +368,21 @@ fn codec_rejects_corruption() {
 #[test]
 fn inconsistent_model_is_rejected() {
     let mut b = shop();
-    b.p.rules[0].intents = vec![99];
+    b.p.rules[0].intents = vec![IntentIdx(99)];
     let (bytes, _) = codec::encode(&b.p);
     assert!(matches!(
         Policy::decode(&bytes),
-        Err(PolicyError::BadIntent { intent: 99, .. })
+        Err(PolicyError::BadIntent {
+            intent: IntentIdx(99),
+            ..
+        })
     ));
     let mut b = shop();
-    b.p.intents[0].name = 12345;
+    b.p.intents[0].name = StrId(12345);
     let (bytes, _) = codec::encode(&b.p);
     assert_eq!(
         Policy::decode(&bytes).unwrap_err(),
-        PolicyError::BadString(12345)
+        PolicyError::BadString(StrId(12345))
     );
 }
 
@@ -413,7 +417,7 @@ mod properties {
             let b = decide(&p, peer, method, &path, &[]);
             prop_assert_eq!(a, b);
             // `no-batch-admin` matches batch on admin paths: never allowed.
-            if peer == BATCH && a.intent == Some(1) {
+            if peer == BATCH && a.intent == Some(IntentIdx(1)) {
                 prop_assert_eq!(a.effect, Effect::Deny);
             }
         }
@@ -517,7 +521,7 @@ fn check_rule_agrees_with_evaluate() {
             let req = Request::from_peer(Ok(&id), method, path, "orders.shop.svc", &headers);
             let decision = evaluate(&p, &req);
             let checks: Vec<Result<crate::RuleCheck, Decision>> = (0..p.rule_count() as u32)
-                .map(|r| crate::check_rule(&p, &req, r))
+                .map(|r| crate::check_rule(&p, &req, RuleIdx(r)))
                 .collect();
             if let Some(Err(deny)) = checks.first() {
                 assert_eq!(*deny, decision, "{peer} {method} {path}");
@@ -535,7 +539,7 @@ fn check_rule_agrees_with_evaluate() {
                 "{peer} {method} {path}"
             );
             if let Some(rule) = decision.rule {
-                assert_eq!(checks[rule as usize], Ok(crate::RuleCheck::Holds));
+                assert_eq!(checks[rule.index()], Ok(crate::RuleCheck::Holds));
             }
         }
     }
@@ -544,9 +548,12 @@ fn check_rule_agrees_with_evaluate() {
     let headers: &[(&str, &str)] = &[];
     let req = Request::from_peer(Ok(&id), "GET", "/orders/1", "orders.shop.svc", &headers);
     assert_eq!(
-        crate::check_rule(&p, &req, 0),
+        crate::check_rule(&p, &req, RuleIdx(0)),
         Ok(crate::RuleCheck::Subject)
     );
     let req = Request::from_peer(Ok(&id), "DELETE", "/orders/1", "orders.shop.svc", &headers);
-    assert_eq!(crate::check_rule(&p, &req, 0), Ok(crate::RuleCheck::Intent));
+    assert_eq!(
+        crate::check_rule(&p, &req, RuleIdx(0)),
+        Ok(crate::RuleCheck::Intent)
+    );
 }

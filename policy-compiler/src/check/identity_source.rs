@@ -26,7 +26,7 @@
 //! plugin configuration by another tool: no source may be written then, and
 //! the cross-checks are skipped (the choice is explicit in the policy).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use meshward_engine::identity::normalize_serial;
@@ -1021,8 +1021,14 @@ fn cross_check(
     let mut user_used = false;
     let mut domains_used: BTreeSet<String> = BTreeSet::new();
     let mut any_domain_used = false;
+    // Rules by id, first declared wins (a linear search per block is
+    // quadratic in the rule count).
+    let mut by_id: HashMap<&str, &Rule> = HashMap::with_capacity(view.rules.len());
+    for rule in view.rules {
+        by_id.entry(rule.id.as_str()).or_insert(rule);
+    }
     for block in view.rule_blocks {
-        let Some(rule) = view.rules.iter().find(|r| r.id == block.id.value) else {
+        let Some(rule) = by_id.get(block.id.value.as_str()).copied() else {
             continue;
         };
         let needs = needs(block);

@@ -19,6 +19,8 @@
 //! and never looks at unions of patterns or at conditional denies (header,
 //! chain or user conditions alike).
 
+use std::collections::HashMap;
+
 use meshward_engine::model::Effect;
 
 use super::Context;
@@ -26,15 +28,30 @@ use crate::checked::{Principal, Rule, Subject};
 use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check_shadowing(cx: &mut Context, trust_domains: &[String], rules: &[Rule]) {
-    let denies: Vec<&Rule> = rules
+    // A shadowing deny names every intent of the allow, so only denies
+    // naming its first intent (or `unclassified`, for an allow without
+    // intents) are candidates; each list keeps declaration order, so the
+    // deny reported is the first that shadows.
+    let mut by_intent: HashMap<Option<usize>, Vec<&Rule>> = HashMap::new();
+    for deny in rules
         .iter()
         .filter(|r| r.effect == Effect::Deny && !r.dry_run && r.conditions.is_empty())
-        .collect();
+    {
+        for intent in &deny.intents {
+            by_intent.entry(Some(*intent)).or_default().push(deny);
+        }
+        if deny.unclassified {
+            by_intent.entry(None).or_default().push(deny);
+        }
+    }
     for allow in rules.iter().filter(|r| r.effect == Effect::Allow) {
         let no_subjects = allow.subjects.is_empty() && allow.principal != Principal::User;
         if no_subjects || (allow.intents.is_empty() && !allow.unclassified) {
             continue; // already reported as incomplete
         }
+        let denies = by_intent
+            .get(&allow.intents.first().copied())
+            .map_or(&[][..], Vec::as_slice);
         if let Some(deny) = denies.iter().find(|d| shadows(d, allow, trust_domains)) {
             cx.report(
                 Diagnostic::new(

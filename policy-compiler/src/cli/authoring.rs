@@ -154,7 +154,7 @@ fn policy_name(compiled: &meshward_policy::Compiled) -> &str {
     compiled
         .policy
         .strings
-        .get(compiled.policy.name as usize)
+        .get(compiled.policy.name.index())
         .map_or("", String::as_str)
 }
 

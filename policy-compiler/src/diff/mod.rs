@@ -286,7 +286,7 @@ fn rule_intents(p: &CompiledPolicy, rule: &Rule) -> Vec<String> {
         .intents
         .iter()
         .map(|i| {
-            p.intents.get(*i as usize).map_or_else(
+            p.intents.get(i.index()).map_or_else(
                 || format!("<intent #{i}>"),
                 |intent| text::string(p, intent.name).to_owned(),
             )

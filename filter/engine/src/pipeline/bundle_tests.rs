@@ -12,7 +12,7 @@ use super::{counters, REVISION_GAUGE};
 use crate::bundle;
 use crate::codec;
 use crate::decision::Reason;
-use crate::model::{ChainSettings, CompiledPolicy, Limits};
+use crate::model::{ChainSettings, CompiledPolicy, Limits, StrId};
 use crate::signature::PublicKey;
 
 const T: u64 = 1_800_000_000;
@@ -26,10 +26,10 @@ fn key(seed: u8) -> SigningKey {
 /// A plugin configuration whose policy is named `name` (so its hash differs).
 fn config(name: &str) -> (Vec<u8>, [u8; 32]) {
     let policy = CompiledPolicy {
-        name: 0,
+        name: StrId(0),
         dry_run: false,
         strings: vec![name.to_owned(), "prod.example".to_owned()],
-        trust_domains: vec![1],
+        trust_domains: vec![StrId(1)],
         limits: Limits::default(),
         intents: vec![],
         rules: vec![],

@@ -39,7 +39,7 @@ use std::borrow::Cow;
 
 use crate::chain::Chain;
 use crate::decision::{Decision, Reason, RuleIdx};
-use crate::model::Effect;
+use crate::model::{Effect, IntentIdx};
 use crate::policy::Policy;
 
 /// Prefix of every filter-state name meshward sets (Envoy adds `wasm.`).
@@ -371,7 +371,7 @@ pub(crate) fn rule_stats(policy: &Policy) -> Vec<(Option<RuleIdx>, String)> {
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let dry_run = policy.is_dry_run() || rule.dry_run;
-        let Ok(idx) = RuleIdx::try_from(i) else {
+        let Some(idx) = RuleIdx::from_index(i) else {
             break;
         };
         if i < MAX_RULE_COUNTERS {
@@ -390,10 +390,10 @@ pub(crate) fn rule_stats(policy: &Policy) -> Vec<(Option<RuleIdx>, String)> {
 /// The intent counters of a policy: `(intent index, allow stat, deny stat)`
 /// for the first [`MAX_INTENT_COUNTERS`] intents; the rest share
 /// [`OTHER_INTENTS`] (index `None`).
-pub(crate) fn intent_stats(policy: &Policy) -> Vec<(Option<u32>, String, String)> {
+pub(crate) fn intent_stats(policy: &Policy) -> Vec<(Option<IntentIdx>, String, String)> {
     let count = policy.compiled().intents.len();
-    let mut out: Vec<(Option<u32>, String, String)> = (0..count.min(MAX_INTENT_COUNTERS))
-        .filter_map(|i| u32::try_from(i).ok())
+    let mut out: Vec<(Option<IntentIdx>, String, String)> = (0..count.min(MAX_INTENT_COUNTERS))
+        .filter_map(IntentIdx::from_index)
         .map(|i| {
             let label = stat_value(policy.intent_name(i));
             (

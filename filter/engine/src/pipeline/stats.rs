@@ -130,7 +130,9 @@ impl Stats {
         // effect.
         if !other.is_empty() {
             for (i, rule) in policy.compiled().rules.iter().enumerate() {
-                let Ok(idx) = RuleIdx::try_from(i) else { break };
+                let Some(idx) = RuleIdx::from_index(i) else {
+                    break;
+                };
                 if self.ids.contains_key(&Counter::Rule(idx)) {
                     continue;
                 }

@@ -23,17 +23,17 @@ fn policy_bytes(dry_run: bool) -> Vec<u8> {
     let mut strings: Vec<String> = vec!["shop".into()];
     let mut s = |text: &str| -> StrId {
         if let Some(i) = strings.iter().position(|s| s == text) {
-            return i as StrId;
+            return StrId(i as u32);
         }
         strings.push(text.into());
-        (strings.len() - 1) as StrId
+        StrId((strings.len() - 1) as u32)
     };
     let td = s("prod.example");
     let (orders_read, orders, frontend) = (s("orders.read"), s("orders"), s(FRONTEND));
     let rule_id = s("frontend-reads-orders");
     let _ = s(ORDERS);
     let policy = CompiledPolicy {
-        name: 0,
+        name: StrId(0),
         dry_run,
         strings: strings.clone(),
         trust_domains: vec![td],
@@ -52,7 +52,7 @@ fn policy_bytes(dry_run: bool) -> Vec<u8> {
             dry_run: false,
             principal: Principal::Peer,
             subjects: vec![Subject::Exact(frontend)],
-            intents: vec![0],
+            intents: vec![IntentIdx(0)],
             unclassified: false,
             conditions: vec![],
         }],
