@@ -60,6 +60,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::codec;
 use crate::identity::claim_path::{ClaimPath, ClaimPathError};
 use crate::identity::jwks::{Alg, AlgSet, JwksError, KeyOwner, KeySet, KeyStore};
 use crate::identity::jwt::{
@@ -67,7 +68,6 @@ use crate::identity::jwt::{
     DEFAULT_MAX_TOKEN_BYTES,
 };
 use crate::identity::revocation::{RevocationError, RevocationList, RevokedConfig};
-use crate::codec;
 use crate::identity::tokens::{
     IssuerSettings, UserTokenSettings, DEFAULT_USER_TOKEN_HEADER, DEFAULT_USER_TOKEN_SCHEME,
 };

@@ -1,8 +1,8 @@
 //! Engine tests through the real bytes path: model → encode → decode → evaluate.
 
 use crate::codec::{self, DecodeError, FORMAT_VERSION};
-use crate::model::Effect;
 use crate::decision::RuleIdx;
+use crate::model::Effect;
 use crate::model::*;
 use crate::spiffe::SpiffeId;
 use crate::{evaluate, Decision, Policy, PolicyError, Reason, Request};
