@@ -47,10 +47,10 @@ fuzz_target!(|data: &[u8]| {
     for (req, d) in requests.iter().zip(&first) {
         // Indexes in a decision always resolve.
         if let Some(i) = d.intent {
-            assert!((i as usize) < policy.compiled().intents.len(), "{req:?}");
+            assert!(i.index() < policy.compiled().intents.len(), "{req:?}");
         }
         if let Some(r) = d.rule {
-            assert!((r as usize) < policy.rule_count(), "{req:?}");
+            assert!(r.index() < policy.rule_count(), "{req:?}");
         }
     }
     let (again, hash) = codec::encode(policy.compiled());
