@@ -19,23 +19,11 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::client::{connect, tls_config, ClientError, Request, Response};
 use crate::http::{read_message, BodyDefault};
-use crate::http2::H2Request;
+use crate::http2::{
+    H2Request, ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, MAX_FRAME, PADDED, PING,
+    PREFACE, PRIORITY, RST_STREAM, SETTINGS,
+};
 use crate::pki::Leaf;
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
-/// The largest DATA payload we send (the peer's default maximum).
-const MAX_FRAME: usize = 16_384;
 
 /// What came back.
 #[derive(Debug)]

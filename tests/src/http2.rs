@@ -22,21 +22,21 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use crate::client::{connect, tls_config, ClientError};
 use crate::pki::Leaf;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const DATA: u8 = 0x0;
+pub(crate) const HEADERS: u8 = 0x1;
+pub(crate) const RST_STREAM: u8 = 0x3;
+pub(crate) const SETTINGS: u8 = 0x4;
+pub(crate) const PING: u8 = 0x6;
+pub(crate) const GOAWAY: u8 = 0x7;
+pub(crate) const CONTINUATION: u8 = 0x9;
+pub(crate) const END_STREAM: u8 = 0x1;
+pub(crate) const END_HEADERS: u8 = 0x4;
+pub(crate) const ACK: u8 = 0x1;
+pub(crate) const PADDED: u8 = 0x8;
+pub(crate) const PRIORITY: u8 = 0x20;
 /// The largest frame payload a peer must accept (SETTINGS_MAX_FRAME_SIZE default).
-const MAX_FRAME: usize = 16_384;
+pub(crate) const MAX_FRAME: usize = 16_384;
 
 /// One HTTP/2 request: the header block's fields in order, and a body.
 #[derive(Debug, Clone, Default)]
