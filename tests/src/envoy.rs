@@ -342,6 +342,25 @@ impl EnvoyProc {
         }
     }
 
+    /// Every audit line once each of `ids` has one, or after 5 s (then the
+    /// missing ids have none: Envoy answered them before the filter ran, or
+    /// the caller checks). Envoy writes its log asynchronously, so lines read
+    /// right after the responses may still be missing.
+    pub fn audit_lines_for<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<AuditLine> {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.audit_lines();
+            let all_there = ids
+                .iter()
+                .all(|id| lines.iter().any(|l| l.json["request_id"] == *id));
+            if all_there || Instant::now() > deadline {
+                return lines;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (up to 5 s) for an audit line matching `pred` and returns the
     /// first. Panics with the audit lines seen when none matches.
     pub fn wait_audit(&self, what: &str, pred: impl Fn(&AuditLine) -> bool) -> AuditLine {

@@ -286,7 +286,11 @@ fn spoofed_identity_headers_from_the_client_are_removed_or_ignored() {
     );
     denied(&response, 403, "denied_by_rule");
     assert_eq!(mesh.upstream.count(), 1);
-    // The audit trail names the real peer, not the claimed one.
+    // The audit trail names the real peer, not the claimed one (once the
+    // last request's line is written).
+    mesh.envoy.wait_audit("of the refund", |l| {
+        l.str("reason") == Some("denied_by_rule")
+    });
     assert!(mesh
         .envoy
         .audit_lines()

@@ -367,7 +367,7 @@ fn the_cli_pipeline_decides_like_envoy() {
     }
     let audit: BTreeMap<String, Value> = mesh
         .envoy
-        .audit_lines()
+        .audit_lines_for(cases.iter().map(|c| c.id.as_str()))
         .into_iter()
         .filter_map(|l| Some((l.json["request_id"].as_str()?.to_owned(), l.json)))
         .collect();

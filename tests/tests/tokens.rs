@@ -210,12 +210,9 @@ fn jwt_svids_and_users_through_a_tls_terminating_front_proxy() {
             &id,
         );
         assert_eq!(echo["headers"]["x-meshward-peer"][0], TokenBackend::FRONT);
-        let audit = b
-            .envoy
-            .audit_lines()
-            .into_iter()
-            .find(|l| l.json["request_id"] == id.as_str());
-        let audit = audit.unwrap_or_else(|| panic!("no audit line for {id}"));
+        let audit = b.envoy.wait_audit(&format!("for {id}"), |l| {
+            l.json["request_id"] == id.as_str()
+        });
         assert_eq!(
             (audit.str("peer"), audit.str("jwt_svid"), audit.str("rule")),
             (
@@ -382,10 +379,7 @@ fn jwt_svids_and_users_through_a_tls_terminating_front_proxy() {
     );
     let audit = b
         .envoy
-        .audit_lines()
-        .into_iter()
-        .find(|l| l.json["request_id"] == "user-alice")
-        .expect("audit");
+        .wait_audit("for user-alice", |l| l.json["request_id"] == "user-alice");
     assert_eq!(audit.json["user"]["sub"], "alice", "{}", audit.raw);
     assert_eq!(audit.json["user"]["iss"], ISSUER, "{}", audit.raw);
     denied(
