@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             Ok(response) => {
                 let audit = mesh
                     .envoy
-                    .audit_lines()
+                    .audit_lines_for([id.as_str()])
                     .into_iter()
                     .find(|l| l.json["request_id"] == id.as_str());
                 let field = |k: &str| {
@@ -280,7 +280,7 @@ fn main() -> ExitCode {
     }
     if let Some(line) = mesh
         .envoy
-        .audit_lines()
+        .audit_lines_for(["demo-5"])
         .into_iter()
         .find(|l| l.json["request_id"] == "demo-5")
     {
@@ -302,7 +302,7 @@ fn main() -> ExitCode {
     if let Some(line) = hops
         .orders
         .envoy
-        .audit_lines()
+        .audit_lines_for(["chain-alice"])
         .into_iter()
         .find(|l| l.json["request_id"] == "chain-alice")
     {
@@ -431,7 +431,7 @@ fn three_hop_rows(hops: &ThreeHops) -> Vec<[String; 7]> {
             ),
         ] {
             for line in envoy
-                .audit_lines()
+                .audit_lines_for([id])
                 .into_iter()
                 .filter(|l| l.json["request_id"] == id && l.json.get("direction").is_none())
             {
@@ -452,7 +452,7 @@ fn three_hop_rows(hops: &ThreeHops) -> Vec<[String; 7]> {
                 for line in hops
                     .frontend
                     .envoy
-                    .audit_lines()
+                    .audit_lines_for([id])
                     .into_iter()
                     .filter(|l| l.json["request_id"] == id && l.json["direction"] == "outbound")
                 {
