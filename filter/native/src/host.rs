@@ -21,13 +21,14 @@
 //! into ticks on the main thread (see [`crate::module`]).
 
 use core::time::Duration;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshward_engine::pipeline::{
-    response, CallId, Host, HostError, LocalResponse, LogLevel, MetricId,
+    response, CallId, HeaderList, Host, HostError, LocalResponse, LogLevel, MetricId,
 };
 
 use crate::abi::{AbiError, AbiLogLevel, Attribute, CalloutAnswer, ConfigOps, LogOps, StreamOps};
@@ -132,12 +133,34 @@ fn level(level: LogLevel) -> AbiLogLevel {
 /// (`%FILTER_STATE(wasm.meshward_decision:PLAIN)%`) serves both builds.
 const FILTER_STATE_PREFIX: &str = "wasm.";
 
+/// `FILTER_STATE_PREFIX` + `name`, written into `buf` when it fits (the
+/// pipeline's fact names are short constants): no allocation per fact.
+fn prefixed_key<'b>(buf: &'b mut [u8; 128], name: &str) -> Cow<'b, str> {
+    let len = FILTER_STATE_PREFIX.len() + name.len();
+    let written = buf.get_mut(..len).and_then(|key| {
+        let (head, tail) = key.split_at_mut_checked(FILTER_STATE_PREFIX.len())?;
+        head.copy_from_slice(FILTER_STATE_PREFIX.as_bytes());
+        tail.copy_from_slice(name.as_bytes());
+        std::str::from_utf8(key).ok()
+    });
+    match written {
+        Some(key) => Cow::Borrowed(key),
+        // Longer than the buffer (no pipeline fact is).
+        None => Cow::Owned(format!("{FILTER_STATE_PREFIX}{name}")),
+    }
+}
+
 /// What one kind of event hook can do beyond what [`NativeHost`] does for
 /// every hook. The defaults are what a configuration hook has: no request.
 pub trait Scope {
     /// See [`Host::request_headers`].
     fn request_headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         Err(HostError::Unsupported)
+    }
+
+    /// See [`Host::request_header_list`].
+    fn request_header_list(&mut self) -> Result<HeaderList, HostError> {
+        self.request_headers().map(HeaderList::from_bytes)
     }
 
     /// See [`Host::property`].
@@ -316,6 +339,10 @@ impl<Sc: Scope> Host for NativeHost<'_, Sc> {
         self.scope.request_headers()
     }
 
+    fn request_header_list(&mut self) -> Result<HeaderList, HostError> {
+        self.scope.request_header_list()
+    }
+
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         self.scope.property(path)
     }
@@ -334,7 +361,7 @@ impl<Sc: Scope> Host for NativeHost<'_, Sc> {
 
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         self.scope
-            .set_filter_state(&format!("{FILTER_STATE_PREFIX}{name}"), value)
+            .set_filter_state(&prefixed_key(&mut [0; 128], name), value)
     }
 
     fn now_nanos(&mut self) -> Result<u128, HostError> {
@@ -446,6 +473,15 @@ impl<S: StreamOps> Scope for RequestScope<'_, S> {
             })
             .map_err(abi)?;
         Ok(out)
+    }
+
+    fn request_header_list(&mut self) -> Result<HeaderList, HostError> {
+        // Straight from Envoy's map into the list: one copy of each header.
+        let mut list = HeaderList::with_capacity(24, 1024);
+        self.stream
+            .for_each_request_header(&mut |name, value| list.push_bytes(name, value))
+            .map_err(abi)?;
+        Ok(list)
     }
 
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -736,6 +772,16 @@ mod tests {
     }
 
     #[test]
+    fn filter_state_keys_are_prefixed_whatever_their_length() {
+        assert_eq!(
+            prefixed_key(&mut [0; 128], "meshward_decision"),
+            "wasm.meshward_decision"
+        );
+        let long = "n".repeat(200);
+        assert_eq!(prefixed_key(&mut [0; 128], &long), format!("wasm.{long}"));
+    }
+
+    #[test]
     fn a_request_host_moves_bytes_and_keeps_failures_as_values() {
         let mut stream = Recorder::default();
         let shared = ConfigShared {
@@ -749,6 +795,10 @@ mod tests {
         let headers = host.request_headers().unwrap();
         assert_eq!(headers.len(), 3, "repeated names stay separate entries");
         assert_eq!(headers[1], ("x-obs".to_owned(), vec![0xff, 0x80]));
+        // Read in place, the list holds what the copying path holds.
+        let list = host.request_header_list().unwrap();
+        assert_eq!(list, HeaderList::from_bytes(headers));
+        assert_eq!(list.all("x-obs"), ["\u{fffd}\u{fffd}", "second"]);
 
         let digest = ["connection", "sha256_peer_certificate_digest"];
         assert_eq!(host.property(&digest), Ok(Some(b"digest".to_vec())));

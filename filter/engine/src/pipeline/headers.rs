@@ -126,10 +126,24 @@ impl HeaderList {
         }
     }
 
-    fn with_capacity(count: usize, bytes: usize) -> Self {
+    /// An empty list with room for `count` entries of `bytes` in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Self {
         HeaderList {
             text: String::with_capacity(bytes),
             entries: Vec::with_capacity(count),
+        }
+    }
+
+    /// Appends one header as a host lends it, without an intermediate copy;
+    /// bytes that are not UTF-8 become U+FFFD, as in
+    /// [`HeaderList::from_bytes`].
+    pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+        match (core::str::from_utf8(name), core::str::from_utf8(value)) {
+            (Ok(name), Ok(value)) => self.push(name, value),
+            _ => self.push(
+                &String::from_utf8_lossy(name),
+                &String::from_utf8_lossy(value),
+            ),
         }
     }
 
