@@ -5,6 +5,8 @@
 #
 #   no filter | no-op wasm (± XFCC) | no-op dynamic module (± XFCC)
 #   | native RBAC (N rules) | meshward wasm (N rules) | meshward native (N rules)
+#   and, when named in ROWS: lean-N / native-lean-N (meshward publishing no
+#   filter state, `filter_state: none`)
 #
 # Same fixtures and topology as scripts/bench-envoy.sh (wrk → front Envoy
 # originating mTLS with one SPIFFE SVID per peer → Envoy under test; XFCC
@@ -260,7 +262,7 @@ log "front Envoy (pid $FRONT_PID) on core $LOAD_CORE, port $FRONT_PORT"
 
 mix_of() { # row -> size whose request mix it uses
   case "$1" in
-    rbac-*|meshward-*|native-*) echo "${1#*-}" ;;
+    rbac-*|meshward-*|native-*|lean-*) echo "${1##*-}" ;;
     *) echo "$LARGEST" ;;
   esac
 }

@@ -347,3 +347,46 @@ fn configuration_doc_names_every_field_and_value() {
         missing.join(", ")
     );
 }
+
+/// Every JSON block that is a plugin configuration (an object whose
+/// `policy` is a compiled policy's base64, `TVdQQw…` = `MWPC`) and elides
+/// nothing else loads, with its elided policy replaced by a compiled one: a
+/// documented member the filter would refuse fails here.
+#[test]
+fn plugin_configuration_snippets_load() {
+    let compiled = compile_source(
+        "policy \"docs\" {\n  trust_domains \"shop.example\"\n}\n",
+        "docs.policy",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let policy =
+        meshward_engine::config::plugin_config_json(&compiled.bytes, &[])["policy"].clone();
+    let mut loaded = 0;
+    for file in markdown_files() {
+        for block in fenced_blocks(&read(&file)) {
+            if block.info != "json" {
+                continue;
+            }
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&block.text) else {
+                continue;
+            };
+            let Some(object) = value.as_object_mut().filter(|o| {
+                o.get("policy")
+                    .and_then(|p| p.as_str())
+                    .is_some_and(|p| p.starts_with("TVdQQw"))
+            }) else {
+                continue;
+            };
+            object.insert("policy".to_owned(), policy.clone());
+            // Another elided value (a signature shown as `…`) cannot load.
+            if value.to_string().contains('…') {
+                continue;
+            }
+            let at = format!("{file}:{}", block.line);
+            meshward_engine::config::FilterConfig::from_json(value.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{at}: the plugin configuration does not load: {e}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 2, "{loaded} plugin configurations");
+}

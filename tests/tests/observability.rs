@@ -79,6 +79,16 @@ struct Fixture {
 
 impl Fixture {
     fn start(label: &str) -> Fixture {
+        Fixture::start_with(label, serde_json::json!({}))
+    }
+
+    /// With `extra` members merged into the plugin configuration.
+    fn start_with(label: &str, extra: Value) -> Fixture {
+        let mut plugin: Value =
+            serde_json::from_str(&plugin_config(POLICY, "observability.policy", &[])).unwrap();
+        if let (Some(plugin), Value::Object(extra)) = (plugin.as_object_mut(), extra) {
+            plugin.extend(extra);
+        }
         let scratch = Scratch::new(label);
         let pki = TestPki::new();
         let cert_dir = scratch.path().join("certs");
@@ -92,7 +102,7 @@ impl Fixture {
                 upstream_port: upstream.port(),
                 cert_dir,
                 wasm: filter_wasm(),
-                plugin_config: plugin_config(POLICY, "observability.policy", &[]),
+                plugin_config: plugin.to_string(),
             },
         );
         let access_log = scratch.path().join("access.log");
@@ -141,6 +151,53 @@ impl Fixture {
                 "access log lacks some of {ids:?}:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// `filter_state` as a list: Envoy's access log shows the facts named and
+/// `null` for the rest; the decision and its response details are the same.
+#[test]
+fn a_filter_state_selection_is_what_the_access_log_shows() {
+    let fx = Fixture::start_with(
+        "observability-selection",
+        serde_json::json!({"filter_state": ["meshward_reason", "meshward_peer"]}),
+    );
+    let frontend = fx.pki.workload("shop", "frontend");
+    let payments = fx.pki.workload("shop", "payments");
+    allowed(&fx.send(
+        &frontend,
+        &Request::get("/orders/1").header("x-request-id", "sel-allow"),
+    ));
+    denied(
+        &fx.send(
+            &payments,
+            &Request::get("/orders/1").header("x-request-id", "sel-deny"),
+        ),
+        403,
+        "no_matching_rule",
+    );
+    let log = fx.access_lines(&["sel-allow", "sel-deny"]);
+    let (a, d) = (&log["sel-allow"], &log["sel-deny"]);
+    assert_eq!(a["reason"], "allowed_by_rule", "{a}");
+    assert_eq!(a["peer"], FRONTEND, "{a}");
+    assert_eq!(d["reason"], "no_matching_rule", "{d}");
+    assert_eq!(d["peer"], PAYMENTS, "{d}");
+    assert_eq!(
+        d["response_code_details"], "meshward_denied{no_matching_rule}",
+        "{d}"
+    );
+    for line in [a, d] {
+        for unpublished in [
+            "decision",
+            "intent",
+            "rule",
+            "mode",
+            "policy",
+            "direction",
+            "chain",
+        ] {
+            assert!(line[unpublished].is_null(), "`{unpublished}` in {line}");
         }
     }
 }

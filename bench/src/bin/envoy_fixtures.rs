@@ -468,6 +468,16 @@ fn write(args: &[String]) {
             vec![module_filter(&module, &plugin.to_string())],
             true,
         );
+        // The same publishing no filter state (`lean-N`, `native-lean-N`):
+        // what the decision facts for access logs cost per request.
+        let mut lean = plugin.clone();
+        lean["filter_state"] = json!("none");
+        put_target(&format!("lean-{n}"), meshward(&lean), true);
+        put_target(
+            &format!("native-lean-{n}"),
+            vec![module_filter(&module, &lean.to_string())],
+            true,
+        );
         put(
             &out.join(format!("meshward-{n}.plugin.json")),
             &plugin.to_string(),

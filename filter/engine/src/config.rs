@@ -72,6 +72,7 @@ use crate::identity::tokens::{
     IssuerSettings, UserTokenSettings, DEFAULT_USER_TOKEN_HEADER, DEFAULT_USER_TOKEN_SCHEME,
 };
 use crate::identity::PeerCertificateSource;
+use crate::pipeline::publish::{FilterStateSet, FILTER_STATE};
 use crate::policy::{Policy, PolicyError};
 use crate::signature::{self, KeyId, PolicySignature, SignatureError, TrustedKeys};
 use crate::spiffe;
@@ -122,6 +123,9 @@ struct RawConfig<'a> {
     peer_principal_key: Option<String>,
     #[serde(default)]
     audit_log: AuditLog,
+    /// `"all"`, `"none"` or a list of names: read by [`filter_state`].
+    #[serde(default)]
+    filter_state: Option<serde_json::Value>,
     #[serde(default)]
     method_override: MethodOverride,
     #[serde(default)]
@@ -338,6 +342,9 @@ pub enum ConfigError {
     /// needs the certificate itself.
     #[error("`peer_certificate: filter_state` has no certificate to check, but {0}: use a certificate source, or drop it")]
     NeedsCertificate(&'static str),
+    /// `filter_state` is not `all`, `none` or a list of published names.
+    #[error("`filter_state` {0}")]
+    BadFilterState(String),
     /// `peer_principal_key` without `filter_state`, or not a plain key.
     #[error("`peer_principal_key` {0}")]
     BadPrincipalKey(&'static str),
@@ -446,6 +453,8 @@ pub struct FilterConfig {
     pub peer_principal_key: String,
     /// Which decisions to log.
     pub audit_log: AuditLog,
+    /// Which decision facts to publish as filter state.
+    pub filter_state: FilterStateSet,
     /// Inbound: how method-override headers are handled.
     pub method_override: MethodOverride,
     /// JWT-SVID settings; `None`: JWT-SVIDs are not read.
@@ -489,6 +498,7 @@ impl FilterConfig {
             return Err(ConfigError::TooLarge(bytes.len()));
         }
         let raw: RawConfig = serde_json::from_slice(bytes)?;
+        let filter_state = filter_state(raw.filter_state.as_ref())?;
         let policy_bytes = base64::engine::general_purpose::STANDARD.decode(raw.policy.trim())?;
         // A malformed signature is refused even when none is required.
         let policy_signature = raw
@@ -573,6 +583,7 @@ impl FilterConfig {
             peer_certificate: raw.peer_certificate,
             peer_principal_key,
             audit_log: raw.audit_log,
+            filter_state,
             method_override: raw.method_override,
             jwt_svid,
             user_tokens,
@@ -702,6 +713,65 @@ fn token_rules(
         clock_skew_secs,
         max_lifetime_secs,
     })
+}
+
+/// `filter_state`: absent or `"all"` publishes every fact, `"none"` none, a
+/// list the facts it names (the names of `pipeline::publish::FILTER_STATE`).
+fn filter_state(value: Option<&serde_json::Value>) -> Result<FilterStateSet, ConfigError> {
+    use serde_json::Value;
+    let names = || {
+        FILTER_STATE
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match value {
+        None => Ok(FilterStateSet::ALL),
+        Some(Value::String(s)) if s == "all" => Ok(FilterStateSet::ALL),
+        Some(Value::String(s)) if s == "none" => Ok(FilterStateSet::NONE),
+        Some(Value::Array(items)) => {
+            let mut listed = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => listed.push(s.as_str()),
+                    other => {
+                        return Err(ConfigError::BadFilterState(format!(
+                            "lists {}, which is not a name (one of {})",
+                            json_type(other),
+                            names()
+                        )))
+                    }
+                }
+            }
+            FilterStateSet::from_names(listed).map_err(|unknown| {
+                ConfigError::BadFilterState(format!(
+                    "names `{}`, which meshward does not publish (one of {}; Envoy adds the `wasm.` prefix itself)",
+                    unknown.escape_debug().take(80).collect::<String>(),
+                    names()
+                ))
+            })
+        }
+        Some(other) => Err(ConfigError::BadFilterState(format!(
+            "must be \"all\", \"none\" or a list of filter-state names, not {}",
+            match other {
+                Value::String(s) => format!("`{}`", s.escape_debug().take(80).collect::<String>()),
+                _ => json_type(other).to_owned(),
+            }
+        ))),
+    }
+}
+
+/// A JSON value's type, for messages that must not echo the value.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// The filter-state key of [`crate::identity::PeerCertificateSource::FilterState`], and the
@@ -943,6 +1013,54 @@ mod tests {
             key["use"] = serde_json::json!(u);
         }
         serde_json::json!({ "keys": [key] })
+    }
+
+    #[test]
+    fn filter_state_selects_the_published_facts() {
+        use crate::pipeline::publish::{PEER, REASON};
+        let set = |v: serde_json::Value| config_with(serde_json::json!({ "filter_state": v }));
+        assert_eq!(
+            config_with(serde_json::json!({})).unwrap().filter_state,
+            FilterStateSet::ALL
+        );
+        assert_eq!(
+            set(serde_json::json!("all")).unwrap().filter_state,
+            FilterStateSet::ALL
+        );
+        assert_eq!(
+            set(serde_json::json!("none")).unwrap().filter_state,
+            FilterStateSet::NONE
+        );
+        assert_eq!(
+            set(serde_json::json!([])).unwrap().filter_state,
+            FilterStateSet::NONE
+        );
+        let listed = set(serde_json::json!(["meshward_reason", "meshward_peer"]))
+            .unwrap()
+            .filter_state;
+        assert!(listed.contains(REASON) && listed.contains(PEER));
+        assert!(!listed.contains(crate::pipeline::publish::DECISION));
+
+        let message = |v: serde_json::Value| set(v).unwrap_err().to_string();
+        let unknown = message(serde_json::json!(["wasm.meshward_reason"]));
+        assert!(
+            unknown.starts_with("`filter_state` names `wasm.meshward_reason`, which meshward does not publish (one of meshward_decision, meshward_reason,"),
+            "{unknown}"
+        );
+        assert!(
+            unknown.ends_with("Envoy adds the `wasm.` prefix itself)"),
+            "{unknown}"
+        );
+        assert_eq!(
+            message(serde_json::json!("some")),
+            "`filter_state` must be \"all\", \"none\" or a list of filter-state names, not `some`"
+        );
+        assert_eq!(
+            message(serde_json::json!(true)),
+            "`filter_state` must be \"all\", \"none\" or a list of filter-state names, not a boolean"
+        );
+        assert!(message(serde_json::json!([7]))
+            .starts_with("`filter_state` lists a number, which is not a name"));
     }
 
     #[test]

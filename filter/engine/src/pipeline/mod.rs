@@ -446,7 +446,14 @@ impl Pipeline {
             peer,
             chain: verdict.chain.as_ref().and_then(|c| c.as_ref().ok()),
         };
-        for (name, value) in publish::decision_facts(&facts) {
+        let wanted = self
+            .config
+            .as_ref()
+            .map_or(publish::FilterStateSet::ALL, |c| c.filter_state);
+        if wanted.is_empty() {
+            return;
+        }
+        for (name, value) in publish::decision_facts(&facts, wanted) {
             match host.set_filter_state(name, &value) {
                 Ok(()) => {}
                 Err(HostError::Unsupported) => return,

@@ -65,6 +65,85 @@ pub const FILTER_STATE: [(&str, &str); 15] = [
     (DIRECTION, "`inbound` (a decision on a request to this workload) or `outbound` (the app's own call)"),
 ];
 
+/// Which of the [`FILTER_STATE`] facts a configuration publishes (its
+/// `filter_state` member): all (the default), none, or the names an access
+/// log reads. Each published fact is one host call per request, the largest
+/// avoidable per-request cost when nothing reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterStateSet(u16);
+
+impl FilterStateSet {
+    /// Every fact (the default).
+    pub const ALL: Self = Self((1 << FILTER_STATE.len()) - 1);
+    /// No fact: no filter-state host call.
+    pub const NONE: Self = Self(0);
+
+    /// The facts named (each one of [`FILTER_STATE`]'s names); an unknown
+    /// name is returned as the error.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut bits = 0;
+        for name in names {
+            let index = FILTER_STATE
+                .iter()
+                .position(|(known, _)| *known == name)
+                .ok_or_else(|| name.to_owned())?;
+            bits |= 1 << index;
+        }
+        Ok(Self(bits))
+    }
+
+    /// Whether no fact is published.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the fact `name` (one of [`FILTER_STATE`]'s names) is
+    /// published.
+    pub fn contains(self, name: &str) -> bool {
+        self.0 & bit(name) != 0
+    }
+}
+
+impl Default for FilterStateSet {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+/// The bit of a [`FILTER_STATE`] name: a `const fn`, so `const { bit(X) }`
+/// costs nothing per request; a name outside the table fails to compile.
+#[expect(
+    clippy::panic,
+    reason = "only evaluated at compile time (`const { bit(..) }`): the panic is a build error"
+)]
+const fn bit(name: &str) -> u16 {
+    let mut rest: &[(&str, &str)] = &FILTER_STATE;
+    let mut index = 0;
+    while let [(known, _), tail @ ..] = rest {
+        if str_eq(known, name) {
+            return 1 << index;
+        }
+        rest = tail;
+        index += 1;
+    }
+    panic!("not a FILTER_STATE name")
+}
+
+/// `a == b`, usable in a `const fn`.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a, b) {
+            ([], []) => return true,
+            ([x, a_tail @ ..], [y, b_tail @ ..]) if *x == *y => {
+                a = a_tail;
+                b = b_tail;
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// `meshward_decision`.
 pub const DECISION: &str = "meshward_decision";
 /// `meshward_reason`.
@@ -130,50 +209,77 @@ pub(crate) struct Published<'a> {
     pub chain: Option<&'a Chain>,
 }
 
-/// The filter-state facts of one decision, as `(name, value)` pairs in the
-/// order of [`FILTER_STATE`]; facts that do not apply are left out.
-pub(crate) fn decision_facts<'a>(facts: &Published<'a>) -> Vec<(&'static str, Cow<'a, str>)> {
+/// The filter-state facts of one decision that `wanted` selects, as
+/// `(name, value)` pairs in the order of [`FILTER_STATE`]; facts that do not
+/// apply are left out, and a fact not selected is never computed.
+pub(crate) fn decision_facts<'a>(
+    facts: &Published<'a>,
+    wanted: FilterStateSet,
+) -> Vec<(&'static str, Cow<'a, str>)> {
     let decision = facts.decision;
     let policy = facts.policy;
     let rule_id = |r: RuleIdx| policy.map(|p| Cow::Borrowed(p.rule_id(r)));
     let mut out: Vec<(&'static str, Cow<'a, str>)> = Vec::with_capacity(FILTER_STATE.len());
-    out.push((DECISION, Cow::Borrowed(decision.effect.as_str())));
-    out.push((REASON, Cow::Borrowed(decision.reason.code())));
-    if let (Some(p), Some(i)) = (policy, decision.intent) {
+    // `const { bit(..) }`: the selection test is one AND per fact.
+    let want = |b: u16| wanted.0 & b != 0;
+    if want(const { bit(DECISION) }) {
+        out.push((DECISION, Cow::Borrowed(decision.effect.as_str())));
+    }
+    if want(const { bit(REASON) }) {
+        out.push((REASON, Cow::Borrowed(decision.reason.code())));
+    }
+    if let (true, Some(p), Some(i)) = (want(const { bit(INTENT) }), policy, decision.intent) {
         out.push((INTENT, Cow::Borrowed(p.intent_name(i))));
     }
-    if let Some(id) = decision.rule.and_then(rule_id) {
-        out.push((RULE, id));
+    if want(const { bit(RULE) }) {
+        if let Some(id) = decision.rule.and_then(rule_id) {
+            out.push((RULE, id));
+        }
     }
-    if let Some(p) = policy {
+    if let (true, Some(p)) = (want(const { bit(MODE) }), policy) {
         out.push((MODE, Cow::Borrowed(policy_mode(p))));
     }
     if let Some(would) = decision.would_be {
-        out.push((WOULD_BE, Cow::Borrowed(would.effect.as_str())));
-        out.push((WOULD_BE_REASON, Cow::Borrowed(would.reason.code())));
-        if let Some(id) = would.rule.and_then(rule_id) {
-            out.push((WOULD_BE_RULE, id));
+        if want(const { bit(WOULD_BE) }) {
+            out.push((WOULD_BE, Cow::Borrowed(would.effect.as_str())));
+        }
+        if want(const { bit(WOULD_BE_REASON) }) {
+            out.push((WOULD_BE_REASON, Cow::Borrowed(would.reason.code())));
+        }
+        if want(const { bit(WOULD_BE_RULE) }) {
+            if let Some(id) = would.rule.and_then(rule_id) {
+                out.push((WOULD_BE_RULE, id));
+            }
         }
     }
-    if let Some(peer) = facts.peer.filter(|p| !p.is_empty()) {
+    if let (true, Some(peer)) = (
+        want(const { bit(PEER) }),
+        facts.peer.filter(|p| !p.is_empty()),
+    ) {
         out.push((PEER, Cow::Borrowed(peer)));
     }
     if let Some(chain) = facts.chain {
-        if let Some(origin) = chain.origin() {
-            out.push((CHAIN_ORIGIN, Cow::Borrowed(origin.as_str())));
+        if want(const { bit(CHAIN_ORIGIN) }) {
+            if let Some(origin) = chain.origin() {
+                out.push((CHAIN_ORIGIN, Cow::Borrowed(origin.as_str())));
+            }
         }
-        if let Some(user) = &chain.user {
+        if let (true, Some(user)) = (want(const { bit(CHAIN_USER) }), &chain.user) {
             out.push((CHAIN_USER, Cow::Borrowed(user.as_str())));
         }
-        if let Some(purpose) = &chain.purpose {
+        if let (true, Some(purpose)) = (want(const { bit(CHAIN_PURPOSE) }), &chain.purpose) {
             out.push((CHAIN_PURPOSE, Cow::Borrowed(purpose.as_str())));
         }
-        out.push((CHAIN, Cow::Owned(chain.to_wire())));
+        if want(const { bit(CHAIN) }) {
+            out.push((CHAIN, Cow::Owned(chain.to_wire())));
+        }
     }
-    if let Some(p) = policy {
+    if let (true, Some(p)) = (want(const { bit(POLICY) }), policy) {
         out.push((POLICY, Cow::Borrowed(p.hash_hex())));
     }
-    out.push((DIRECTION, Cow::Borrowed(facts.side.as_str())));
+    if want(const { bit(DIRECTION) }) {
+        out.push((DIRECTION, Cow::Borrowed(facts.side.as_str())));
+    }
     out
 }
 
@@ -582,13 +688,16 @@ mod tests {
     #[test]
     fn facts_without_policy_name_decision_reason_and_side() {
         let decision = Decision::deny(Reason::NoPolicy);
-        let facts = decision_facts(&Published {
-            policy: None,
-            decision: &decision,
-            side: Side::Inbound,
-            peer: None,
-            chain: None,
-        });
+        let facts = decision_facts(
+            &Published {
+                policy: None,
+                decision: &decision,
+                side: Side::Inbound,
+                peer: None,
+                chain: None,
+            },
+            FilterStateSet::ALL,
+        );
         let names: Vec<&str> = facts.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, [DECISION, REASON, DIRECTION]);
         assert_eq!(facts[1].1, "no_policy");
@@ -596,6 +705,41 @@ mod tests {
         for (name, _) in FILTER_STATE {
             assert!(name.starts_with(FILTER_STATE_PREFIX));
         }
+    }
+
+    #[test]
+    fn a_selection_publishes_only_the_facts_it_names() {
+        let decision = Decision::deny(Reason::NoPolicy);
+        let published = Published {
+            policy: None,
+            decision: &decision,
+            side: Side::Inbound,
+            peer: Some("spiffe://shop.example/ns/shop/sa/web"),
+            chain: None,
+        };
+        let only = FilterStateSet::from_names([REASON, PEER, CHAIN]).unwrap();
+        let names: Vec<&str> = decision_facts(&published, only)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        // CHAIN is selected but does not apply (no chain): left out.
+        assert_eq!(names, [REASON, PEER]);
+        assert!(decision_facts(&published, FilterStateSet::NONE).is_empty());
+        assert!(FilterStateSet::NONE.is_empty());
+        for (name, _) in FILTER_STATE {
+            assert!(FilterStateSet::ALL.contains(name));
+            assert!(!FilterStateSet::NONE.contains(name));
+            assert!(FilterStateSet::from_names([name]).unwrap().contains(name));
+        }
+        assert_eq!(FilterStateSet::default(), FilterStateSet::ALL);
+        assert_eq!(
+            FilterStateSet::from_names(FILTER_STATE.iter().map(|(n, _)| *n)),
+            Ok(FilterStateSet::ALL)
+        );
+        assert_eq!(
+            FilterStateSet::from_names(["wasm.meshward_reason"]),
+            Err("wasm.meshward_reason".to_owned())
+        );
     }
 
     #[test]

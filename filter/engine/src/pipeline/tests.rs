@@ -192,6 +192,33 @@ fn allows_through_the_forwarded_certificate_and_hands_the_app_its_facts() {
 }
 
 #[test]
+fn filter_state_publishes_only_what_the_configuration_selects() {
+    let frontend = svid(FRONTEND);
+    // A list: only those facts, same decision and edits.
+    let (mut pipeline, mut host) = started(plugin_config(json!({
+        "workload_id": ORDERS,
+        "filter_state": ["meshward_reason", "meshward_peer"],
+    })));
+    request(&mut host, &frontend, "GET", "/orders/1", &[]);
+    assert_eq!(pipeline.on_request_headers(&mut host), Action::Continue);
+    let names: Vec<&str> = host.filter_state.keys().map(String::as_str).collect();
+    assert_eq!(names, ["meshward_peer", "meshward_reason"]);
+    assert_eq!(host.filter_state["meshward_reason"], "allowed_by_rule");
+    assert!(host.added.iter().any(|(k, _)| k == "x-meshward-chain"));
+    assert_eq!(effect_count(&host, "allow"), 1);
+    // `none`: no filter state at all; the audit line and counters stay.
+    let (mut pipeline, mut host) = started(plugin_config(json!({
+        "workload_id": ORDERS,
+        "filter_state": "none",
+    })));
+    request(&mut host, &svid(BATCH), "GET", "/orders/1", &[]);
+    assert_eq!(pipeline.on_request_headers(&mut host), Action::Stop);
+    assert!(host.filter_state.is_empty());
+    assert_eq!(reason_count(&host, "no_matching_rule"), 1);
+    assert_eq!(host.audit_lines().len(), 1);
+}
+
+#[test]
 fn denies_with_the_reason_the_response_and_the_counters_agree_on() {
     let (mut pipeline, mut host) = started(plugin_config(json!({})));
     // Not granted.
