@@ -49,6 +49,7 @@ for kind in kinds:
     order += [f"{kind}-{n}" for n in sizes if f"{kind}-{n}" in by]
 order += sorted((r for r in by if r.startswith("quiet-") and "@" not in r), key=size_of)
 order += sorted((r for r in by if r.startswith("jwt-") and "@" not in r), key=size_of)
+order += sorted((r for r in by if r.startswith(("lean-", "native-lean-")) and "@" not in r), key=size_of)
 order += [r for r in by if "@" in r and r not in order]
 label = {
     "none": "no filter",
@@ -69,6 +70,10 @@ for r in list(by):
         text = f"meshward native, {int(n):,} rules"
     elif head == "quiet":
         text = f"meshward wasm, {int(n):,} rules, audit log off"
+    elif head == "lean":
+        text = f"meshward wasm, {int(n):,} rules, `filter_state: none`"
+    elif head == "native-lean":
+        text = f"meshward native, {int(n):,} rules, `filter_state: none`"
     elif head == "jwt":
         text = f"meshward wasm, {int(n):,} rules, + JWT-SVID (cache hit)"
     if text is None:

