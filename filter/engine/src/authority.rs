@@ -89,17 +89,30 @@ pub enum AuthorityError {
 
 /// An `:authority` in canonical form: a lower-case host (see the module
 /// documentation for the grammar) and an optional port. Constructed only by
-/// [`CanonicalAuthority::parse`]; `Copy` and allocation-free (the host lives
-/// in an inline buffer), so the request path can afford it.
+/// [`CanonicalAuthority::parse`]; `Copy` and allocation-free. The common
+/// case, a host already canonical as received, borrows it; a host that had
+/// to be rewritten (upper case, the trailing dot, an IPv6 literal) lives in
+/// an inline buffer.
 #[derive(Clone, Copy)]
-pub struct CanonicalAuthority {
-    host: [u8; MAX_HOST_LEN],
-    // INVARIANT: `len <= MAX_HOST_LEN` and `host[..len]` is ASCII.
-    len: u8,
+pub struct CanonicalAuthority<'a> {
+    host: Host<'a>,
     port: Option<u16>,
 }
 
-impl fmt::Debug for CanonicalAuthority {
+#[derive(Clone, Copy)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "allocation-free by design: a rewritten host lives inline, on the stack of one decision"
+)]
+enum Host<'a> {
+    /// The received host, already canonical (or empty: no host).
+    Received(&'a str),
+    /// The host rewritten into canonical form.
+    // INVARIANT: `len <= MAX_HOST_LEN` and `buf[..len]` is ASCII.
+    Rewritten { buf: [u8; MAX_HOST_LEN], len: u8 },
+}
+
+impl fmt::Debug for CanonicalAuthority<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CanonicalAuthority")
             .field("host", &self.host())
@@ -108,15 +121,15 @@ impl fmt::Debug for CanonicalAuthority {
     }
 }
 
-impl PartialEq for CanonicalAuthority {
+impl PartialEq for CanonicalAuthority<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.host() == other.host() && self.port == other.port
     }
 }
 
-impl Eq for CanonicalAuthority {}
+impl Eq for CanonicalAuthority<'_> {}
 
-impl fmt::Display for CanonicalAuthority {
+impl fmt::Display for CanonicalAuthority<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.host())?;
         match self.port {
@@ -126,7 +139,7 @@ impl fmt::Display for CanonicalAuthority {
     }
 }
 
-/// Writes into the inline host buffer (for the IPv6 form).
+/// Writes into an inline host buffer (for the IPv6 form).
 struct HostWriter<'a> {
     buf: &'a mut [u8; MAX_HOST_LEN],
     len: usize,
@@ -142,51 +155,56 @@ impl fmt::Write for HostWriter<'_> {
     }
 }
 
-impl CanonicalAuthority {
+impl<'a> CanonicalAuthority<'a> {
     /// Parses `authority` (the `:authority` or `Host` value as received),
     /// or says why it is not canonical. The empty string is the absent
     /// authority (no host, no port).
-    pub fn parse(authority: &str) -> Result<CanonicalAuthority, AuthorityError> {
-        let mut out = CanonicalAuthority {
-            host: [0; MAX_HOST_LEN],
-            len: 0,
-            port: None,
-        };
+    pub fn parse(authority: &'a str) -> Result<CanonicalAuthority<'a>, AuthorityError> {
         if authority.is_empty() {
-            return Ok(out);
+            return Ok(CanonicalAuthority {
+                host: Host::Received(""),
+                port: None,
+            });
         }
-        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        if let Some(rest) = authority.strip_prefix('[') {
             let (inner, after) = rest.split_once(']').ok_or(AuthorityError::BadIpLiteral)?;
             let port = match after {
                 "" => None,
-                _ => Some(
+                _ => Some(parse_port(
                     after
                         .strip_prefix(':')
                         .ok_or(AuthorityError::BadIpLiteral)?,
-                ),
+                )?),
             };
-            out.len = write_ipv6(inner, &mut out.host)?;
-            (None, port)
-        } else {
-            match authority.split_once(':') {
-                Some((host, port)) => (Some(host), Some(port)),
-                None => (Some(authority), None),
-            }
-        };
-        if let Some(host) = host {
-            out.len = write_name(host, &mut out.host)?;
+            return Ok(CanonicalAuthority {
+                host: ipv6_host(inner)?,
+                port,
+            });
         }
-        out.port = port.map(parse_port).transpose()?;
-        Ok(out)
+        // A byte loop, not `split_once(':')`: authorities are short, and
+        // this runs on every decision.
+        let (host, port) = match authority.bytes().position(|b| b == b':') {
+            Some(colon) => (
+                authority.get(..colon).unwrap_or_default(),
+                Some(authority.get(colon + 1..).unwrap_or_default()),
+            ),
+            None => (authority, None),
+        };
+        let host = name_host(host)?;
+        let port = port.map(parse_port).transpose()?;
+        Ok(CanonicalAuthority { host, port })
     }
 
     /// The canonical host: lower-case, without port or trailing dot, IPv6 in
     /// brackets; empty when the authority was absent.
     pub fn host(&self) -> &str {
-        self.host
-            .get(..usize::from(self.len))
-            .and_then(|h| core::str::from_utf8(h).ok())
-            .unwrap_or("")
+        match &self.host {
+            Host::Received(host) => host,
+            Host::Rewritten { buf, len } => buf
+                .get(..usize::from(*len))
+                .and_then(|h| core::str::from_utf8(h).ok())
+                .unwrap_or(""),
+        }
     }
 
     /// The port, when one was given.
@@ -196,7 +214,7 @@ impl CanonicalAuthority {
 
     /// True for the absent (empty) authority.
     pub fn is_absent(&self) -> bool {
-        self.len == 0
+        self.host().is_empty()
     }
 }
 
@@ -212,68 +230,133 @@ pub(crate) fn is_canonical_intent_host(host: &str) -> bool {
         && CanonicalAuthority::parse(host).is_ok_and(|a| a.host() == host)
 }
 
-/// Validates a DNS name or dotted-quad IPv4 address and writes it,
-/// lower-cased and without its one optional trailing dot, into `buf`;
-/// returns its length.
-fn write_name(host: &str, buf: &mut [u8; MAX_HOST_LEN]) -> Result<u8, AuthorityError> {
-    let name = host.strip_suffix('.').unwrap_or(host);
+/// Validates a DNS name or dotted-quad IPv4 address in one pass over its
+/// bytes (this runs on every decision) and returns it canonical: as
+/// received when it already is, else lower-cased and without its one
+/// optional trailing dot. Errors, in order of precedence: the first
+/// forbidden byte, the length, then the first bad label, then a numeric
+/// last label that is not a dotted quad.
+fn name_host(host: &str) -> Result<Host<'_>, AuthorityError> {
+    let received = host.as_bytes();
+    let name = received.strip_suffix(b".").unwrap_or(received);
     if name.is_empty() {
         return Err(AuthorityError::EmptyLabel);
     }
-    if let Some(bad) = name
-        .bytes()
-        .find(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
-    {
-        return Err(AuthorityError::ForbiddenByte(bad));
+    let mut label_start = 0;
+    let mut bad_label = None;
+    let mut upper = false;
+    for (i, &b) in name.iter().enumerate() {
+        // A `u8` index is always in the table: the check compiles away.
+        match NAME_BYTES
+            .get(usize::from(b))
+            .copied()
+            .unwrap_or(NameByte::Forbidden)
+        {
+            NameByte::Plain => {}
+            NameByte::Upper => upper = true,
+            NameByte::Dot => {
+                if bad_label.is_none() {
+                    bad_label = check_label(name.get(label_start..i).unwrap_or_default()).err();
+                }
+                label_start = i + 1;
+            }
+            NameByte::Forbidden => return Err(AuthorityError::ForbiddenByte(b)),
+        }
     }
     if name.len() > MAX_HOST_LEN {
         return Err(AuthorityError::TooLong);
     }
-    let mut last = "";
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(AuthorityError::EmptyLabel);
-        }
-        if label.len() > 63 {
-            return Err(AuthorityError::LabelTooLong);
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(AuthorityError::HyphenAtLabelEdge);
-        }
-        last = label;
+    let last = name.get(label_start..).unwrap_or_default();
+    if let Some(error) = bad_label.or_else(|| check_label(last).err()) {
+        return Err(error);
     }
     if is_numeric_label(last) && !is_dotted_quad(name) {
         return Err(AuthorityError::NotDottedQuad);
     }
+    if !upper && name.len() == received.len() {
+        return Ok(Host::Received(host));
+    }
+    let mut buf = [0; MAX_HOST_LEN];
     let dest = buf.get_mut(..name.len()).ok_or(AuthorityError::TooLong)?;
-    for (d, s) in dest.iter_mut().zip(name.bytes()) {
+    for (d, s) in dest.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    u8::try_from(name.len()).map_err(|_| AuthorityError::TooLong)
+    let len = u8::try_from(name.len()).map_err(|_| AuthorityError::TooLong)?;
+    Ok(Host::Rewritten { buf, len })
+}
+
+/// What a byte is in a DNS name or IPv4 address.
+#[derive(Clone, Copy)]
+enum NameByte {
+    /// `a`–`z`, `0`–`9`, `-`, `_`.
+    Plain,
+    /// `A`–`Z`: accepted, lower-cased.
+    Upper,
+    /// `.`: ends a label.
+    Dot,
+    /// Anything else.
+    Forbidden,
+}
+
+/// [`NameByte`] of every byte: one load per byte on the request path.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time, with `b < 256`"
+)]
+static NAME_BYTES: [NameByte; 256] = {
+    let mut table = [NameByte::Forbidden; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => NameByte::Plain,
+            b'A'..=b'Z' => NameByte::Upper,
+            b'.' => NameByte::Dot,
+            _ => NameByte::Forbidden,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// A DNS label: 1–63 bytes, not starting or ending with `-` (its bytes are
+/// checked by the caller).
+fn check_label(label: &[u8]) -> Result<(), AuthorityError> {
+    match label {
+        [] => Err(AuthorityError::EmptyLabel),
+        _ if label.len() > 63 => Err(AuthorityError::LabelTooLong),
+        [b'-', ..] | [.., b'-'] => Err(AuthorityError::HyphenAtLabelEdge),
+        _ => Ok(()),
+    }
 }
 
 /// A label that URL parsers (WHATWG "ends in a number") and `inet_aton`
 /// read as part of an IPv4 address: all decimal digits, or `0x`/`0X`
 /// followed by hex digits (possibly none).
-fn is_numeric_label(label: &str) -> bool {
+fn is_numeric_label(label: &[u8]) -> bool {
     if let Some(hex) = label
-        .strip_prefix("0x")
-        .or_else(|| label.strip_prefix("0X"))
+        .strip_prefix(b"0x")
+        .or_else(|| label.strip_prefix(b"0X"))
     {
-        return hex.bytes().all(|b| b.is_ascii_hexdigit());
+        return hex.iter().all(u8::is_ascii_hexdigit);
     }
-    !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit())
+    !label.is_empty() && label.iter().all(u8::is_ascii_digit)
 }
 
 /// `a.b.c.d`, four decimal octets 0–255 without leading zeros.
-fn is_dotted_quad(name: &str) -> bool {
+fn is_dotted_quad(name: &[u8]) -> bool {
     let mut count = 0;
-    for octet in name.split('.') {
+    for octet in name.split(|&b| b == b'.') {
         count += 1;
         let canonical_digits = matches!(octet.len(), 1..=3)
-            && octet.bytes().all(|b| b.is_ascii_digit())
-            && (octet.len() == 1 || !octet.starts_with('0'));
-        if !canonical_digits || octet.parse::<u8>().is_err() {
+            && octet.iter().all(u8::is_ascii_digit)
+            && (octet.len() == 1 || !octet.starts_with(b"0"));
+        if !canonical_digits {
+            return false;
+        }
+        // At most three digits: no overflow.
+        let value = octet.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        if value > 255 {
             return false;
         }
     }
@@ -281,12 +364,17 @@ fn is_dotted_quad(name: &str) -> bool {
 }
 
 /// Parses the inside of `[...]` as an IPv6 address (no zone) and writes
-/// `[` + its RFC 5952 form + `]` into `buf`; returns the length.
-fn write_ipv6(inner: &str, buf: &mut [u8; MAX_HOST_LEN]) -> Result<u8, AuthorityError> {
+/// `[` + its RFC 5952 form + `]`.
+fn ipv6_host(inner: &str) -> Result<Host<'static>, AuthorityError> {
     let addr: Ipv6Addr = inner.parse().map_err(|_| AuthorityError::BadIpLiteral)?;
-    let mut w = HostWriter { buf, len: 0 };
+    let mut buf = [0; MAX_HOST_LEN];
+    let mut w = HostWriter {
+        buf: &mut buf,
+        len: 0,
+    };
     write!(w, "[{addr}]").map_err(|_| AuthorityError::BadIpLiteral)?;
-    u8::try_from(w.len).map_err(|_| AuthorityError::BadIpLiteral)
+    let len = u8::try_from(w.len).map_err(|_| AuthorityError::BadIpLiteral)?;
+    Ok(Host::Rewritten { buf, len })
 }
 
 /// 1–5 digits, no leading zero, 1–65535.
@@ -297,7 +385,9 @@ fn parse_port(port: &str) -> Result<u16, AuthorityError> {
     if !digits {
         return Err(AuthorityError::BadPort);
     }
-    port.parse::<u16>().map_err(|_| AuthorityError::BadPort)
+    // At most five digits: no overflow in u32.
+    let value = port.bytes().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+    u16::try_from(value).map_err(|_| AuthorityError::BadPort)
 }
 
 #[cfg(test)]

@@ -35,7 +35,10 @@ pub fn matches<'a>(
 /// Whether the path of `id` matches `pattern`; the trust domain is the
 /// caller's to compare (the engine compares interned ids).
 pub fn path_matches<'a>(pattern: impl IntoIterator<Item = Segment<'a>>, id: &SpiffeId) -> bool {
-    let mut actual = id.segments();
+    // Split as bytes: a byte split is cheaper than `str::split` on the
+    // request path, and segments compare equal as bytes exactly when they
+    // do as strings.
+    let mut actual = id.path().as_bytes().split(|&b| b == b'/').skip(1);
     for segment in pattern {
         match segment {
             Segment::Rest => return true,
@@ -45,7 +48,7 @@ pub fn path_matches<'a>(pattern: impl IntoIterator<Item = Segment<'a>>, id: &Spi
                 }
             }
             Segment::Literal(want) => {
-                if actual.next() != Some(want) {
+                if actual.next() != Some(want.as_bytes()) {
                     return false;
                 }
             }
