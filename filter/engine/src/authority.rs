@@ -170,16 +170,17 @@ impl<'a> CanonicalAuthority<'a> {
             let (inner, after) = rest.split_once(']').ok_or(AuthorityError::BadIpLiteral)?;
             let port = match after {
                 "" => None,
-                _ => Some(parse_port(
+                _ => Some(
                     after
                         .strip_prefix(':')
                         .ok_or(AuthorityError::BadIpLiteral)?,
-                )?),
+                ),
             };
-            return Ok(CanonicalAuthority {
-                host: ipv6_host(inner)?,
-                port,
-            });
+            // The address before the port, so a bad literal is reported
+            // as one whatever follows it.
+            let host = ipv6_host(inner)?;
+            let port = port.map(parse_port).transpose()?;
+            return Ok(CanonicalAuthority { host, port });
         }
         // A byte loop, not `split_once(':')`: authorities are short, and
         // this runs on every decision.
@@ -511,6 +512,7 @@ mod tests {
             ("[fe80::1%eth0]", BadIpLiteral),
             ("[]", BadIpLiteral),
             ("[[::1]]", BadIpLiteral),
+            ("[vault]:http", BadIpLiteral),
             ("::1", EmptyLabel),
             ("]", ForbiddenByte(b']')),
         ] {
