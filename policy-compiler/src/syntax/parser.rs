@@ -94,14 +94,23 @@ impl Parser {
     }
 
     fn bump(&mut self) -> Token {
-        let token = self.tokens.get(self.pos).cloned().unwrap_or(Token {
-            kind: TokenKind::Eof,
-            span: self.peek_span(),
-        });
-        if self.pos < self.tokens.len() {
-            self.pos += 1;
+        let span = self.peek_span();
+        match self.tokens.get_mut(self.pos) {
+            Some(token) => {
+                self.pos += 1;
+                // Moved out, not cloned (a 100k-rule policy has millions of
+                // tokens): the parser never reads a token it has passed,
+                // except the previous one's span, which stays.
+                Token {
+                    kind: std::mem::replace(&mut token.kind, TokenKind::Eof),
+                    span: token.span,
+                }
+            }
+            None => Token {
+                kind: TokenKind::Eof,
+                span,
+            },
         }
-        token
     }
 
     fn peek_ident(&self) -> Option<&str> {
