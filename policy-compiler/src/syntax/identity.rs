@@ -58,7 +58,7 @@ const FETCH_OPTIONS: [&str; 6] = [
     "timeout",
 ];
 
-impl Parser {
+impl Parser<'_> {
     pub(super) fn identity_block(&mut self) -> Parsed<IdentityBlock> {
         let keyword = self.keyword();
         let settings = self.block_body("identity", &IDENTITY_KEYWORDS, |p, word| {

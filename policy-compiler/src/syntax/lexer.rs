@@ -70,6 +70,7 @@ pub struct Token {
 }
 
 /// Splits `source` into tokens (always ending with `Eof`) and lexical errors.
+#[cfg(test)]
 pub fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
     let lexed = lex_with_comments(source);
     (lexed.tokens, lexed.errors)
@@ -90,25 +91,30 @@ pub struct Lexed {
 
 /// Like [`lex`], also keeping where the comments are.
 pub fn lex_with_comments(source: &str) -> Lexed {
-    let mut lexer = Lexer {
-        source,
-        pos: 0,
-        tokens: Vec::new(),
-        comments: Vec::new(),
-        errors: Vec::new(),
-    };
-    lexer.run();
+    let mut lexer = Lexer::new(source);
+    let mut tokens = Vec::new();
+    loop {
+        let token = lexer.next_token();
+        let end = token.kind == TokenKind::Eof;
+        tokens.push(token);
+        if end {
+            break;
+        }
+    }
     Lexed {
-        tokens: lexer.tokens,
+        tokens,
         comments: lexer.comments,
         errors: lexer.errors,
     }
 }
 
-struct Lexer<'a> {
+/// The lexer as a token stream: the parser pulls one token at a time, so a
+/// large policy never has all its tokens in memory at once.
+pub(crate) struct Lexer<'a> {
     source: &'a str,
     pos: usize,
-    tokens: Vec<Token>,
+    /// The token the current step produced, if any.
+    ready: Option<Token>,
     comments: Vec<Span>,
     errors: Vec<Diagnostic>,
 }
@@ -117,7 +123,22 @@ fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
+    pub(crate) fn new(source: &'a str) -> Lexer<'a> {
+        Lexer {
+            source,
+            pos: 0,
+            ready: None,
+            comments: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The lexical errors so far (all of them once `Eof` was returned).
+    pub(crate) fn into_errors(self) -> Vec<Diagnostic> {
+        self.errors
+    }
+
     fn peek(&self) -> Option<char> {
         self.source
             .get(self.pos..)
@@ -137,14 +158,25 @@ impl Lexer<'_> {
     }
 
     fn push(&mut self, kind: TokenKind, start: usize) {
-        self.tokens.push(Token {
+        self.ready = Some(Token {
             kind,
             span: Span::new(start, self.pos),
         });
     }
 
-    fn run(&mut self) {
-        while let Some(c) = self.peek() {
+    /// The next token; `Eof` at the end, and again on every later call.
+    pub(crate) fn next_token(&mut self) -> Token {
+        loop {
+            if let Some(token) = self.ready.take() {
+                return token;
+            }
+            let Some(c) = self.peek() else {
+                let end = self.source.len();
+                return Token {
+                    kind: TokenKind::Eof,
+                    span: Span::new(end, end),
+                };
+            };
             let start = self.pos;
             match c {
                 '\n' => {
@@ -198,11 +230,6 @@ impl Lexer<'_> {
                 _ => self.invalid_run(),
             }
         }
-        let end = self.source.len();
-        self.tokens.push(Token {
-            kind: TokenKind::Eof,
-            span: Span::new(end, end),
-        });
     }
 
     /// Skips a run of characters that start no token and reports it once.

@@ -14,8 +14,5 @@ use crate::diagnostics::Diagnostic;
 /// Parses a policy file. The tree holds everything that parsed; the
 /// diagnostics (all errors) say what did not.
 pub fn parse(source: &str) -> (PolicyFile, Vec<Diagnostic>) {
-    let (tokens, mut errors) = lexer::lex(source);
-    let (file, parse_errors) = parser::parse_tokens(tokens);
-    errors.extend(parse_errors);
-    (file, errors)
+    parser::parse_source(source)
 }

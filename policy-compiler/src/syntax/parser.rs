@@ -10,7 +10,7 @@ use crate::diagnostics::{Code, Diagnostic};
 use crate::span::{Span, Spanned};
 use crate::suggest::did_you_mean;
 
-use super::lexer::{Token, TokenKind};
+use super::lexer::{Lexer, Token, TokenKind};
 
 #[path = "identity.rs"]
 mod identity;
@@ -51,20 +51,55 @@ struct Reported;
 
 type Parsed<T> = Result<T, Reported>;
 
-/// Parses tokens (ending with `Eof`) into a file plus syntax errors.
-pub fn parse_tokens(tokens: Vec<Token>) -> (PolicyFile, Vec<Diagnostic>) {
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        errors: Vec::new(),
+/// Parses `source` into a file plus its syntax errors (the lexer's first),
+/// pulling tokens from the lexer as it goes.
+pub fn parse_source(source: &str) -> (PolicyFile, Vec<Diagnostic>) {
+    let mut parser = Parser::new(Tokens::Lexer(Lexer::new(source)));
+    let file = parser.file();
+    let mut errors = match parser.tokens {
+        Tokens::Lexer(lexer) => lexer.into_errors(),
+        Tokens::List(..) => Vec::new(),
     };
+    errors.extend(parser.errors);
+    (file, errors)
+}
+
+/// Parses tokens (ending with `Eof`) into a file plus syntax errors.
+#[cfg(test)]
+pub fn parse_tokens(tokens: Vec<Token>) -> (PolicyFile, Vec<Diagnostic>) {
+    let end = tokens.last().map_or(Span::default(), |t| t.span);
+    let mut parser = Parser::new(Tokens::List(tokens.into_iter(), end));
     let file = parser.file();
     (file, parser.errors)
 }
 
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
+/// Where the parser's tokens come from.
+enum Tokens<'a> {
+    /// Straight from the lexer.
+    Lexer(Lexer<'a>),
+    /// A lexed list (tests), and the span of its last token.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests parse a token list"))]
+    List(std::vec::IntoIter<Token>, Span),
+}
+
+impl Tokens<'_> {
+    fn next_token(&mut self) -> Token {
+        match self {
+            Tokens::Lexer(lexer) => lexer.next_token(),
+            Tokens::List(tokens, end) => tokens.next().unwrap_or(Token {
+                kind: TokenKind::Eof,
+                span: *end,
+            }),
+        }
+    }
+}
+
+struct Parser<'a> {
+    tokens: Tokens<'a>,
+    /// The token `peek` sees.
+    current: Token,
+    /// The span of the token before it (of `current` at the start).
+    previous: Span,
     errors: Vec<Diagnostic>,
 }
 
@@ -77,40 +112,33 @@ fn list(words: &[&str]) -> String {
     }
 }
 
-impl Parser {
+impl<'a> Parser<'a> {
+    fn new(mut tokens: Tokens<'a>) -> Parser<'a> {
+        let current = tokens.next_token();
+        Parser {
+            tokens,
+            previous: current.span,
+            current,
+            errors: Vec::new(),
+        }
+    }
+
     // ---- token access -------------------------------------------------
 
     fn peek(&self) -> &TokenKind {
-        self.tokens
-            .get(self.pos)
-            .map_or(&TokenKind::Eof, |t| &t.kind)
+        &self.current.kind
     }
 
     fn peek_span(&self) -> Span {
-        self.tokens
-            .get(self.pos)
-            .or_else(|| self.tokens.last())
-            .map_or(Span::default(), |t| t.span)
+        self.current.span
     }
 
     fn bump(&mut self) -> Token {
-        let span = self.peek_span();
-        match self.tokens.get_mut(self.pos) {
-            Some(token) => {
-                self.pos += 1;
-                // Moved out, not cloned (a 100k-rule policy has millions of
-                // tokens): the parser never reads a token it has passed,
-                // except the previous one's span, which stays.
-                Token {
-                    kind: std::mem::replace(&mut token.kind, TokenKind::Eof),
-                    span: token.span,
-                }
-            }
-            None => Token {
-                kind: TokenKind::Eof,
-                span,
-            },
-        }
+        // At the end the lexer keeps answering `Eof` at the end's span.
+        let next = self.tokens.next_token();
+        let token = std::mem::replace(&mut self.current, next);
+        self.previous = token.span;
+        token
     }
 
     fn peek_ident(&self) -> Option<&str> {
@@ -689,10 +717,7 @@ impl Parser {
                 return Err(self.error_expected("a condition", help));
             }
         };
-        let end = self
-            .tokens
-            .get(self.pos.saturating_sub(1))
-            .map_or(start, |t| t.span);
+        let end = self.previous;
         Ok(ConditionExpr {
             kind,
             span: start.to(end),
