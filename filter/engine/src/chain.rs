@@ -147,12 +147,29 @@ impl Chain {
 
     /// Renders the unsealed wire form.
     pub fn to_wire(&self) -> String {
-        let mut out = format!(
-            "v=1;iat={};exp={};complete={}",
-            self.issued_at,
-            self.expires_at,
-            u8::from(self.complete)
-        );
+        // Sized once (percent-encoding at most triples a byte) and written
+        // without `format!`: this runs on every request that publishes or
+        // seals a chain.
+        let encoded = |s: &str| 3 * s.len();
+        let capacity = 80
+            + self.purpose.as_deref().map_or(0, str::len)
+            + self.user.as_deref().map_or(0, encoded)
+            + self.scopes.iter().map(|s| encoded(s) + 3).sum::<usize>()
+            + self
+                .hops
+                .iter()
+                .map(|h| h.as_str().len() + 1)
+                .sum::<usize>();
+        let mut out = String::with_capacity(capacity);
+        out.push_str("v=1;iat=");
+        push_decimal(&mut out, self.issued_at);
+        out.push_str(";exp=");
+        push_decimal(&mut out, self.expires_at);
+        out.push_str(if self.complete {
+            ";complete=1"
+        } else {
+            ";complete=0"
+        });
         if let Some(purpose) = &self.purpose {
             out.push_str(";purpose=");
             out.push_str(purpose);
@@ -163,7 +180,13 @@ impl Chain {
         }
         if !self.scopes.is_empty() {
             out.push_str(";scope=");
-            percent_encode_into(&self.scopes.join(" "), &mut out);
+            for (i, scope) in self.scopes.iter().enumerate() {
+                if i > 0 {
+                    // The space that joins scopes, percent-encoded.
+                    out.push_str("%20");
+                }
+                percent_encode_into(scope, &mut out);
+            }
         }
         out.push_str(";hops=");
         for (i, hop) in self.hops.iter().enumerate() {
@@ -324,6 +347,27 @@ fn parse_secs(v: Option<&str>) -> Result<u64, ChainError> {
         return Err(ChainError::Malformed);
     }
     v.parse().map_err(|_| ChainError::Malformed)
+}
+
+/// Appends `n` in decimal (what `Display` writes), without the formatting
+/// machinery.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            // `n % 10 < 10`: the cast cannot truncate.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
 }
 
 fn percent_encode_into(s: &str, out: &mut String) {
@@ -509,6 +553,22 @@ mod tests {
              spiffe://shop.example/ns/shop/sa/frontend"
         );
         assert_eq!(Chain::from_wire(&wire, 1001, 8), Ok(c));
+    }
+
+    #[test]
+    fn decimals_and_incomplete_chains_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 1_796_564_784, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut c = Chain::start(id(GW), 0, 0);
+        c.complete = false;
+        c.scopes = vec!["a b".into(), "c".into(), "d%".into()];
+        assert_eq!(
+            c.to_wire(),
+            format!("v=1;iat=0;exp=0;complete=0;scope=a%20b%20c%20d%25;hops={GW}")
+        );
     }
 
     #[test]
