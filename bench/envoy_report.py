@@ -58,24 +58,22 @@ label = {
     "noop-module": "no-op dynamic module",
     "noop-module-xfcc": "no-op module + XFCC (SANITIZE_SET, cert)",
 }
+# Row kind -> label, with the rule count after the first comma.
+KINDS = {
+    "rbac": "native RBAC{n}",
+    "meshward": "meshward wasm{n}",
+    "native": "meshward native{n}",
+    "quiet": "meshward wasm{n}, audit log off",
+    "lean": "meshward wasm{n}, `filter_state: none`",
+    "native-lean": "meshward native{n}, `filter_state: none`",
+    "jwt": "meshward wasm{n}, + JWT-SVID (cache hit)",
+}
 for r in list(by):
     base, _, conc = r.partition("@")
     head, _, n = base.rpartition("-")
     text = label.get(base)
-    if head == "rbac":
-        text = f"native RBAC, {int(n):,} rules"
-    elif head == "meshward":
-        text = f"meshward wasm, {int(n):,} rules"
-    elif head == "native":
-        text = f"meshward native, {int(n):,} rules"
-    elif head == "quiet":
-        text = f"meshward wasm, {int(n):,} rules, audit log off"
-    elif head == "lean":
-        text = f"meshward wasm, {int(n):,} rules, `filter_state: none`"
-    elif head == "native-lean":
-        text = f"meshward native, {int(n):,} rules, `filter_state: none`"
-    elif head == "jwt":
-        text = f"meshward wasm, {int(n):,} rules, + JWT-SVID (cache hit)"
+    if head in KINDS:
+        text = KINDS[head].format(n=f", {int(n):,} rules")
     if text is None:
         text = base
     label[r] = text + (f", `--concurrency {conc[1:]}`" if conc else "")

@@ -54,48 +54,20 @@ type Parsed<T> = Result<T, Reported>;
 /// Parses `source` into a file plus its syntax errors (the lexer's first),
 /// pulling tokens from the lexer as it goes.
 pub fn parse_source(source: &str) -> (PolicyFile, Vec<Diagnostic>) {
-    let mut parser = Parser::new(Tokens::Lexer(Lexer::new(source)));
-    let file = parser.file();
-    let mut errors = match parser.tokens {
-        Tokens::Lexer(lexer) => lexer.into_errors(),
-        Tokens::List(..) => Vec::new(),
-    };
-    errors.extend(parser.errors);
+    let (file, mut errors, parse_errors) = parse_separately(source);
+    errors.extend(parse_errors);
     (file, errors)
 }
 
-/// Parses tokens (ending with `Eof`) into a file plus syntax errors.
-#[cfg(test)]
-pub fn parse_tokens(tokens: Vec<Token>) -> (PolicyFile, Vec<Diagnostic>) {
-    let end = tokens.last().map_or(Span::default(), |t| t.span);
-    let mut parser = Parser::new(Tokens::List(tokens.into_iter(), end));
+/// The file, the lexer's errors and the parser's errors.
+fn parse_separately(source: &str) -> (PolicyFile, Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut parser = Parser::new(Lexer::new(source));
     let file = parser.file();
-    (file, parser.errors)
-}
-
-/// Where the parser's tokens come from.
-enum Tokens<'a> {
-    /// Straight from the lexer.
-    Lexer(Lexer<'a>),
-    /// A lexed list (tests), and the span of its last token.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests parse a token list"))]
-    List(std::vec::IntoIter<Token>, Span),
-}
-
-impl Tokens<'_> {
-    fn next_token(&mut self) -> Token {
-        match self {
-            Tokens::Lexer(lexer) => lexer.next_token(),
-            Tokens::List(tokens, end) => tokens.next().unwrap_or(Token {
-                kind: TokenKind::Eof,
-                span: *end,
-            }),
-        }
-    }
+    (file, parser.lexer.into_errors(), parser.errors)
 }
 
 struct Parser<'a> {
-    tokens: Tokens<'a>,
+    lexer: Lexer<'a>,
     /// The token `peek` sees.
     current: Token,
     /// The span of the token before it (of `current` at the start).
@@ -113,10 +85,10 @@ fn list(words: &[&str]) -> String {
 }
 
 impl<'a> Parser<'a> {
-    fn new(mut tokens: Tokens<'a>) -> Parser<'a> {
-        let current = tokens.next_token();
+    fn new(mut lexer: Lexer<'a>) -> Parser<'a> {
+        let current = lexer.next_token();
         Parser {
-            tokens,
+            lexer,
             previous: current.span,
             current,
             errors: Vec::new(),
@@ -135,7 +107,7 @@ impl<'a> Parser<'a> {
 
     fn bump(&mut self) -> Token {
         // At the end the lexer keeps answering `Eof` at the end's span.
-        let next = self.tokens.next_token();
+        let next = self.lexer.next_token();
         let token = std::mem::replace(&mut self.current, next);
         self.previous = token.span;
         token
@@ -1114,19 +1086,16 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::lexer::lex;
 
     fn parse_ok(source: &str) -> PolicyFile {
-        let (tokens, lex_errors) = lex(source);
+        let (file, lex_errors, errors) = parse_separately(source);
         assert!(lex_errors.is_empty(), "{lex_errors:?}");
-        let (file, errors) = parse_tokens(tokens);
         assert!(errors.is_empty(), "{errors:#?}");
         file
     }
 
     fn parse_errors(source: &str) -> Vec<Diagnostic> {
-        let (tokens, _) = lex(source);
-        parse_tokens(tokens).1
+        parse_separately(source).2
     }
 
     #[test]
